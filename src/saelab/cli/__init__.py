@@ -1,0 +1,56 @@
+"""The `saelab` command line: a thin layer over each stage's `run(...)`.
+
+Each command group lives in its own module with a `register(app)` function. User
+mistakes (`SaelabError`) print one line and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from ..errors import SaelabError
+
+app = typer.Typer(
+    name="saelab",
+    help="Train, evaluate and interpret sparse dictionaries (SAEs, transcoders, crosscoders) on real language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details (INFO).")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register_all() -> None:
+    from . import basics, demo
+
+    for module in (basics, demo):
+        module.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `saelab` console script."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, standalone_mode=True)
+    except SaelabError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
