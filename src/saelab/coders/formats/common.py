@@ -1,0 +1,46 @@
+"""Helpers shared by the format readers: reading files with one-line `FormatError`s."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from ...errors import FormatError
+
+
+def read_safetensors(path: Path) -> dict[str, Tensor]:
+    """All tensors of a safetensors file; a truncated or corrupt file raises FormatError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise FormatError(f"{path}: not a readable safetensors file ({_first_line(e)}); "
+                          "the file may be truncated or corrupt — copy it again.") from None
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A JSON object; invalid JSON raises FormatError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: not valid JSON ({_first_line(e)}).") from None
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: got a JSON {type(data).__name__}; expected an object.")
+    return data
+
+
+def require(cfg: dict[str, Any], keys: tuple[str, ...], where: Path) -> None:
+    """Raise FormatError naming the keys of `keys` missing from `cfg`."""
+    missing = [k for k in keys if k not in cfg]
+    if missing:
+        raise FormatError(f"{where}: missing {', '.join(missing)}; found keys {', '.join(sorted(cfg)) or 'none'}.")
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
