@@ -1,0 +1,185 @@
+"""The `latents` stage: one model pass encodes with one or several dictionaries and
+streams their sparse latent activations to disk, shard by shard, resumably.
+
+Shard i covers windows [i·shard_windows, (i+1)·shard_windows). Under torchrun each rank
+takes a contiguous block of shards, so the shards (and the merged manifest) are the same
+whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.distributed as dist
+
+from ..activations.stream import ActivationBatch, StreamConfig, stream_activations
+from ..data.tokens import TokenWindows
+from ..errors import ConfigError
+from ..models.hookpoints import resolve_hookpoint
+from ..models.load import LoadedModel
+from ..workspace import Workspace
+from .config import CacheConfig, Encoder
+from .manifest import (dictionary_hash, finalize_store, finished_shards, manifest_path, prepare_store,
+                       write_manifest)
+from .shard import ShardBuilder, ShardRecord
+
+log = logging.getLogger(__name__)
+
+
+class _Target:
+    """One dictionary being cached: its coder, store directory and finished shards."""
+
+    def __init__(self, name: str, coder: Encoder, store: Path, identity: dict[str, Any]) -> None:
+        self.name, self.coder, self.store, self.identity = name, coder, store, identity
+        self.hookpoint: str = identity["hookpoint"]
+        self.done: dict[int, ShardRecord] = {}
+        self.param_dtype = next(iter(coder.state_dict().values())).dtype
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def _identity(name: str, coder: Encoder, hookpoint: str, lm: LoadedModel, windows: TokenWindows,
+              config: CacheConfig, n_windows: int) -> dict[str, Any]:
+    ident = {
+        "artifact": "latents", "dictionary": name, "dictionary_hash": dictionary_hash(coder),
+        "dictionary_class": type(coder).__name__, "hookpoint": hookpoint,
+        "d_in": int(coder.cfg.d_in), "d_sae": int(coder.cfg.d_sae),
+        "model": {"path": lm.path, "dtype": str(lm.dtype).removeprefix("torch.")},
+        "tokens_hash": windows.tokens_hash, "n_windows": n_windows, "ctx_len": windows.ctx_len,
+        "value_dtype": config.value_dtype, "shard_windows": config.shard_windows, "batch_size": config.batch_size,
+        "excluded": list(windows.config.exclude),
+        "excluded_note": "positions excluded by the token windows' `exclude` (sink = position 0, special tokens) "
+                         "are not stored: they never count as firing, and n_text_tokens counts only the others",
+    }
+    return json.loads(json.dumps(ident))  # as it reads back from cfg.json (tuples → lists)
+
+
+def _targets(workspace: Workspace, lm: LoadedModel, windows: TokenWindows, config: CacheConfig,
+             dictionaries: Mapping[str, Encoder], n_windows: int) -> list[_Target]:
+    if not dictionaries:
+        raise ConfigError("dictionaries: got none; give at least one dictionary to encode with.")
+    targets = []
+    for name, coder in dictionaries.items():
+        hp = resolve_hookpoint(lm.model, coder.cfg.hookpoint).name
+        if int(coder.cfg.d_in) != lm.d_model and not hp.endswith((".mlp", ".self_attn")):
+            log.warning("dictionary %s has d_in %d but the model's d_model is %d", name, coder.cfg.d_in, lm.d_model)
+        ident = _identity(name, coder, hp, lm, windows, config, n_windows)
+        targets.append(_Target(name, coder, workspace.latents(name), ident))
+    return targets
+
+
+def _encode_batch(batch: ActivationBatch, targets: list[_Target], builders: dict[str, ShardBuilder]) -> None:
+    coords = batch.mask.nonzero()  # [n_text, 2] (row in batch, position)
+    coords[:, 0] += int(batch.windows[0])  # → (window, position)
+    for t in targets:
+        if t.name not in builders:
+            continue
+        acts = batch.acts[t.hookpoint]  # [B, ctx, d_in]
+        x = acts[batch.mask.to(acts.device)].to(t.param_dtype)  # [n_text, d_in]
+        with torch.inference_mode():
+            builders[t.name].add(t.coder.encode(x), coords.to(x.device))
+
+
+def _cache_shards(lm: LoadedModel, windows: TokenWindows, config: CacheConfig, targets: list[_Target],
+                  todo: list[int], n_windows: int, rank: int, world: int, progress: bool) -> None:
+    S, n_shards = config.shard_windows, -(-n_windows // config.shard_windows)
+    hookpoints = sorted({t.hookpoint for t in targets})
+    for lo, hi in _contiguous(todo):
+        stream = StreamConfig(batch_size=config.batch_size, start=lo * S, stop=min(hi * S, n_windows))
+        builders: dict[str, ShardBuilder] = {}
+        for batch in stream_activations(lm, windows, hookpoints, stream, progress=progress):
+            index = int(batch.windows[0]) // S
+            if not builders:
+                w0, w1 = index * S, min((index + 1) * S, n_windows)
+                builders = {t.name: ShardBuilder(index, w0, w1, t.identity["d_sae"], windows.ctx_len,
+                                                 config.torch_value_dtype)
+                            for t in targets if index not in t.done}
+            _encode_batch(batch, targets, builders)
+            if int(batch.windows[-1]) + 1 == min((index + 1) * S, n_windows):  # the shard is full
+                for t in targets:
+                    if t.name in builders:
+                        t.done[index] = builders[t.name].write(t.store)
+                        write_manifest(manifest_path(t.store, rank, world), _own(t.done, rank, world, n_shards),
+                                       n_shards)
+                        log.info("%s: shard %d written", t.name, index)
+                builders = {}
+
+
+def _contiguous(indices: list[int]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for i in indices:
+        if out and out[-1][1] == i:
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1])
+    return [(lo, hi) for lo, hi in out]
+
+
+def _own(done: dict[int, ShardRecord], rank: int, world: int, n_shards: int) -> dict[int, ShardRecord]:
+    """The records a rank lists: all of them alone, else those of its block."""
+    if world == 1:
+        return done
+    mine = set(_block(n_shards, rank, world))
+    return {i: r for i, r in done.items() if i in mine}
+
+
+def _block(n_shards: int, rank: int, world: int) -> range:
+    """The contiguous block of shard indices of one rank."""
+    base, extra = divmod(n_shards, world)
+    lo = rank * base + min(rank, extra)
+    return range(lo, lo + base + (rank < extra))
+
+
+def run(config: CacheConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
+        dictionaries: Mapping[str, Encoder], overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
+    """Cache the latent activations of `dictionaries` over the workspace's token windows.
+
+    One forward pass per batch serves every dictionary (and every hookpoint they read),
+    stopping after the deepest hookpoint. Finished shards are kept: a run that was killed
+    resumes where it stopped. Under torchrun (a process group already initialised) each
+    rank caches its own block of shards.
+
+    Args:
+        dictionaries: store name → dictionary; the store goes to `workspace/latents/NAME/`.
+        overwrite: rebuild stores that exist (else an existing store made differently is refused).
+
+    Returns: store name → store directory (read it with `LatentStore`).
+
+    Example:
+        >>> paths = run(CacheConfig(batch_size=8), Workspace.at("ws"), lm, windows, {"sae6": coder})
+        >>> LatentStore(paths["sae6"]).top_k(latent=12, k=10)
+    """
+    rank, world = rank_and_world()
+    n_windows = windows.n_windows if config.n_windows is None else min(config.n_windows, windows.n_windows)
+    n_shards = -(-n_windows // config.shard_windows)
+    targets = _targets(workspace, lm, windows, config, dictionaries, n_windows)
+    if rank == 0:
+        for t in targets:
+            prepare_store(t.store, t.identity, overwrite)
+    _barrier(world)
+    mine = _block(n_shards, rank, world)
+    for t in targets:
+        t.done = {i: r for i, r in finished_shards(t.store).items() if (t.store / r.file).exists()}
+    todo = [i for i in mine if any(i not in t.done for t in targets)]
+    log.info("rank %d/%d: %d of %d shards to cache", rank, world, len(todo), len(mine))
+    _cache_shards(lm, windows, config, targets, todo, n_windows, rank, world, progress)
+    _barrier(world)
+    if rank == 0:
+        for t in targets:
+            totals = finalize_store(t.store, t.identity, n_shards)
+            log.info("%s: %s", t.name, totals)
+    _barrier(world)
+    return {t.name: t.store for t in targets}
