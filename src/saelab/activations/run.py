@@ -11,6 +11,7 @@ import torch
 from .._io import write_cfg, write_json
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError
+from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
 from ..workspace import Workspace
 from .stats import ActivationStats
@@ -38,17 +39,20 @@ def run(config: ActivationsConfig, workspace: Workspace, lm: LoadedModel, window
     """
     if not config.hookpoints:
         raise ConfigError("hookpoints: got none; give at least one, e.g. resid_post.6.")
+    resolved = [resolve_hookpoint(lm.model, h) for h in config.hookpoints]
     stream_cfg = StreamConfig(batch_size=config.batch_size, stop=config.n_windows)
-    stats: dict[str, ActivationStats] = {}
+    stats: dict[str, ActivationStats] = {hp.name: ActivationStats(lm.d_model) for hp in resolved}
     t0, n_tok = time.perf_counter(), 0
-    for batch in stream_activations(lm, windows, list(config.hookpoints), stream_cfg, progress=progress):
+    for batch in stream_activations(lm, windows, resolved, stream_cfg, progress=progress):
         for name, acts in batch.acts.items():
-            stats.setdefault(name, ActivationStats(acts.shape[-1])).update(acts, batch.mask)
+            if stats[name].d != acts.shape[-1]:  # e.g. an MLP's inner width
+                stats[name] = ActivationStats(acts.shape[-1])
+            stats[name].update(acts, batch.mask)
         n_tok += batch.tokens.numel()
     seconds = time.perf_counter() - t0
     result = {
         "hookpoints": {name: s.summary() for name, s in stats.items()},
-        "aliases": dict(zip(stats, config.hookpoints)),
+        "aliases": {hp.name: user for hp, user in zip(resolved, config.hookpoints)},
         "n_windows": n_tok // windows.ctx_len,
         "n_tokens_read": n_tok,
         "seconds": seconds,

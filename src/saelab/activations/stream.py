@@ -11,6 +11,7 @@ import torch
 
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError
+from ..models.hookpoints import Hookpoint
 from ..models.load import LoadedModel
 from ..progress import token_progress
 from .capture import ActivationReader
@@ -47,7 +48,7 @@ class StreamConfig:
             raise ConfigError(f"batch_size: got {self.batch_size}; expected a positive number of windows, e.g. 8.")
 
 
-def stream_activations(lm: LoadedModel, windows: TokenWindows, hookpoints: list[str],
+def stream_activations(lm: LoadedModel, windows: TokenWindows, hookpoints: list[str] | list[Hookpoint],
                        config: StreamConfig = StreamConfig(), progress: bool = True) -> Iterator[ActivationBatch]:
     """Yield activations at `hookpoints` for each batch of windows.
 

@@ -11,19 +11,24 @@ from . import common as opt
 
 
 def print_activation_stats(result: dict[str, Any]) -> None:
+    """One column per hookpoint, one row per statistic (fits an 80-column terminal)."""
     from . import console
 
-    table = Table(title=f"Activations over {result['n_tokens_read']:,} tokens "
-                        f"({result['tokens_per_second']:,.0f} tok/s); excluded positions: {', '.join(result['excluded']) or 'none'}")
-    for col in ("hookpoint", "text tokens", "mean ‖x‖", "max ‖x‖", "‖mean‖", "total var", "dim var (min / mean / max)",
-                "excluded: n, mean ‖x‖"):
-        table.add_column(col, justify="right" if col != "hookpoint" else "left")
-    for name, s in result["hookpoints"].items():
-        alias = result["aliases"].get(name, name)
-        table.add_row(f"{alias}\n[dim]{name}[/]", f"{s['n_tokens']:,}", f"{s['mean_norm']:.2f}", f"{s['max_norm']:.1f}",
-                      f"{s['mean_norm_of_mean']:.2f}", f"{s['total_variance']:.1f}",
-                      f"{s['dim_variance_min']:.3g} / {s['dim_variance_mean']:.3g} / {s['dim_variance_max']:.3g}",
-                      f"{s['n_excluded_positions']:,}, {s['mean_norm_excluded']:.1f}")
+    names = list(result["hookpoints"])
+    table = Table(title=f"Activations: {result['n_tokens_read']:,} tokens read at "
+                        f"{result['tokens_per_second']:,.0f} tok/s; statistics over text positions "
+                        f"(excluded: {', '.join(result['excluded']) or 'none'})")
+    table.add_column("statistic")
+    for name in names:
+        table.add_column(f"{result['aliases'].get(name, name)}\n[dim]{name}[/]", justify="right")
+    rows = [("text tokens", "n_tokens", "{:,}"), ("d", "d", "{}"), ("mean ‖x‖", "mean_norm", "{:.2f}"),
+            ("max ‖x‖", "max_norm", "{:.1f}"), ("‖mean x‖", "mean_norm_of_mean", "{:.2f}"),
+            ("total variance", "total_variance", "{:.1f}"), ("dim var min", "dim_variance_min", "{:.3g}"),
+            ("dim var mean", "dim_variance_mean", "{:.3g}"), ("dim var max", "dim_variance_max", "{:.3g}"),
+            ("excluded pos.", "n_excluded_positions", "{:,}"), ("excl. mean ‖x‖", "mean_norm_excluded", "{:.1f}"),
+            ("NaN/inf tokens", "n_nonfinite_tokens", "{:,}")]
+    for label, key, fmt in rows:
+        table.add_row(label, *[fmt.format(result["hookpoints"][n][key]) for n in names])
     console.print(table)
 
 

@@ -130,7 +130,7 @@ def resolve_hookpoint(model: nn.Module, name: str) -> Hookpoint:
     if module_path is None or module_path not in modules:
         raise HookpointError(
             f"hookpoint {name!r} is not on this model. Valid: "
-            + ", ".join(list_hookpoints(model, n_examples=3))
+            + ", ".join(list_hookpoints(model))
             + "; or any module path from model.named_modules(), optionally with ':input'."
         )
     layer = _layer_index(module_path, layers_path)
@@ -144,7 +144,7 @@ def _layer_index(module_path: str, layers_path: str) -> int | None:
     return int(module_path[len(layers_path) + 1 :].split(".", 1)[0])
 
 
-def list_hookpoints(model: nn.Module, n_examples: int | None = None) -> list[str]:
+def list_hookpoints(model: nn.Module) -> list[str]:
     """The aliases saelab accepts on `model`, as ranges (`resid_post.0-29`)."""
     layers_path = decoder_layers_path(model)
     n = len(dict(model.named_modules())[layers_path])
@@ -153,4 +153,4 @@ def list_hookpoints(model: nn.Module, n_examples: int | None = None) -> list[str
              f"attn_out.{rng}", f"blocks.{rng}.hook_resid_post", f"blocks.{rng}.hook_mlp_out",
              f"blocks.{rng}.ln2.hook_normalized", f"{layers_path}.{rng}", f"{layers_path}.{rng}.mlp",
              "ln_final.hook_normalized"]
-    return names if n_examples is None else names
+    return names

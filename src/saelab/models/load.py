@@ -124,6 +124,9 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # saelab draws its own progress; a 1-s weight bar is noise
     torch_dtype, dev = parse_dtype(dtype), parse_device(device)
     path, _ = resolve_model_path(spec)
     try:

@@ -1,0 +1,40 @@
+"""The CLI: help text, and user mistakes as one line with exit code 2 (never a traceback)."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def saelab(*args: str, env_ws: str | None = None):
+    cmd = [sys.executable, "-c", "from saelab.cli import main; main()", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_the_commands():
+    r = saelab("--help")
+    assert r.returncode == 0
+    for cmd in ("demo", "models", "corpus", "tokens", "activations"):
+        assert cmd in r.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("tokens", "--model", "no-such-model"), "model: got 'no-such-model'; expected one of: smollm2-135m"),
+    (("corpus", "no-such-corpus"), "corpus: got 'no-such-corpus'; expected one of: mixed-en"),
+    (("tokens", "--model", "/nonexistent/model.gguf"), "does not exist"),
+])
+def test_user_mistakes_are_one_line_with_exit_code_2(args, needle):
+    r = saelab(*args)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr.replace("\n", " ")
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.integration
+def test_bad_hookpoint_and_sizes_on_the_real_model(tmp_path):
+    r = saelab("activations", "-w", str(tmp_path), "--n-tokens", "2048", "-H", "resid_post.99")
+    assert r.returncode == 2 and "layers 0–29" in r.stderr and "Traceback" not in r.stderr
+    r = saelab("tokens", "-w", str(tmp_path / "b"), "--n-tokens", "0")
+    assert r.returncode == 2 and "n_tokens: got 0" in r.stderr
+    r = saelab("tokens", "-w", str(tmp_path / "c"), "--ctx-len", "100000")
+    assert r.returncode == 2 and "ctx_len: got 100000" in r.stderr

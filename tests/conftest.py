@@ -1,0 +1,88 @@
+"""Shared fixtures: tiny random Llama / Gemma 3 models with an offline word-level tokenizer.
+
+Tiny models are built from configs in memory: no download, a forward in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but have an "
+         "they you were her she there been one all we their has would when if so no will can more out up into do "
+         "time only about other new some could these two may first then any like now my such make over our even "
+         "most me state after also made many did must before back see through way where get much go well your know "
+         "should down work year because come people just say each those take day good how long own too little use "
+         "war government president congress nation people music film city water king church world").split()
+
+
+def make_tokenizer(prepend_bos: bool = False):
+    """A word-level fast tokenizer with specials <s>, </s>, <unk>; optional BOS prepending."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for w in dict.fromkeys(WORDS + list(".,;:!?")):
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    if prepend_bos:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+def _wrap(model, tokenizer, spec):
+    from saelab.models.load import LoadedModel
+
+    model.eval().requires_grad_(False)
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, path=spec, dtype=torch.float32,
+                       device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = make_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      eos_token_id=2, bos_token_id=1, tie_word_embeddings=True)
+    return _wrap(LlamaForCausalLM(cfg), tok, "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3():
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    tok = make_tokenizer(prepend_bos=True)
+    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=128,
+                           sliding_window=16, eos_token_id=2, bos_token_id=1, pad_token_id=0)
+    return _wrap(Gemma3ForCausalLM(cfg), tok, "tiny-gemma3")
+
+
+@pytest.fixture(params=["tiny_llama", "tiny_gemma3"])
+def tiny_model(request):
+    return request.getfixturevalue(request.param)
+
+
+def english(n_docs: int = 30, seed: int = 0) -> list[str]:
+    """Random sentences from the tokenizer's vocabulary (lengths vary per document)."""
+    import random
+
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 80))) + " ." for _ in range(n_docs)]
+
+
+@pytest.fixture
+def small_corpus():
+    from saelab.data.corpus import Corpus, Document
+
+    texts = english()
+    return Corpus("test-corpus", lambda: [Document(t, "test", str(i)) for i, t in enumerate(texts)])
