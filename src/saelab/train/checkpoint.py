@@ -1,0 +1,75 @@
+"""Checkpoints that resume exactly: every trainer's weights, Adam moments, step (the rate
+schedule is a function of it), dead-latent counters and BatchTopK threshold, plus the
+position in the activation stream and the RNG state. Written atomically; read with
+`weights_only=True` (tensors, numbers and strings only).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import atomic_path
+from ..errors import ArtifactError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class RunState:
+    """Where a run is in its activation stream."""
+
+    step: int = 0
+    """Optimiser steps done (the same for every dictionary of the run)."""
+    chunk: int = 0
+    """Chunk of windows the next step reads (see `source.ChunkedSource`)."""
+    step_in_chunk: int = 0
+    """Steps of that chunk already done."""
+    window_tokens: int = 0
+    """Window tokens read so far (excluded positions included)."""
+    text_tokens: int = 0
+    """Text positions trained on so far."""
+
+    def advance(self, steps_in_chunk: int, window_tokens: int, text_tokens: int) -> None:
+        self.step += 1
+        self.step_in_chunk += 1
+        self.window_tokens += window_tokens
+        self.text_tokens += text_tokens
+        if self.step_in_chunk == steps_in_chunk:
+            self.chunk, self.step_in_chunk = self.chunk + 1, 0
+
+
+def config_fingerprint(config_dict: dict[str, Any]) -> str:
+    """A stable JSON text of the run's config: a checkpoint resumes only the same run."""
+    return json.dumps(config_dict, sort_keys=True, default=str)
+
+
+def save_checkpoint(path: Path, state: RunState, trainers: dict[str, Any], fingerprint: str) -> None:
+    """Write the checkpoint of a run (atomic: a crash leaves the previous one)."""
+    payload = {"state": asdict(state), "fingerprint": fingerprint, "torch_rng": torch.get_rng_state(),
+               "trainers": {name: t.state_dict() for name, t in trainers.items()}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path, trainers: dict[str, Any], fingerprint: str) -> RunState:
+    """Restore `trainers` from the checkpoint at `path`; return the stream position."""
+    if not path.exists():
+        raise ArtifactError(f"resume: no checkpoint at {path}; start the run without --resume.")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload["fingerprint"] != fingerprint:
+        raise ArtifactError(
+            f"resume: the checkpoint {path} was written by a run with another config or other token windows; "
+            "resume with the same options, or start a new run under another --name."
+        )
+    missing = sorted(set(trainers) - set(payload["trainers"]))
+    if missing:
+        raise ArtifactError(f"resume: the checkpoint {path} has no state for {missing}.")
+    for name, trainer in trainers.items():
+        trainer.load_state_dict(payload["trainers"][name])
+    torch.set_rng_state(payload["torch_rng"])
+    return RunState(**payload["state"])

@@ -1,0 +1,163 @@
+"""Configs of the `train` stage: which dictionaries to train, and how.
+
+Several dictionaries (different widths, architectures, or hookpoints) train from ONE
+activation stream: each `DictionarySpec` says what to train, the `TrainConfig` says how
+the shared stream is read and how every dictionary is optimised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import ConfigError, choices_message
+
+Architecture = Literal["topk", "batchtopk", "matryoshka"]
+ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "matryoshka")
+BDecInit = Literal["geometric_median", "mean", "zeros"]
+
+
+@dataclass(frozen=True)
+class DictionarySpec:
+    """One dictionary to train: an SAE (reconstructs `hookpoint`) or a transcoder."""
+
+    name: str
+    """Directory name under `workspace/dictionaries/`."""
+    hookpoint: str
+    """Hookpoint the encoder reads (alias or canonical name, e.g. `resid_post.6`)."""
+    d_sae: int
+    """Number of latents."""
+    k: int = 32
+    """Active latents per token (TopK), or on average per token (BatchTopK, Matryoshka)."""
+    architecture: Architecture = "topk"
+    """`topk` (per-token top-k), `batchtopk` (top k·N over a batch of N tokens; inference
+    uses a learned global threshold), `matryoshka` (BatchTopK with nested prefix losses)."""
+    out_hookpoint: str | None = None
+    """Transcoder target: the hookpoint the decoder predicts (None: an SAE)."""
+    skip: bool = False
+    """Transcoders only: add a learned linear skip connection W_skip x."""
+    group_sizes: tuple[int, ...] | None = None
+    """Matryoshka only: sizes of the nested latent groups (sum = d_sae). None: d_sae/32,
+    d_sae/16, d_sae/8, d_sae/4 and the rest, as dictionary_learning's example."""
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"name: got {self.name!r}; expected a non-empty directory name without '/'.")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(choices_message("architecture", self.architecture, ARCHITECTURES))
+        if self.d_sae <= 0:
+            raise ConfigError(f"d_sae: got {self.d_sae}; expected a positive number of latents, e.g. 4096.")
+        if not 0 < self.k <= self.d_sae:
+            raise ConfigError(f"k: got {self.k}; expected 1 ≤ k ≤ d_sae ({self.d_sae}), e.g. 32.")
+        if self.skip and self.out_hookpoint is None:
+            raise ConfigError("skip: a skip connection needs a transcoder; give out_hookpoint (--transcode-to).")
+        if self.group_sizes is not None:
+            if self.architecture != "matryoshka":
+                raise ConfigError(f"group_sizes: only Matryoshka dictionaries have groups, not {self.architecture!r}.")
+            if sum(self.group_sizes) != self.d_sae or min(self.group_sizes) <= 0:
+                raise ConfigError(f"group_sizes: got {self.group_sizes}; expected positive sizes summing to d_sae ({self.d_sae}).")
+
+    @property
+    def is_transcoder(self) -> bool:
+        return self.out_hookpoint is not None
+
+    def groups(self) -> tuple[int, ...]:
+        """Matryoshka group sizes (one group of d_sae for the other architectures)."""
+        if self.architecture != "matryoshka":
+            return (self.d_sae,)
+        if self.group_sizes is not None:
+            return self.group_sizes
+        sizes = [max(1, self.d_sae // f) for f in (32, 16, 8, 4)]
+        return (*sizes, self.d_sae - sum(sizes))
+
+
+def default_lr(d_sae: int) -> float:
+    """sparsify's learning-rate scale: 2e-4 / sqrt(d_sae / 2^14)."""
+    return 2e-4 / math.sqrt(d_sae / 2**14)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the dictionaries of one run are trained from one activation stream."""
+
+    dictionaries: tuple[DictionarySpec, ...]
+    """What to train; all read the same activation stream (one model pass)."""
+    n_tokens: int = 10_000_000
+    """Training budget in window tokens (excluded positions included, as sparsify counts)."""
+    batch_size: int = 8
+    """Windows per optimiser step (the text positions of `batch_size` windows)."""
+    shuffle_windows: int = 64
+    """Windows whose text positions are shuffled together before being cut into steps
+    (a multiple of batch_size): neighbouring tokens of one document do not share a step."""
+    first_window: int = 0
+    """First window of the workspace's windows used for training (the ones before it,
+    or after the budget, can be held out)."""
+    lr: float | None = None
+    """Adam learning rate; None: sparsify's 2e-4 / sqrt(d_sae / 2^14) per dictionary."""
+    lr_warmup_steps: int | None = None
+    """Linear warm-up steps; None: 5% of the steps (at most 1000)."""
+    lr_decay_fraction: float = 0.2
+    """Fraction of the steps at the end over which the rate decays linearly to 0."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    """Adam's (beta1, beta2)."""
+    auxk_alpha: float = 1 / 32
+    """Weight of the AuxK loss that revives dead latents (Gao et al. 2024, appendix A.2)."""
+    dead_tokens: int = 10_000_000
+    """A latent is dead after this many training tokens without firing (sparsify's default)."""
+    b_dec_init: BDecInit = "geometric_median"
+    """Initial decoder bias: geometric median or mean of the first batch's targets, or zeros."""
+    threshold_beta: float = 0.99
+    """BatchTopK/Matryoshka: EMA factor of the running minimum selected activation, which
+    becomes the inference threshold (dictionary_learning uses 0.999 over long runs)."""
+    seed: int = 0
+    """Seed of the initialisation and of the shuffle."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (0: only the final one)."""
+    log_every: int = 10
+    """Steps between JSONL log lines."""
+
+    def __post_init__(self) -> None:
+        if not self.dictionaries:
+            raise ConfigError("dictionaries: got none; give at least one DictionarySpec.")
+        names = [d.name for d in self.dictionaries]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"dictionaries: names must be distinct, got {names}.")
+        for fld in ("n_tokens", "batch_size", "shuffle_windows", "log_every", "dead_tokens"):
+            if getattr(self, fld) <= 0:
+                raise ConfigError(f"{fld}: got {getattr(self, fld)}; expected a positive integer.")
+        if self.shuffle_windows % self.batch_size:
+            raise ConfigError(f"shuffle_windows: got {self.shuffle_windows}; expected a multiple of batch_size ({self.batch_size}).")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr: got {self.lr}; expected a positive learning rate, e.g. 4e-4, or None for the default.")
+        if not 0 <= self.lr_decay_fraction <= 1:
+            raise ConfigError(f"lr_decay_fraction: got {self.lr_decay_fraction}; expected a fraction in [0, 1].")
+        if not 0 <= self.threshold_beta < 1:
+            raise ConfigError(f"threshold_beta: got {self.threshold_beta}; expected 0 ≤ beta < 1.")
+        if self.auxk_alpha < 0:
+            raise ConfigError(f"auxk_alpha: got {self.auxk_alpha}; expected ≥ 0 (0 turns AuxK off).")
+        if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
+            raise ConfigError(choices_message("b_dec_init", self.b_dec_init, ["geometric_median", "mean", "zeros"]))
+        if self.checkpoint_every < 0 or self.first_window < 0:
+            raise ConfigError("checkpoint_every and first_window: expected non-negative integers.")
+
+    def lr_for(self, spec: DictionarySpec) -> float:
+        return self.lr if self.lr is not None else default_lr(spec.d_sae)
+
+    def warmup_steps(self, total_steps: int) -> int:
+        if self.lr_warmup_steps is not None:
+            return self.lr_warmup_steps
+        return min(1000, max(1, total_steps // 20))
+
+    @property
+    def hookpoints(self) -> list[str]:
+        """Every hookpoint the stream must read (inputs and transcoder targets), in order."""
+        out: list[str] = []
+        for d in self.dictionaries:
+            for hp in (d.hookpoint, d.out_hookpoint):
+                if hp is not None and hp not in out:
+                    out.append(hp)
+        return out
+
+
+__all__ = ["ARCHITECTURES", "Architecture", "DictionarySpec", "TrainConfig", "default_lr"]

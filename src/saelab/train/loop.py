@@ -1,0 +1,104 @@
+"""The training loop: one activation stream feeds every dictionary of a run.
+
+    for each chunk of windows (one model pass over them):
+        for each shuffled step of the chunk:
+            every trainer takes one optimiser step on the same tokens
+            log (JSONL), progress bar, checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .checkpoint import RunState, save_checkpoint
+from .source import ChunkedSource
+from .trainer import DictionaryTrainer
+
+log = logging.getLogger(__name__)
+
+LOG_NAME = "log.jsonl"
+
+
+class JsonlLog:
+    """Append-only JSONL log of a run; on resume, lines after the checkpoint's step are dropped
+    so the log reads as one uninterrupted run."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if resume_step is not None and path.exists():
+            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+        path.write_text("".join(ln + "\n" for ln in kept))
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+@contextmanager
+def train_progress(total_tokens: int, done_tokens: int, enabled: bool) -> Iterator[Callable[[int, str], None]]:
+    """A rich progress bar over window tokens with tokens/s and a metrics text; yields update(n, text)."""
+    if not enabled:
+        yield lambda n, text: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..progress import _Rate
+
+    console = Console(file=sys.stderr)
+    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), _Rate("tok"), TimeRemainingColumn(),
+               TextColumn("{task.fields[metrics]}"))
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("train", total=total_tokens, completed=done_tokens, metrics="")
+        yield lambda n, text: bar.update(task, advance=n, metrics=text)
+
+
+def _metrics_text(metrics: dict[str, dict[str, float]]) -> str:
+    return "  ".join(f"{name}: FVU {m['fvu']:.3f} L0 {m['l0']:.0f} dead {m['dead_fraction']:.1%}"
+                     for name, m in metrics.items())
+
+
+def fit(trainers: dict[str, DictionaryTrainer], io: dict[str, tuple[str, str]], source: ChunkedSource,
+        state: RunState, run_dir: Path, *, checkpoint_every: int, log_every: int, fingerprint: str,
+        ctx_len: int, progress: bool = True, until_step: int | None = None) -> RunState:
+    """Train every trainer from `state` to the end of `source` (or until `until_step`).
+
+    io maps a dictionary name to (input hookpoint, target hookpoint) in the source's batches.
+    Checkpoints go to `run_dir/checkpoint.pt` every `checkpoint_every` steps and at the end.
+    """
+    jsonl = JsonlLog(run_dir / LOG_NAME, resume_step=state.step if state.step else None)
+    total_tokens = (source.stop - source.first) * ctx_len
+    t0, tokens_at_t0 = time.perf_counter(), state.window_tokens
+    with train_progress(total_tokens, state.window_tokens, progress) as update:
+        while state.chunk < source.n_chunks:
+            chunk, n_steps = state.chunk, source.steps_in_chunk(state.chunk)
+            lo, hi = source.window_range(chunk)
+            batches = source.batches(chunk)
+            for batch in batches[state.step_in_chunk :]:
+                metrics = {name: t.step(batch[io[name][0]], batch[io[name][1]]) for name, t in trainers.items()}
+                n_text = next(iter(batch.values())).shape[0]
+                # window tokens of this step: the chunk's tokens shared out, the remainder on its last step
+                chunk_tokens = (hi - lo) * ctx_len
+                last = state.step_in_chunk == n_steps - 1
+                step_tokens = chunk_tokens // n_steps + (chunk_tokens % n_steps if last else 0)
+                state.advance(n_steps, step_tokens, n_text)
+                update(step_tokens, _metrics_text(metrics))
+                if state.step % log_every == 0 or state.step == source.total_steps:
+                    rate = (state.window_tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
+                    for name, m in metrics.items():
+                        jsonl.write({"dictionary": name, "step": state.step, "tokens": state.window_tokens,
+                                     "text_tokens": state.text_tokens, **m, "tokens_per_s": rate})
+                if checkpoint_every and state.step % checkpoint_every == 0:
+                    save_checkpoint(run_dir / "checkpoint.pt", state, trainers, fingerprint)
+                if until_step is not None and state.step >= until_step:
+                    return state
+    save_checkpoint(run_dir / "checkpoint.pt", state, trainers, fingerprint)
+    return state

@@ -1,0 +1,175 @@
+"""`DictionaryTrainer`: one dictionary, its optimiser, rate schedule and dead-latent counters.
+
+The run loop (`loop.py`) feeds every trainer of a run the same batches; a trainer knows
+nothing about models, windows or files, so it is tested on synthetic activations.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..coders import CoderConfig, SparseCoder
+from .config import DictionarySpec, TrainConfig
+from .objective import objective
+
+log = logging.getLogger(__name__)
+
+RECENT = 10
+
+
+def geometric_median(points: Tensor, n_iter: int = 100, tol: float = 1e-6) -> Tensor:
+    """Weiszfeld's algorithm. points [N, d] -> [d]: the point minimising the sum of distances."""
+    median = points.mean(0)
+    for _ in range(n_iter):
+        weights = 1 / (points - median).norm(dim=1).clamp_min(1e-8)  # [N]
+        new = (weights[:, None] * points).sum(0) / weights.sum()
+        done = (new - median).norm() <= tol * median.norm().clamp_min(1e-8)
+        median = new
+        if done:
+            break
+    return median
+
+
+def lr_factor(step: int, warmup: int, total: int, decay_fraction: float) -> float:
+    """Linear warm-up over `warmup` steps, constant, then linear decay to 0 over the last
+    `decay_fraction` of the steps (the schedule of Anthropic's and dictionary_learning's recipes)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    decay_steps = int(total * decay_fraction)
+    if decay_steps and step >= total - decay_steps:
+        return max(0.0, (total - step) / decay_steps)
+    return 1.0
+
+
+def coder_config(spec: DictionarySpec, d_in: int, d_out: int, hookpoint: str, out_hookpoint: str | None,
+                 model: str) -> CoderConfig:
+    """The CoderConfig of the dictionary `spec` trains (hookpoints given as canonical names)."""
+    transcoder = spec.is_transcoder
+    return CoderConfig(
+        architecture=spec.architecture, d_in=d_in, d_sae=spec.d_sae, k=spec.k,
+        kind="transcoder" if transcoder else "sae", d_out=d_out if transcoder else None,
+        hookpoint=hookpoint, out_hookpoint=out_hookpoint if transcoder else None, model=model, skip=spec.skip,
+        # sparsify shifts SAE inputs by b_dec but not transcoder inputs (b_dec lives in the output space)
+        apply_b_dec_to_input=not transcoder,
+        group_sizes=spec.groups() if spec.architecture == "matryoshka" else None,
+    )
+
+
+class DictionaryTrainer:
+    """Trains one SparseCoder with Adam, unit-norm decoder rows and AuxK.
+
+    Example:
+        >>> t = DictionaryTrainer(spec, coder_config(spec, 64, 64, "x", None, ""), config, total_steps=100)
+        >>> metrics = t.step(x, x)        # x [N, 64]
+    """
+
+    def __init__(self, spec: DictionarySpec, cfg: CoderConfig, config: TrainConfig, total_steps: int,
+                 device: str | torch.device = "cpu", seed: int = 0):
+        self.spec, self.config, self.total_steps = spec, config, total_steps
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the initial weights depend only on the seed
+            self.coder = SparseCoder(cfg, dtype=torch.float32, device=device)
+        if cfg.kind == "transcoder":
+            # sparsify's transcoder init: a zero decoder, so each row starts as the (normalised)
+            # mean residual of the tokens its latent first fires on (faster than random rows).
+            with torch.no_grad():
+                self.coder.W_dec.zero_()
+        self.base_lr = config.lr_for(spec)
+        self.warmup = config.warmup_steps(total_steps)
+        self.optimizer = torch.optim.Adam(self.coder.parameters(), lr=self.base_lr, betas=config.adam_betas)
+        self.tokens_since_fired = torch.zeros(spec.d_sae, dtype=torch.long, device=device)
+        self.n_steps = 0
+        self.n_tokens = 0
+        self.n_threshold_updates = 0
+        self.recent: list[dict[str, float]] = []  # metrics of the last RECENT steps, for the final summary
+
+    @property
+    def dead(self) -> Tensor:
+        """bool [d_sae]: latents that have not fired for `dead_tokens` training tokens."""
+        return self.tokens_since_fired >= self.config.dead_tokens
+
+    def lr(self) -> float:
+        return self.base_lr * lr_factor(self.n_steps, self.warmup, self.total_steps, self.config.lr_decay_fraction)
+
+    @torch.no_grad()
+    def init_b_dec(self, y: Tensor) -> None:
+        """Set b_dec from the first batch's targets y [N, d_out] (geometric median, mean, or zeros)."""
+        how = self.config.b_dec_init
+        if how == "geometric_median":
+            self.coder.b_dec.copy_(geometric_median(y.float()))
+        elif how == "mean":
+            self.coder.b_dec.copy_(y.float().mean(0))
+
+    def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """One optimiser step on x [N, d_in] (encoder input) and y [N, d_out] (target)."""
+        if self.n_steps == 0:
+            self.init_b_dec(y)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr()
+        out = objective(self.coder, x, y, self.dead, self.config.auxk_alpha, self.spec.groups())
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self._remove_parallel_grad()
+        self.optimizer.step()
+        self.coder.set_decoder_unit_norm()
+        self._update_counters(out.fired, x.shape[0])
+        if out.min_selected is not None:
+            self._update_threshold(out.min_selected)
+        metrics = {"fvu": float(out.fvu), "l0": out.l0, "dead_fraction": float(self.dead.float().mean()),
+                   "aux_loss": float(out.aux_loss), "loss": float(out.loss.detach()), "lr": self.lr()}
+        self.n_steps += 1
+        self.recent = (self.recent + [metrics])[-RECENT:]
+        return metrics
+
+    def summary(self) -> dict[str, float]:
+        """Training metrics averaged over the last RECENT steps, plus counts."""
+        keys = ("fvu", "l0", "aux_loss")
+        out = {f"{key}_last_{len(self.recent)}_steps": sum(m[key] for m in self.recent) / max(1, len(self.recent))
+               for key in keys}
+        return {**out, "dead_fraction": float(self.dead.float().mean()), "steps": self.n_steps,
+                "text_tokens": self.n_tokens, "threshold": float(self.coder.threshold) if self.coder.threshold is not None else None}
+
+    @torch.no_grad()
+    def _remove_parallel_grad(self) -> None:
+        # The rows are renormalised after the step, so the gradient component along each row
+        # would only be undone; removing it keeps Adam's moments meaningful (sparsify does this).
+        W, g = self.coder.W_dec, self.coder.W_dec.grad
+        if g is None:
+            return
+        parallel = (g * W).sum(-1, keepdim=True)  # [d_sae, 1]; rows are unit norm
+        g.sub_(parallel * W)
+
+    def _update_counters(self, fired: Tensor, n_tokens: int) -> None:
+        self.tokens_since_fired += n_tokens
+        self.tokens_since_fired[fired] = 0
+        self.n_tokens += n_tokens
+
+    @torch.no_grad()
+    def _update_threshold(self, min_selected: float) -> None:
+        # dictionary_learning's BatchTopK threshold: a running estimate of the smallest
+        # activation BatchTopK selects. It starts half way through training (early weights
+        # are not the final ones): a plain mean at first, then an EMA with threshold_beta.
+        if self.n_steps < self.total_steps // 2:
+            return
+        self.n_threshold_updates += 1
+        beta = min(self.config.threshold_beta, 1 - 1 / self.n_threshold_updates)
+        thr = self.coder.threshold
+        thr.copy_(beta * thr + (1 - beta) * min_selected)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"coder": self.coder.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "tokens_since_fired": self.tokens_since_fired.clone(), "n_steps": self.n_steps,
+                "n_tokens": self.n_tokens, "n_threshold_updates": self.n_threshold_updates, "recent": self.recent}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.coder.load_state_dict(state["coder"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.tokens_since_fired.copy_(state["tokens_since_fired"])
+        self.n_steps, self.n_tokens = int(state["n_steps"]), int(state["n_tokens"])
+        self.n_threshold_updates = int(state["n_threshold_updates"])
+        self.recent = [dict(m) for m in state["recent"]]
