@@ -21,6 +21,7 @@ Token ids are not stored: they live once in `workspace/tokens/`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,9 @@ class ShardBuilder:
     def write(self, store_dir: Path) -> ShardRecord:
         """Write the shard atomically (temporary name, then rename) and return its record."""
         tensors = self.tensors()
-        meta = {"window_start": str(self.window_start), "window_stop": str(self.window_stop),
-                "n_text_tokens": str(self.n_text_tokens)}
+        # one metadata key: safetensors writes a metadata map in hash order, which varies by process
+        meta = {"shard": json.dumps({"window_start": self.window_start, "window_stop": self.window_stop,
+                                     "n_text_tokens": self.n_text_tokens})}
         path = store_dir / shard_name(self.index)
         with atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
