@@ -34,9 +34,9 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 
 
 def _register_all() -> None:
-    from . import basics, demo
+    from . import basics, cache, demo
 
-    for module in (basics, demo):
+    for module in (basics, demo, cache):
         module.register(app)
 
 

@@ -1,0 +1,95 @@
+"""`saelab cache`: encode the workspace's token windows with one or several dictionaries
+and store their sparse latent activations (`workspace/latents/NAME/`)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigError
+from . import common as opt
+
+
+def _resolve(spec: str, workspace) -> tuple[str, Path]:
+    """`NAME` (a dictionary of the workspace), `PATH`, or `NAME=PATH` → (store name, dictionary path)."""
+    name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
+    if not name and workspace.dictionary(spec).exists():
+        return spec, workspace.dictionary(spec)
+    if not Path(path).exists():
+        raise ConfigError(f"--dict: got {spec!r}, which is neither a dictionary in {workspace.root / 'dictionaries'} "
+                          "nor an existing path; give NAME, PATH or NAME=PATH.")
+    return name or Path(path).resolve().name, Path(path)
+
+
+def _init_distributed() -> None:
+    """Join the torchrun process group (gloo on CPU, nccl on GPU) when launched by torchrun."""
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def print_summary(paths: dict[str, Path], seconds: float, n_positions: int) -> None:
+    from ..latents import LatentStore
+    from . import console
+
+    table = Table(title=f"Latent stores ({n_positions:,} positions in {seconds:.0f} s, "
+                        f"{n_positions / max(seconds, 1e-9):,.0f} tok/s)")
+    for col in ("store", "hookpoint", "text tokens", "latents", "dead", "mean L0", "disk"):
+        table.add_column(col, justify="left" if col in ("store", "hookpoint") else "right")
+    for name, path in paths.items():
+        s = LatentStore(path).summary()
+        table.add_row(f"{name}\n[dim]{path}[/]", s["hookpoint"], f"{s['n_text_tokens']:,}", f"{s['d_sae']:,}",
+                      f"{s['n_dead']:,}", f"{s['mean_l0']:.1f}", f"{s['disk_bytes'] / 2**20:.1f} MB")
+    console.print(table)
+    console.print(f"[dim]not stored: positions excluded by the token windows ({', '.join(s['excluded'])})[/]")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def cache(dict_: list[str] = typer.Option(..., "--dict", "-d",
+                                              help="Dictionary: NAME (workspace/dictionaries/NAME), PATH (any format "
+                                                   "saelab reads), or NAME=PATH; repeat to encode several in one pass."),
+              model: str = opt.Model, dtype: str = opt.DType, device: str = opt.Device,
+              batch_size: int = opt.BatchSize,
+              shard_windows: int = typer.Option(256, "--shard-windows", help="Windows per shard (a multiple of --batch-size)."),
+              value_dtype: str = typer.Option("bfloat16", "--value-dtype", help="Stored values: float16 | bfloat16."),
+              n_windows: Optional[int] = typer.Option(None, "--n-windows", help="Cache only the first N windows."),
+              workspace: Optional[str] = opt.WorkspaceOpt,
+              overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild stores that exist."),
+              ) -> None:
+        """Cache sparse latent activations over the workspace's token windows (resumable; torchrun shards by rank).
+
+        One forward pass serves every dictionary and stops after the deepest hookpoint they read.
+        Run it again after an interruption: finished shards are kept.
+        """
+        from ..coders import load_dictionary
+        from ..data.tokens import load_token_windows
+        from ..latents import CacheConfig, run
+        from ..latents.run import rank_and_world
+        from ..models.load import load_model
+        from ..workspace import Workspace
+
+        config = CacheConfig(batch_size=batch_size, shard_windows=shard_windows, value_dtype=value_dtype,  # type: ignore[arg-type]
+                             n_windows=n_windows)
+        ws = Workspace.at(workspace)
+        specs = [_resolve(s, ws) for s in dict_]
+        names = [n for n, _ in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"--dict: store names repeat ({', '.join(names)}); name them with NAME=PATH.")
+        _init_distributed()
+        windows = load_token_windows(ws.tokens)
+        lm = load_model(model, dtype=dtype, device=device)
+        coders = {name: load_dictionary(path, device=lm.device) for name, path in specs}
+        rank, world = rank_and_world()
+        t0 = time.perf_counter()
+        paths = run(config, ws, lm, windows, coders, overwrite=overwrite, progress=rank == 0)
+        n_pos = (config.n_windows or windows.n_windows) * windows.ctx_len
+        if rank == 0:
+            print_summary(paths, time.perf_counter() - t0, min(n_pos, windows.n_tokens))
