@@ -42,14 +42,14 @@ class ActivationReader:
 
     def __init__(self, model: nn.Module, hookpoints: list[str] | list[Hookpoint], stop_early: bool = True):
         self.model = model
-        self.hookpoints = [h if isinstance(h, Hookpoint) else resolve_hookpoint(model, h) for h in hookpoints]
-        names = [h.name for h in self.hookpoints]
-        if len(set(names)) != len(names):
-            raise ValueError(f"hookpoints resolve to duplicates: {names}")
+        resolved = [h if isinstance(h, Hookpoint) else resolve_hookpoint(model, h) for h in hookpoints]
+        # two aliases of one module (or an SAE's input = output hookpoint) are read once
+        self.hookpoints = list({h.name: h for h in resolved}.values())
         self.stop_early = stop_early
 
     @contextmanager
-    def _hooks(self, store: dict[str, torch.Tensor]) -> Iterator[None]:
+    def capturing(self, store: dict[str, torch.Tensor]) -> Iterator[None]:
+        """Within the block, every forward of the model writes the hookpoints into `store`."""
         handles = []
         wanted = {h.name for h in self.hookpoints}
 
@@ -84,7 +84,7 @@ class ActivationReader:
     def __call__(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """input_ids: [batch, seq] → {hookpoint name: [batch, seq, d]}"""
         store: dict[str, torch.Tensor] = {}
-        with self._hooks(store):
+        with self.capturing(store):
             try:
                 self.model(input_ids=input_ids, use_cache=False)
             except _StopForward:

@@ -34,9 +34,10 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 
 
 def _register_all() -> None:
-    from . import basics, cache, demo
+    from . import basics, cache, demo, evals
+    from . import train as train_cli
 
-    for module in (basics, demo, cache):
+    for module in (basics, demo, cache, train_cli, evals):
         module.register(app)
 
 

@@ -1,0 +1,75 @@
+"""`saelab eval` and `saelab compare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import common as opt
+
+METRICS_HELP = ("Metric groups, comma-separated: reconstruction,sparsity,downstream,absorption "
+                "(absorption runs its own prompts: a few minutes; downstream runs 3 full forwards per token).")
+
+
+def _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics):
+    from ..data.run import TokensConfig, run as tokens_run
+    from ..evals import EvalConfig
+    from ..models.load import load_model
+    from ..workspace import Workspace
+
+    ws = Workspace.at(workspace)
+    config = EvalConfig(n_tokens=n_tokens, ce_n_tokens=min(ce_n_tokens, n_tokens), batch_size=batch_size,
+                        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()))
+    lm = load_model(model, dtype=dtype, device=device)
+    if (ws.tokens / "cfg.json").exists():
+        from ..data.tokens import load_token_windows
+        windows = load_token_windows(ws.tokens)
+    else:
+        windows = tokens_run(TokensConfig(n_tokens=max(2 * n_tokens, 262_144)), ws, lm)
+    return ws, config, lm, windows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_(dict_: str = typer.Option(..., "--dict", "-d", help="Dictionary: a name in the workspace or a path (saelab, SAELens, sparsify, dictionary_learning, Gemma Scope)."),
+              model: str = opt.Model, dtype: str = typer.Option("float32", "--dtype", help="Model dtype (fp32 for exact CE/KL; bf16 ~2x faster)."),
+              device: str = opt.Device,
+              n_tokens: int = typer.Option(131_072, "--n-tokens", help="Tokens for reconstruction and sparsity (cheap: truncated forward)."),
+              ce_n_tokens: int = typer.Option(16_384, "--ce-n-tokens", help="Tokens for the CE/KL splice (3 full forwards each)."),
+              batch_size: int = opt.BatchSize, metrics: str = typer.Option("reconstruction,sparsity,downstream,absorption", "--metrics", help=METRICS_HELP),
+              workspace: Optional[str] = opt.WorkspaceOpt,
+              out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/evals/NAME).")) -> None:
+        """How good is this SAE or transcoder? Writes metrics.json and summary.txt and prints the summary."""
+        from ..evals import run_eval
+        from . import console
+
+        ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
+        m = run_eval(dict_, ws, lm, windows, config, out_dir=out)
+        console.print(m["summary_text"], highlight=False, markup=False)
+        console.print(f"written: {m['out_dir']}/metrics.json, summary.txt")
+
+    @app.command()
+    def compare(a: str = typer.Option(..., "--a", help="First dictionary (name or path)."),
+                b: str = typer.Option(..., "--b", help="Second dictionary, or a dense baseline: dense:pca (K = a's L0), dense:pca:K, dense:linear."),
+                names: Optional[str] = typer.Option(None, "--names", help="Display names, comma-separated: ours,theirs."),
+                output_dir: Path = typer.Option(Path("comparison"), "--output-dir", "-o", help="Where comparison.json, *_metrics.json, summary.txt and plots go."),
+                model: str = opt.Model, dtype: str = typer.Option("float32", "--dtype", help="Model dtype."),
+                device: str = opt.Device,
+                n_tokens: int = typer.Option(131_072, "--n-tokens", help="Tokens for reconstruction and sparsity."),
+                ce_n_tokens: int = typer.Option(16_384, "--ce-n-tokens", help="Tokens for the CE/KL splice."),
+                batch_size: int = opt.BatchSize, metrics: str = typer.Option("reconstruction,sparsity,downstream", "--metrics", help=METRICS_HELP),
+                workspace: Optional[str] = opt.WorkspaceOpt) -> None:
+        """Compare two dictionaries (or one and a dense baseline) on the same tokens: a side-by-side table with a winner per metric."""
+        from ..errors import ConfigError
+        from ..evals import compare as run_compare
+        from . import console
+
+        pair = tuple(n.strip() for n in names.split(",")) if names else None
+        if pair is not None and len(pair) != 2:
+            raise ConfigError(f"names: got {names!r}; expected two names separated by a comma, e.g. ours,theirs.")
+        ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
+        r = run_compare(a, b, ws, lm, windows, output_dir, config, names=pair)  # type: ignore[arg-type]
+        console.print(r["summary_text"], highlight=False, markup=False)
+        console.print(f"written: {output_dir}/comparison.json, summary.txt, fvu_vs_l0.png, firing_frequency.png")

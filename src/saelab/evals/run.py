@@ -1,0 +1,145 @@
+"""The `evals` stage: `run_eval` (one dictionary) and `compare` (two, on the same tokens)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import write_cfg, write_json, write_text
+from ..activations.stream import StreamConfig, stream_activations
+from ..coders import load_dictionary
+from ..data.tokens import TokenWindows
+from ..errors import ConfigError
+from ..models.hookpoints import resolve_hookpoint
+from ..models.load import LoadedModel
+from ..workspace import Workspace
+from . import plots
+from .config import EvalConfig
+from .evaluate import eval_window_range, evaluate_many
+from .reconstructors import CoderReconstructor, DenseBaseline, Reconstructor
+from .summary import comparison_rows, comparison_text, summary_text
+
+log = logging.getLogger(__name__)
+
+
+def resolve_dictionary(spec: str, workspace: Workspace) -> tuple[str, Path]:
+    """A dictionary name in the workspace, or a path; returns (name, path)."""
+    named = workspace.dictionary(spec)
+    if named.exists():
+        return spec, named
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path.name, path
+    have = sorted(p.name for p in (workspace.root / "dictionaries").glob("*")) if (workspace.root / "dictionaries").exists() else []
+    raise ConfigError(f"dict: got {spec!r}, which is neither a dictionary of the workspace ({', '.join(have) or 'none yet'}) "
+                      "nor a path; give a path to a dictionary directory or file (saelab, SAELens, sparsify, "
+                      "dictionary_learning, Gemma Scope).")
+
+
+def load_reconstructor(spec: str, workspace: Workspace, device: torch.device) -> Reconstructor:
+    name, path = resolve_dictionary(spec, workspace)
+    return CoderReconstructor(load_dictionary(path, device=device), name)
+
+
+def fit_dense_baseline(spec: str, ref: Reconstructor, lm: LoadedModel, windows: TokenWindows, config: EvalConfig,
+                       progress: bool = True) -> DenseBaseline:
+    """`dense:pca[:K]` or `dense:linear`, fitted on the windows just before the evaluated ones.
+
+    PCA's K defaults to the reference dictionary's L0 on the fit windows (rounded).
+    """
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[1] not in ("pca", "linear"):
+        raise ConfigError(f"dense baseline: got {spec!r}; expected dense:pca, dense:pca:K or dense:linear.")
+    first, stop = eval_window_range(config, windows)
+    n_fit = min(first, stop - first)
+    if n_fit < 1:
+        raise ConfigError("dense baseline: no windows before the evaluated ones to fit it on; "
+                          "rebuild the token windows with a larger budget (--n-tokens).")
+    hp_in, hp_out = resolve_hookpoint(lm.model, ref.hookpoint), resolve_hookpoint(lm.model, ref.out_hookpoint)
+    base = DenseBaseline(parts[1], ref.hookpoint, ref.out_hookpoint, ref.d_in, k=int(parts[2]) if len(parts) == 3 else None)
+    l0_sum, l0_n = 0.0, 0
+    for batch in stream_activations(lm, windows, [hp_in, hp_out], StreamConfig(config.batch_size, first - n_fit, first),
+                                    progress=progress):
+        x, y = batch.acts[hp_in.name][batch.mask].float(), batch.acts[hp_out.name][batch.mask].float()
+        base.accumulate(x, x if base.method == "pca" else y)
+        if base.method == "pca" and base.k is None:
+            z, _ = ref(x)
+            l0_sum, l0_n = l0_sum + float((z != 0).sum()), l0_n + x.shape[0]
+    if base.method == "pca" and base.k is None:
+        base.k = max(1, round(l0_sum / max(l0_n, 1)))
+        base.name = f"pca-{base.k}"
+    return base.fit()
+
+
+def _annotate(m: dict[str, Any], rec: Reconstructor, windows: TokenWindows) -> dict[str, Any]:
+    m["excluded"] = list(windows.config.exclude)
+    m["tokens_hash"] = windows.tokens_hash
+    m["warnings"] = []
+    train = getattr(getattr(rec, "coder", None), "cfg", None)
+    trained_on = (train.extra.get("training", {}) if train else {}).get("windows")
+    if trained_on and trained_on[0] < m["windows"][1] and m["windows"][0] < trained_on[1]:
+        m["warnings"].append(f"the evaluated windows {m['windows']} overlap the training windows {trained_on}: "
+                             "these are not held-out figures")
+    return m
+
+
+def _absorption(rec: Reconstructor, lm: LoadedModel, progress: bool) -> dict[str, Any]:
+    coder = getattr(rec, "coder", None)
+    if coder is None or coder.cfg.kind != "sae":
+        return {"not_applicable": "absorption is defined for SAEs (a latent basis of one hookpoint)"}
+    from .absorption import AbsorptionConfig, run_absorption
+
+    return run_absorption(lm, coder, AbsorptionConfig(), progress=progress)
+
+
+def run_eval(spec: str, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
+             config: EvalConfig = EvalConfig(), out_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate one dictionary; write metrics.json, summary.txt, cfg.json to `workspace/evals/NAME/`."""
+    rec = load_reconstructor(spec, workspace, lm.device)
+    m = _annotate(evaluate_many([rec], lm, windows, config, progress)[0], rec, windows)
+    if "absorption" in config.metrics:
+        m["absorption"] = _absorption(rec, lm, progress)
+    out = out_dir or workspace.evals(rec.name)
+    write_json(out / "metrics.json", m)
+    text = summary_text(m)
+    write_text(out / "summary.txt", text)
+    write_cfg(out, {"artifact": "evals", "dictionary": spec, "config": dataclasses.asdict(config),
+                    "model": lm.describe(), "tokens_hash": windows.tokens_hash})
+    m["summary_text"], m["out_dir"] = text, str(out)
+    return m
+
+
+def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
+            out_dir: Path, config: EvalConfig = EvalConfig(), names: tuple[str, str] | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Evaluate two dictionaries (or a dictionary and `dense:pca` / `dense:linear`) on the same tokens."""
+    a = load_reconstructor(spec_a, workspace, lm.device)
+    b = (fit_dense_baseline(spec_b, a, lm, windows, config, progress) if spec_b.startswith("dense:")
+         else load_reconstructor(spec_b, workspace, lm.device))
+    names = names or (a.name, b.name)
+    if len(set(names)) < 2:
+        names = (f"{names[0]} (a)", f"{names[1]} (b)")
+    ma, mb = (_annotate(m, r, windows) for m, r in zip(evaluate_many([a, b], lm, windows, config, progress), (a, b)))
+    if "absorption" in config.metrics:
+        ma["absorption"], mb["absorption"] = _absorption(a, lm, progress), _absorption(b, lm, progress)
+    rows = comparison_rows(ma, mb)
+    write_json(out_dir / f"{_safe(names[0])}_metrics.json", ma)
+    write_json(out_dir / f"{_safe(names[1])}_metrics.json", mb)
+    write_json(out_dir / "comparison.json", {"a": names[0], "b": names[1], "rows": rows})
+    text = comparison_text(names, rows, ma)
+    write_text(out_dir / "summary.txt", text)
+    results = {names[0]: ma, names[1]: mb}
+    plots.fvu_vs_l0(results, out_dir / "fvu_vs_l0.png")
+    plots.frequency_histograms(results, out_dir / "firing_frequency.png")
+    write_cfg(out_dir, {"artifact": "comparison", "a": spec_a, "b": spec_b, "names": list(names),
+                        "config": dataclasses.asdict(config), "model": lm.describe(), "tokens_hash": windows.tokens_hash})
+    return {"a": ma, "b": mb, "rows": rows, "summary_text": text, "out_dir": str(out_dir)}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
