@@ -1,0 +1,15 @@
+"""Readers for other libraries' dictionary formats, one small module each.
+
+Each module has `NAME`, `FILES` (what it looks for), `detect(path) -> bool` and
+`load(path, device, dtype) -> SparseCoder`. Detection goes by file names, most specific first.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import dictionary_learning, gemmascope, native, saelens, sparsify
+
+FORMATS: tuple[ModuleType, ...] = (native, saelens, sparsify, dictionary_learning, gemmascope)
+
+__all__ = ["FORMATS"]
