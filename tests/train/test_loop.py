@@ -11,7 +11,7 @@ from saelab.errors import ArtifactError
 from saelab.train.run import train
 from saelab.train.source import tensor_reader
 
-from conftest import config, fit_sparse, spec
+from .fixtures import config, fit_sparse, spec
 
 
 def _log(path):

@@ -10,7 +10,7 @@ import torch
 from saelab.train.objective import topk_forward
 from saelab.train.trainer import geometric_median, lr_factor
 
-from conftest import config, fit_sparse, held_out, make_sparse, spec
+from .fixtures import config, fit_sparse, held_out, make_sparse, spec
 
 
 def heldout_fvu(coder, x: torch.Tensor, y: torch.Tensor | None = None) -> float:

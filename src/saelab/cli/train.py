@@ -1,0 +1,102 @@
+"""`saelab train`: train SAEs / transcoders on a model's activations (one stream, several dictionaries)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError
+from . import common as opt
+
+
+def dictionary_specs(hookpoints: list[str], d_saes: list[int], architecture: str, k: int,
+                     transcode_to: str | None, skip: bool, group_sizes: str | None, name: str | None) -> tuple:
+    """One DictionarySpec per (hookpoint, d_sae). Names: `name` when there is one dictionary,
+    else `name-<hookpoint>-<d_sae>`; the default name says what the dictionary is."""
+    from ..train import DictionarySpec
+
+    if transcode_to and len(hookpoints) > 1:
+        raise ConfigError("--transcode-to: a transcoder reads one hookpoint; give a single --hookpoint.")
+    groups = tuple(int(g) for g in group_sizes.split(",")) if group_sizes else None
+    kind = "tc" if transcode_to else architecture
+    specs = []
+    for hp in hookpoints:
+        for d_sae in d_saes:
+            auto = f"{kind}-{hp}" + (f"-to-{transcode_to}" if transcode_to else "") + f"-{d_sae}-k{k}"
+            if name is None:
+                dict_name = auto
+            elif len(hookpoints) * len(d_saes) == 1:
+                dict_name = name
+            else:
+                dict_name = f"{name}-{hp}-{d_sae}" if len(hookpoints) > 1 else f"{name}-{d_sae}"
+            specs.append(DictionarySpec(name=dict_name.replace("/", "_"), hookpoint=hp, d_sae=d_sae, k=k,
+                                        architecture=architecture, out_hookpoint=transcode_to, skip=skip,
+                                        group_sizes=groups))  # type: ignore[arg-type]
+    return tuple(specs)
+
+
+def widths(d_sae: list[int], expansion_factor: list[int], d_model: int) -> list[int]:
+    """--d-sae values, else expansion factors × d_model (the input width of resid/mlp_out hookpoints)."""
+    if d_sae and expansion_factor:
+        raise ConfigError("--d-sae and --expansion-factor: give one of them, not both.")
+    return list(d_sae) or [f * d_model for f in (expansion_factor or [8])]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def train(
+        hookpoint: list[str] = opt.Hookpoints,
+        architecture: str = typer.Option("topk", "--architecture", "-a", help="topk | batchtopk | matryoshka."),
+        d_sae: list[int] = typer.Option([], "--d-sae", help="Latents; repeat to train several widths from one stream."),
+        expansion_factor: list[int] = typer.Option([], "--expansion-factor", "-e",
+                                                   help="Latents = factor × d_model (default 8); repeatable."),
+        k: int = typer.Option(32, "--k", "-k", help="Active latents per token (on average for batchtopk/matryoshka)."),
+        n_tokens: int = typer.Option(1_000_000, "--n-tokens", help="Training tokens (window tokens, as sparsify counts)."),
+        batch_size: int = typer.Option(8, "--batch-size", help="Windows per optimiser step (and per forward pass)."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Adam rate (default 2e-4 / sqrt(d_sae / 2^14), as sparsify)."),
+        lr_warmup_steps: Optional[int] = typer.Option(None, "--lr-warmup-steps", help="Default: 5% of the steps, ≤ 1000."),
+        auxk_alpha: float = typer.Option(1 / 32, "--auxk-alpha", help="Weight of the AuxK loss (0: off)."),
+        dead_tokens: int = typer.Option(10_000_000, "--dead-tokens", help="Tokens without firing before a latent is dead."),
+        transcode_to: Optional[str] = typer.Option(None, "--transcode-to", help="Train a transcoder predicting this hookpoint."),
+        skip: bool = typer.Option(False, "--skip", help="Transcoders: add a linear skip connection."),
+        group_sizes: Optional[str] = typer.Option(None, "--group-sizes", help="Matryoshka group sizes, e.g. 128,384,3584."),
+        name: Optional[str] = typer.Option(None, "--name", help="Dictionary name (prefix when several)."),
+        checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between checkpoints."),
+        first_window: int = typer.Option(0, "--first-window", help="First workspace window to train on."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and of the token shuffle."), resume: bool = typer.Option(False, "--resume", help="Continue the run from its checkpoint."),
+        model: str = opt.Model, dtype: str = opt.DType, device: str = opt.Device, corpus: str = opt.Corpus,
+        ctx_len: int = opt.CtxLen, workspace: Optional[str] = opt.WorkspaceOpt,
+    ) -> None:
+        """Train TopK / BatchTopK / Matryoshka SAEs or transcoders; all dictionaries share one model pass.
+
+        Dictionaries go to WORKSPACE/dictionaries/NAME (saelab format; cfg.json records the training);
+        the checkpoint and JSONL log of the run to WORKSPACE/train/NAME. Sink (position 0) and special
+        tokens are excluded from training, as the workspace's token windows say.
+        """
+        from ..data.run import TokensConfig, run as tokens_run
+        from ..data.tokens import load_token_windows
+        from ..models.load import load_model
+        from ..train import TrainConfig, run
+        from ..workspace import Workspace
+        from . import console
+
+        ws = Workspace.at(workspace)
+        lm = load_model(model, dtype=dtype, device=device)
+        if (ws.tokens / "cfg.json").exists():
+            windows = load_token_windows(ws.tokens)
+        else:
+            windows = tokens_run(TokensConfig(corpus=corpus, ctx_len=ctx_len, n_tokens=n_tokens + first_window * ctx_len),
+                                 ws, lm)
+        specs = dictionary_specs(hookpoint, widths(d_sae, expansion_factor, lm.d_model), architecture, k,
+                                 transcode_to, skip, group_sizes, name)
+        config = TrainConfig(specs, n_tokens=n_tokens, batch_size=batch_size, shuffle_windows=8 * batch_size,
+                             first_window=first_window, lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
+                             dead_tokens=dead_tokens, seed=seed, checkpoint_every=checkpoint_every)
+        paths = run(config, ws, lm, windows, run_name=name, resume=resume)
+        from ..coders.base import read_native_cfg
+
+        for path in paths:
+            m = read_native_cfg(path).extra["training"]["final_metrics"]
+            console.print(f"{path}: FVU {m['fvu_last_10_steps']:.3f}, L0 {m['l0_last_10_steps']:.1f}, "
+                          f"dead {m['dead_fraction']:.1%} (training, last 10 steps)")
