@@ -34,10 +34,10 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 
 
 def _register_all() -> None:
-    from . import basics, cache, demo, evals
+    from . import basics, cache, demo, dictionaries, evals
     from . import train as train_cli
 
-    for module in (basics, demo, cache, train_cli, evals):
+    for module in (basics, demo, cache, train_cli, evals, dictionaries):
         module.register(app)
 
 

@@ -52,8 +52,9 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = (str(e).strip().splitlines() or ["refused"])[0][:160]
-        raise FormatError(f"{path}: not a plain state dict — torch.load(weights_only=True) refused it ({first}); "
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        why = f"it holds a {found.group(1)}" if found else "it holds objects other than tensors"
+        raise FormatError(f"{path}: not a plain state dict — torch.load(weights_only=True) refused it ({why}); "
                           "saelab never unpickles arbitrary objects. Re-save it as a state dict of tensors.") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
