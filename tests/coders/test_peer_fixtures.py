@@ -107,3 +107,15 @@ def test_single_files_load_directly():
 def test_dtype_argument_casts_the_weights():
     coder = load_dictionary(FIXTURES / "saelens/topk", dtype=torch.bfloat16)
     assert coder.W_enc.dtype == torch.bfloat16 and coder.dtype == torch.bfloat16
+
+
+def test_gemmascope_hookpoint_and_model_from_the_release_path(tmp_path):
+    fixture = FIXTURES / "gemmascope/layer_3/width_256/average_l0_20"
+    for release, hookpoint, model in (("gemma-scope-2b-pt-res", "resid_post.3", "google/gemma-2-2b"),
+                                      ("models--google--gemma-scope-9b-it-mlp", "mlp_out.3", "google/gemma-2-9b-it"),
+                                      ("gemma-scope-2b-pt-att", "", "google/gemma-2-2b")):
+        target = tmp_path / release / "snapshots/abc/layer_3/width_16k/average_l0_20"
+        target.mkdir(parents=True)
+        (target / "params.npz").symlink_to(fixture / "params.npz")
+        cfg = load_dictionary(target).cfg
+        assert (cfg.hookpoint, cfg.model) == (hookpoint, model)

@@ -5,6 +5,7 @@ latents = relu(pre) * (pre > threshold) with pre = x @ W_enc + b_enc.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -19,6 +20,24 @@ from .common import require
 NAME = "gemmascope"
 FILE = "params.npz"
 FILES = (FILE,)
+
+
+_RELEASE = re.compile(r"gemma-scope-(\d+b)-(pt|it)-(res|mlp|att)")
+_SITES = {"res": "resid_post", "mlp": "mlp_out"}  # "att" SAEs read hook_z (per head): no module-path alias
+
+
+def hookpoint_and_model(file: Path) -> tuple[str, str]:
+    """Hookpoint alias and model id from a Gemma Scope path such as
+    `.../gemma-scope-2b-pt-res/.../layer_20/width_16k/average_l0_71/params.npz`; empty where unknown."""
+    text = file.absolute().as_posix()
+    layer = re.search(r"/layer_(\d+)/", text)
+    release = _RELEASE.search(text)
+    if release is None:
+        return "", ""
+    size, variant, site = release.groups()
+    model = f"google/gemma-2-{size}" + ("-it" if variant == "it" else "")
+    hookpoint = f"{_SITES[site]}.{layer.group(1)}" if layer and site in _SITES else ""
+    return hookpoint, model
 
 
 def detect(path: Path) -> bool:
@@ -51,6 +70,7 @@ def load(path: Path, device: str | torch.device = "cpu", dtype: torch.dtype | No
         if not torch.all(scale == 1):
             tensors["W_dec"] = tensors["W_dec"] * scale.reshape(-1, 1)  # decode(f * s) = f @ (s * W_dec)
             extra["folded_scaling_factor"] = True
-    cfg = CoderConfig(architecture="jumprelu", d_in=int(d_in), d_sae=int(d_sae), apply_b_dec_to_input=False,
-                      source_format=NAME, extra=extra)
+    hookpoint, model = hookpoint_and_model(file)
+    cfg = CoderConfig(architecture="jumprelu", d_in=int(d_in), d_sae=int(d_sae), hookpoint=hookpoint, model=model,
+                      apply_b_dec_to_input=False, source_format=NAME, extra=extra)
     return SparseCoder.from_tensors(cfg, tensors, where=str(file), device=device, dtype=dtype)
