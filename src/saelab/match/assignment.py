@@ -1,0 +1,107 @@
+"""From a similarity matrix to matches: one-to-one assignment (Hungarian, or Sinkhorn),
+many-to-one best partners, the quality/coverage curve and a random baseline."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .config import Assignment
+
+
+class OneToOne(NamedTuple):
+    """A one-to-one assignment between the latents of A and B (min(n_a, n_b) pairs)."""
+
+    a: np.ndarray
+    """int64 [n_pairs]: latents of A"""
+    b: np.ndarray
+    """int64 [n_pairs]: their partners in B"""
+    score: np.ndarray
+    """float32 [n_pairs]: similarity of each pair"""
+
+
+def hungarian(score: np.ndarray) -> OneToOne:
+    """The one-to-one assignment maximising the summed similarity. score: float [n_a, n_b].
+
+    scipy's linear_sum_assignment (shortest augmenting path, Crouse 2016) on the rectangular
+    matrix: every latent of the smaller side gets a distinct partner.
+    """
+    rows, cols = linear_sum_assignment(score, maximize=True)
+    return OneToOne(rows.astype(np.int64), cols.astype(np.int64), score[rows, cols].astype(np.float32))
+
+
+def sinkhorn(score: np.ndarray, temperature: float = 0.05, n_iter: int = 200) -> OneToOne:
+    """Entropic (Sinkhorn) assignment: a soft transport plan, rounded one-to-one by Hungarian on it.
+
+    Rows and columns get uniform mass (the larger side gets less per latent); in log space for
+    stability. score: float [n_a, n_b].
+    """
+    n_a, n_b = score.shape
+    logk = score.astype(np.float64) / temperature  # [n_a, n_b]
+    log_r, log_c = -np.log(n_a), -np.log(n_b)
+    u, v = np.zeros(n_a), np.zeros(n_b)
+    for _ in range(n_iter):
+        u = log_r - _logsumexp(logk + v[None, :], axis=1)
+        v = log_c - _logsumexp(logk + u[:, None], axis=0)
+    plan = logk + u[:, None] + v[None, :]  # log of the plan
+    rows, cols = linear_sum_assignment(plan, maximize=True)
+    return OneToOne(rows.astype(np.int64), cols.astype(np.int64), score[rows, cols].astype(np.float32))
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    m = x.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def assign(score: np.ndarray, method: Assignment) -> OneToOne:
+    """One-to-one assignment by `method` ("hungarian" or "sinkhorn")."""
+    return hungarian(score) if method == "hungarian" else sinkhorn(score)
+
+
+class ManyToOne(NamedTuple):
+    """Each latent's best partner on the other side (several may share one)."""
+
+    a_best: np.ndarray
+    """int64 [n_a]: best latent of B for each latent of A"""
+    a_score: np.ndarray
+    """float32 [n_a]"""
+    b_best: np.ndarray
+    """int64 [n_b]: best latent of A for each latent of B"""
+    b_score: np.ndarray
+    """float32 [n_b]"""
+
+
+def many_to_one(score: np.ndarray) -> ManyToOne:
+    """Row and column argmax of score [n_a, n_b]."""
+    a_best = score.argmax(axis=1)
+    b_best = score.argmax(axis=0)
+    return ManyToOne(a_best, score[np.arange(score.shape[0]), a_best].astype(np.float32),
+                     b_best, score[b_best, np.arange(score.shape[1])].astype(np.float32))
+
+
+THRESHOLDS = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+
+
+def coverage_curve(scores: np.ndarray, n_latents: int, thresholds: np.ndarray = THRESHOLDS) -> list[dict]:
+    """Fraction of `n_latents` whose partner scores at least t, for each threshold t.
+
+    scores: float [n_pairs] (e.g. one-to-one pair scores of the smaller dictionary).
+    """
+    s = np.sort(np.asarray(scores, np.float64))
+    counts = s.size - np.searchsorted(s, thresholds, side="left")
+    return [{"threshold": float(t), "fraction": float(c) / max(n_latents, 1), "count": int(c)}
+            for t, c in zip(thresholds, counts)]
+
+
+def random_rotation(d: int, seed: int) -> np.ndarray:
+    """float32 [d, d]: a Haar-random orthogonal matrix (QR of a Gaussian, signs fixed)."""
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return (q * np.sign(np.diag(r))[None, :]).astype(np.float32)
+
+
+def chance_level(null_scores: np.ndarray, quantile: float = 0.99) -> float:
+    """The score that pairs under the null (rotated decoders / shuffled windows) reach at `quantile`."""
+    return float(np.quantile(null_scores, quantile)) if null_scores.size else 0.0

@@ -1,0 +1,179 @@
+"""All-pairs similarity between two dictionaries: blockwise cosine of directions, and the
+Pearson correlation of activations computed from the sparse latent stores.
+
+Nothing here loops over latents in Python: cosines are row blocks of one matrix product,
+correlations come from the moments Σx, Σx², XᵀY of sparse shard matrices (zeros counted).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..latents.store import LatentStore
+
+log = logging.getLogger(__name__)
+
+
+def unit_rows(W: np.ndarray | torch.Tensor) -> np.ndarray:
+    """float32 [n, d]: each row scaled to unit L2 norm (zero rows stay zero)."""
+    W = W.detach().float().cpu().numpy() if isinstance(W, torch.Tensor) else np.asarray(W, np.float32)
+    norms = np.linalg.norm(W, axis=1, keepdims=True)
+    return (W / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray, block: int = 4096) -> np.ndarray:
+    """float32 [n_a, n_b]: cosine of every row of `a` [n_a, d] with every row of `b` [n_b, d].
+
+    Computed in row blocks of `a` (one float32 GEMM each) into one preallocated array.
+    """
+    ua, ub = torch.from_numpy(unit_rows(a)), torch.from_numpy(unit_rows(b))
+    out = np.empty((ua.shape[0], ub.shape[0]), np.float32)
+    for lo in range(0, ua.shape[0], block):
+        out[lo : lo + block] = (ua[lo : lo + block] @ ub.T).numpy()  # [block, n_b]
+    return out
+
+
+class BestPairs(NamedTuple):
+    """Row and column maxima of a similarity matrix that is never held whole."""
+
+    row_best: np.ndarray
+    """int64 [n_a]: the column with the largest value in each row"""
+    row_max: np.ndarray
+    """float32 [n_a]"""
+    col_best: np.ndarray
+    """int64 [n_b]"""
+    col_max: np.ndarray
+    """float32 [n_b]"""
+
+
+def cosine_best(a: np.ndarray, b: np.ndarray, block: int = 4096) -> BestPairs:
+    """Row and column maxima of the cosine matrix of `a` [n_a, d] and `b` [n_b, d], blockwise."""
+    ua, ub = torch.from_numpy(unit_rows(a)), torch.from_numpy(unit_rows(b))
+    row_best, row_max = np.empty(ua.shape[0], np.int64), np.empty(ua.shape[0], np.float32)
+    col_max = torch.full((ub.shape[0],), -2.0)
+    col_best = torch.zeros(ub.shape[0], dtype=torch.int64)
+    for lo in range(0, ua.shape[0], block):
+        s = ua[lo : lo + block] @ ub.T  # [block, n_b]
+        v, i = s.max(dim=1)
+        row_max[lo : lo + block], row_best[lo : lo + block] = v.numpy(), i.numpy()
+        cv, ci = s.max(dim=0)
+        better = cv > col_max
+        col_max[better], col_best[better] = cv[better], ci[better] + lo
+    return BestPairs(row_best, row_max, col_best.numpy(), col_max.numpy())
+
+
+def pair_cosines(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """float32 [n]: cosine of a[rows[i]] and b[cols[i]] for each listed pair."""
+    ua, ub = unit_rows(a[rows]), unit_rows(b[cols])
+    return np.einsum("nd,nd->n", ua, ub).astype(np.float32)
+
+
+# -- activations ------------------------------------------------------------------------------
+def windows_mismatch(a: LatentStore, b: LatentStore) -> str | None:
+    """Why the two stores' activations cannot be compared token by token, or None if they can."""
+    if a.tokens_hash != b.tokens_hash:
+        return (f"the stores were cached over different token windows (tokens_hash {a.tokens_hash} vs "
+                f"{b.tokens_hash}); re-run `saelab cache` for both dictionaries on the same workspace tokens")
+    if (a.n_windows, a.ctx_len) != (b.n_windows, b.ctx_len):
+        return (f"the stores cover different windows ({a.n_windows}×{a.ctx_len} vs {b.n_windows}×{b.ctx_len}); "
+                "cache both over the same windows (same --n-windows)")
+    if a.cfg.get("excluded") != b.cfg.get("excluded") or a.n_tokens != b.n_tokens:
+        return (f"the stores exclude different positions ({a.cfg.get('excluded')} vs {b.cfg.get('excluded')}), "
+                "so they are not over the same text tokens; cache both with the same exclusion")
+    return None
+
+
+def aligned_shards(a: LatentStore, b: LatentStore) -> Iterator[tuple[sp.csr_matrix, sp.csr_matrix]]:
+    """Pairs of CSR matrices over the same rows (positions), one pair per shard of `a`.
+
+    The stores may be sharded differently: rows of `b` are cut to the windows of each `a` shard.
+    """
+    ctx = a.ctx_len
+    b_iter = b.iter_csr()
+    pending: list[tuple[int, int, sp.csr_matrix]] = []  # (window_start, window_stop, matrix) of b
+    for sa in a.iter_csr():
+        parts, w = [], sa.window_start
+        while w < sa.window_stop:
+            while not pending or pending[0][1] <= w:
+                if pending:
+                    pending.pop(0)
+                sb = next(b_iter)
+                pending.append((sb.window_start, sb.window_stop, sb.matrix))
+            start, stop, m = pending[0]
+            hi = min(stop, sa.window_stop)
+            parts.append(m[(w - start) * ctx : (hi - start) * ctx])
+            w = hi
+        yield sa.matrix, parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+
+
+@dataclass
+class Moments:
+    """Sums over the shared text tokens from which every pairwise Pearson r follows."""
+
+    n: int
+    """number of text tokens (rows that are excluded positions are zero in both and not counted)"""
+    sum_a: np.ndarray
+    """float64 [d_a]: Σ x"""
+    sumsq_a: np.ndarray
+    """float64 [d_a]: Σ x²"""
+    sum_b: np.ndarray
+    """float64 [d_b]"""
+    sumsq_b: np.ndarray
+    """float64 [d_b]"""
+    cross: np.ndarray
+    """float32 [d_a, d_b]: Σ x_a x_b (sparse products: only rows where both fire contribute)"""
+
+
+def _window_permutation(m: sp.csr_matrix, ctx: int, rng: np.random.Generator) -> sp.csr_matrix:
+    """The rows of `m` with its windows (blocks of `ctx` rows) in a random order."""
+    n_win = m.shape[0] // ctx
+    perm = (rng.permutation(n_win)[:, None] * ctx + np.arange(ctx)[None, :]).ravel()  # [n_win·ctx]
+    return m[perm]
+
+
+def activation_moments(a: LatentStore, b: LatentStore, shuffle_seed: int | None = None) -> Moments:
+    """One pass over both stores: Σx, Σx² per latent and the cross products XₐᵀX_b.
+
+    shuffle_seed: if given, the windows of `b` are permuted within each shard (a baseline that
+    keeps every latent's firing statistics but breaks the token alignment).
+    """
+    reason = windows_mismatch(a, b)
+    assert reason is None, reason
+    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+    sum_a, sumsq_a = np.zeros(a.d_sae), np.zeros(a.d_sae)
+    sum_b, sumsq_b = np.zeros(b.d_sae), np.zeros(b.d_sae)
+    cross = np.zeros((a.d_sae, b.d_sae), np.float32)
+    for xa, xb in aligned_shards(a, b):  # [rows, d_a], [rows, d_b]
+        if rng is not None:
+            xb = _window_permutation(xb, a.ctx_len, rng)
+        sum_a += np.asarray(xa.sum(axis=0), np.float64).ravel()
+        sumsq_a += np.asarray(xa.multiply(xa).sum(axis=0), np.float64).ravel()
+        sum_b += np.asarray(xb.sum(axis=0), np.float64).ravel()
+        sumsq_b += np.asarray(xb.multiply(xb).sum(axis=0), np.float64).ravel()
+        prod = (xa.T.tocsr() @ xb).tocoo()  # [d_a, d_b], sparse: pairs that ever fire together
+        cross[prod.row, prod.col] += prod.data  # entries of a CSR's tocoo are unique
+    return Moments(a.n_tokens, sum_a, sumsq_a, sum_b, sumsq_b, cross)
+
+
+def pearson(m: Moments, block: int = 4096) -> np.ndarray:
+    """float32 [d_a, d_b]: Pearson r over the n tokens, zeros included; 0 where a latent never varies.
+
+    r = (n·Σxy − Σx·Σy) / √((n·Σx² − (Σx)²)(n·Σy² − (Σy)²)), computed in float64 row blocks.
+    """
+    n = float(m.n)
+    var_a = np.maximum(n * m.sumsq_a - m.sum_a**2, 0.0)  # n² × variance
+    var_b = np.maximum(n * m.sumsq_b - m.sum_b**2, 0.0)
+    inv_b = np.where(var_b > 0, 1.0 / np.sqrt(np.where(var_b > 0, var_b, 1.0)), 0.0)  # [d_b]
+    out = np.empty(m.cross.shape, np.float32)
+    for lo in range(0, m.cross.shape[0], block):
+        hi = lo + block
+        inv_a = np.where(var_a[lo:hi] > 0, 1.0 / np.sqrt(np.where(var_a[lo:hi] > 0, var_a[lo:hi], 1.0)), 0.0)
+        cov = n * m.cross[lo:hi].astype(np.float64) - np.outer(m.sum_a[lo:hi], m.sum_b)  # [block, d_b]
+        out[lo:hi] = np.clip(cov * inv_a[:, None] * inv_b[None, :], -1.0, 1.0)
+    return out
