@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from .._io import CFG_NAME
-from ..errors import ConfigError, choices_message
+from ..errors import ConfigError
 from ..workspace import Workspace
 from .config import MatchConfig
 from .families import find_families
-from .index import MatchIndex, Side
+from .index import MatchIndex, Side, dictionary_names
 from .run import build_index, match_dir
 from .similarity import cosine_matrix
 from .summary import token_decoder
@@ -50,15 +50,7 @@ class FeatureContext:
 def load_context(name: str, workspace: str | Path | Workspace | None = None) -> FeatureContext:
     """The dictionary `name` of `workspace` (default: $SAELAB_WORKSPACE or ./saelab-workspace) with its cache."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
-    if not (ws.dictionary(name) / CFG_NAME).exists():
-        raise ConfigError(choices_message("name", name, _dictionary_names(ws),
-                                          f"(dictionaries of {ws.root}; train one with `saelab train`)."))
     return FeatureContext(ws, Side.load(ws, name))
-
-
-def _dictionary_names(ws: Workspace) -> list[str]:
-    root = ws.root / "dictionaries"
-    return sorted(p.name for p in root.iterdir() if (p / CFG_NAME).exists()) if root.exists() else []
 
 
 @dataclass(frozen=True)
@@ -115,7 +107,7 @@ class FeatureMatcher:
 
     @staticmethod
     def _other(ws: Workspace, name: str) -> str:
-        others = [n for n in _dictionary_names(ws) if n != name]
+        others = [n for n in dictionary_names(ws) if n != name]
         if len(others) != 1:
             raise ConfigError(f"target: not given, and {ws.root} has {len(others)} other dictionaries "
                               f"({', '.join(others) or 'none'}); pass FeatureMatcher(ctx, target=NAME).")

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._io import CFG_NAME, atomic_path, read_json
 from ..coders import SparseCoder, load_dictionary
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ConfigError, choices_message
 from ..latents.store import LatentStore
 from ..workspace import Workspace
 from .similarity import activation_moments, pearson, unit_rows, windows_mismatch
@@ -45,6 +45,9 @@ class Side:
 
     @classmethod
     def load(cls, workspace: Workspace, name: str) -> "Side":
+        if not (workspace.dictionary(name) / CFG_NAME).exists():
+            raise ConfigError(choices_message("dictionary", name, dictionary_names(workspace),
+                                              f"(dictionaries of {workspace.root}; train one with `saelab train`)."))
         coder = load_dictionary(workspace.dictionary(name))
         path = workspace.latents(name)
         store = LatentStore(path) if (path / CFG_NAME).exists() else None
@@ -52,6 +55,12 @@ class Side:
             raise ArtifactError(f"latents/{name} has d_sae {store.d_sae} but dictionaries/{name} has "
                                 f"{coder.cfg.d_sae}: re-run `saelab cache --dict {name} --overwrite`.")
         return cls(name, coder, store)
+
+
+def dictionary_names(workspace: Workspace) -> list[str]:
+    """Names of the dictionaries saved in `workspace/dictionaries/`."""
+    root = workspace.root / "dictionaries"
+    return sorted(p.name for p in root.iterdir() if (p / CFG_NAME).exists()) if root.exists() else []
 
 
 def decoder_reason(a: SparseCoder, b: SparseCoder) -> str | None:
