@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from .assignment import ManyToOne, OneToOne, assign, chance_level, coverage_curve, many_to_one, random_rotation
 from .config import MatchConfig
@@ -63,7 +64,8 @@ def _baseline(index: MatchIndex, primary: str, config: MatchConfig) -> tuple[str
     """One-to-one scores when the pairing is random: rotated decoders, or shuffled windows."""
     if primary == "decoder_cosine":
         q = random_rotation(index.dec_b.shape[1], config.seed)  # [d, d]
-        null = cosine_matrix(index.dec_a, index.dec_b @ q, config.block_size)
+        rotated = (torch.from_numpy(index.dec_b) @ torch.from_numpy(q)).numpy()  # [n_b, d]
+        null = cosine_matrix(index.dec_a, rotated, config.block_size)
         how = "decoder rows of B rotated by a random orthogonal matrix"
     else:
         null = pearson(activation_moments(index.a.store, index.b.store, shuffle_seed=config.seed))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .._io import CFG_NAME
 from ..errors import ConfigError
@@ -26,7 +27,7 @@ from .index import MatchIndex, Side, dictionary_names
 from .run import build_index, match_dir
 from .similarity import cosine_matrix
 from .summary import token_decoder
-from .top_tokens import jaccard, token_set
+from .top_tokens import jaccard_rows, token_set
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class FeatureMatcher:
     def _prefilter(self, s: int) -> tuple[str, np.ndarray]:
         idx = self.index
         if idx.dec_a is not None:
-            return "decoder_cosine", idx.dec_b @ idx.dec_a[s]  # [n_b]
+            return "decoder_cosine", (torch.from_numpy(idx.dec_b) @ torch.from_numpy(idx.dec_a[s])).numpy()  # [n_b]
         return "activation_correlation", np.asarray(idx.correlation[s], np.float32)  # type: ignore[index]
 
     def _tokens(self, s: int, t: int) -> tuple[set[int], set[int]] | None:
@@ -181,15 +182,21 @@ class FeatureMatcher:
             words.insert(0, f"weak ({name} {primary:.2f} < {c.same_threshold})" if primary is not None else "weak")
         return "; ".join(words)
 
-    def _compare(self, s: int, t: int, cos: float | None) -> Match:
-        idx = self.index
-        corr = float(idx.correlation[s, t]) if idx.correlation is not None else None
+    def _match(self, s: int, t: int, cos: float | None, corr: float | None, jac: float | None, combined: float) -> Match:
         sets = self._tokens(s, t)
-        jac = jaccard(*sets) if sets else None
         shared = [self._decode(x) for x in sorted(sets[0] & sets[1])] if sets else []
-        present = [max(v, 0.0) for v in (cos, corr, jac) if v is not None]
-        return Match(t, jac, shared, corr, cos, float(np.mean(present)) if present else 0.0,
-                     self._notes(s, t, cos, corr, jac))
+        return Match(t, jac, shared, corr, cos, combined, self._notes(s, t, cos, corr, jac))
+
+    def _signals(self, s: int, targets: np.ndarray, cos: np.ndarray | None) -> tuple[np.ndarray | None, ...]:
+        """Correlation, top-token Jaccard and combined score of s with every latent in `targets` [n]."""
+        idx = self.index
+        corr = np.asarray(idx.correlation[s, targets], np.float32) if idx.correlation is not None else None
+        jac = None
+        if idx.top_a is not None:
+            jac = jaccard_rows(np.broadcast_to(idx.top_a[s], (targets.size, idx.top_a.shape[1])), idx.top_b[targets])
+        present = [np.maximum(v, 0.0) for v in (cos, corr, jac) if v is not None]
+        combined = np.mean(present, axis=0) if present else np.zeros(targets.size, np.float32)
+        return corr, jac, combined
 
     def find_matches(self, source_feature: int, n_candidates: int = 500, n_top_matches: int = 10) -> MatchReport:
         """The best `n_top_matches` counterparts of `source_feature` among the `n_candidates` that
@@ -201,19 +208,23 @@ class FeatureMatcher:
                 raise ConfigError(f"{arg}: got {v!r}; expected a positive integer.")
         prefilter, row = self._prefilter(s)
         k = min(n_candidates, row.size)
-        cand = np.argpartition(-row, k - 1)[:k] if k < row.size else np.arange(row.size)
-        matches = [self._compare(s, int(t), float(row[t]) if prefilter == "decoder_cosine" else None) for t in cand]
-        matches.sort(key=lambda m: (-m.combined_score, m.target_feature))
-        corrs = [m.activation_correlation for m in matches if m.activation_correlation is not None]
-        return MatchReport(idx.a.name, idx.b.name, s, int(k), prefilter, matches[:n_top_matches],
-                           max(corrs) if corrs else None, idx.signals, dict(idx.reasons))
+        cand = np.argpartition(-row, k - 1)[:k] if k < row.size else np.arange(row.size)  # [k]
+        cos = row[cand] if prefilter == "decoder_cosine" else None
+        corr, jac, combined = self._signals(s, cand, cos)
+        best = np.lexsort((cand, -combined))[:n_top_matches]
+        opt = lambda v, i: None if v is None else float(v[i])  # noqa: E731
+        matches = [self._match(s, int(cand[i]), opt(cos, i), opt(corr, i), opt(jac, i), float(combined[i])) for i in best]
+        return MatchReport(idx.a.name, idx.b.name, s, int(k), prefilter, matches,
+                           float(corr.max()) if corr is not None else None, idx.signals, dict(idx.reasons))
 
     def compare_features(self, source_fid: int, target_fid: int) -> dict:
         """Every signal for one pair, and the top-token sets split into shared / source-only / target-only."""
         idx = self.index
         s, t = self._check("source_fid", source_fid, idx.a), self._check("target_fid", target_fid, idx.b)
         cos = float(idx.dec_a[s] @ idx.dec_b[t]) if idx.dec_a is not None else None
-        m = self._compare(s, t, cos)
+        corr, jac, combined = self._signals(s, np.array([t]), None if cos is None else np.array([cos], np.float32))
+        m = self._match(s, t, cos, None if corr is None else float(corr[0]), None if jac is None else float(jac[0]),
+                        float(combined[0]))
         sets = self._tokens(s, t) or (set(), set())
         return {"source_fid": s, "target_fid": t, "jaccard_similarity": m.top_token_overlap,
                 "shared_tokens": m.shared_top_tokens,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 
 from .config import Assignment
@@ -97,9 +98,9 @@ def coverage_curve(scores: np.ndarray, n_latents: int, thresholds: np.ndarray = 
 
 def random_rotation(d: int, seed: int) -> np.ndarray:
     """float32 [d, d]: a Haar-random orthogonal matrix (QR of a Gaussian, signs fixed)."""
-    rng = np.random.default_rng(seed)
-    q, r = np.linalg.qr(rng.standard_normal((d, d)))
-    return (q * np.sign(np.diag(r))[None, :]).astype(np.float32)
+    g = torch.from_numpy(np.random.default_rng(seed).standard_normal((d, d)))
+    q, r = torch.linalg.qr(g)  # torch, not numpy: OpenBLAS threads spin against torch's on 2 busy cores
+    return (q * torch.sign(torch.diagonal(r))[None, :]).float().numpy()
 
 
 def chance_level(null_scores: np.ndarray, quantile: float = 0.99) -> float:

@@ -17,7 +17,7 @@ from ..workspace import Workspace
 from .analysis import MatchAnalysis, analyse, curves, encoder_cosines
 from .config import MatchConfig
 from .index import MatchIndex, Side
-from .top_tokens import jaccard, token_set
+from .top_tokens import jaccard_rows
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ def _pair_table(index: MatchIndex, analysis: MatchAnalysis, config: MatchConfig)
     if index.correlation is not None:
         table["activation_correlation"] = np.asarray(index.correlation[rows, cols], np.float32)
     if index.top_a is not None:
-        table["top_token_jaccard"] = np.array([jaccard(token_set(index.top_a[i]), token_set(index.top_b[j]))
-                                               for i, j in zip(rows, cols)], np.float32)
+        table["top_token_jaccard"] = jaccard_rows(index.top_a[rows], index.top_b[cols])
     return table
 
 

@@ -57,6 +57,18 @@ def token_set(row: np.ndarray) -> set[int]:
     return set(int(t) for t in row[row >= 0])
 
 
+def jaccard_rows(a: np.ndarray, b: np.ndarray, block: int = 8192) -> np.ndarray:
+    """float32 [n]: Jaccard of the token sets in rows a[i] and b[i] (int [n, k], −1 padded, distinct
+    ids per row, as `top_token_ids` writes them); 0 where both are empty. Vectorised in blocks."""
+    out = np.zeros(a.shape[0], np.float32)
+    for lo in range(0, a.shape[0], block):
+        x, y = a[lo : lo + block], b[lo : lo + block]
+        inter = ((x[:, :, None] == y[:, None, :]) & (x[:, :, None] >= 0)).sum((1, 2))  # [block]
+        union = (x >= 0).sum(1) + (y >= 0).sum(1) - inter
+        out[lo : lo + block] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return out
+
+
 def jaccard(a: set[int], b: set[int]) -> float:
     """|a ∩ b| / |a ∪ b|; 0 when both are empty."""
     union = len(a | b)
