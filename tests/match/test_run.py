@@ -156,3 +156,19 @@ def test_other_hookpoint_falls_back_to_correlation(truth, tmp_path):
     report = FeatureMatcher(load_context("narrow", ws)).find_matches(0, n_top_matches=2)
     assert report.prefilter == "activation_correlation" and report.matches[0].decoder_cosine is None
     assert "different hookpoints" in report.signals_not_used["decoder_cosine"]
+
+
+def test_top_tokens_and_vectorised_jaccard_equal_brute_force(ws, truth):
+    from saelab.data.tokens import load_token_windows
+    from saelab.match.top_tokens import jaccard, jaccard_rows, token_set, top_token_ids
+
+    windows = load_token_windows(ws.tokens)
+    top = top_token_ids(LatentStore(ws.latents("wide")), windows.tokens.numpy(), k=5)  # [17, 5]
+    dense = dense_text_activations(ws, truth.wide)  # [n_text, 17]
+    text_tokens = windows.tokens.reshape(-1)[windows.text_mask().reshape(-1)].numpy()
+    for j in range(dense.shape[1]):
+        order = np.lexsort((np.arange(dense.shape[0]), -dense[:, j]))[:5]  # largest first, earlier on ties
+        assert token_set(top[j]) == set(text_tokens[order[dense[order, j] > 0]].tolist())
+    rows = np.array([0, 3, 5, 5]), np.array([1, 3, 16, 0])
+    want = [jaccard(token_set(top[i]), token_set(top[j])) for i, j in zip(*rows)]
+    np.testing.assert_allclose(jaccard_rows(top[rows[0]], top[rows[1]]), want, rtol=1e-6)

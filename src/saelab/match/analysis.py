@@ -84,7 +84,8 @@ def _families(index: MatchIndex, score: np.ndarray, narrow: str, config: MatchCo
                     f"and a gain ≥ {config.family_min_gain} over its best single partner")
     sides = (index.a, index.b) if narrow == "a" else (index.b, index.a)
     if "activation_correlation" not in index.reasons:
-        family_activation_stats(fams, sides[0].store, sides[1].store, narrow_first=narrow == "a")
+        family_activation_stats(fams, sides[0].store, sides[1].store, narrow == "a",
+                                config.family_min_union_jaccard, config.family_max_cofire)
     return fams, ""
 
 

@@ -48,6 +48,13 @@ class MatchConfig:
     family_min_gain: float = 0.05
     """... and beats the parent's best single wide latent by at least this cosine."""
 
+    family_min_union_jaccard: float = 0.3
+    """A family is confirmed by activations when parent-fires and some-member-fires agree at least
+    this well (Jaccard of the two sets of tokens) ..."""
+
+    family_max_cofire: float = 0.3
+    """... and at most this share of the member firings have two or more members firing together."""
+
     chance_quantile: float = 0.99
     """"Above chance" = above this quantile of the random baseline's one-to-one scores."""
 
@@ -59,7 +66,8 @@ class MatchConfig:
 
     def __post_init__(self) -> None:
         for name in ("same_threshold", "novel_threshold", "strong_jaccard", "weak_jaccard", "family_min_weight",
-                     "family_min_recon", "chance_quantile"):
+                     "family_min_recon", "family_min_union_jaccard", "family_max_cofire",
+                     "chance_quantile"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"MatchConfig.{name}: got {value!r}; expected a number in [0, 1].")

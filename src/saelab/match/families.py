@@ -36,8 +36,8 @@ class Family:
     """the largest cosine of any one wide latent with d_parent"""
     activation: dict = field(default_factory=dict)
     """union_jaccard (parent fires ⇔ some member fires), cofire_fraction (of member firings,
-    the share where ≥ 2 members fire), union_correlation (r of the parent with Σ members);
-    empty when no activations were compared"""
+    the share where ≥ 2 members fire), union_correlation (r of the parent with Σ members),
+    confirmed (both within the config's bounds); empty when no activations were compared"""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,9 +86,10 @@ def find_families(narrow: np.ndarray, wide: np.ndarray, cos: np.ndarray, n_candi
     return families
 
 
-def family_activation_stats(families: list[Family], narrow: LatentStore, wide: LatentStore,
-                            narrow_first: bool) -> None:
-    """Fill `Family.activation` from one pass over both stores (in place).
+def family_activation_stats(families: list[Family], narrow: LatentStore, wide: LatentStore, narrow_first: bool,
+                            min_union_jaccard: float = 0.3, max_cofire: float = 0.3) -> None:
+    """Fill `Family.activation` from one pass over both stores (in place); `confirmed` when the
+    parent's firing ≈ the members' union (Jaccard ≥ min_union_jaccard) and members rarely co-fire.
 
     narrow_first: the stores are (a, b) = (narrow, wide) in `aligned_shards` order, else (wide, narrow).
     """
@@ -121,3 +122,5 @@ def family_activation_stats(families: list[Family], narrow: LatentStore, wide: L
         f.activation = {"union_jaccard": round(float(acc["both"][i] / max(acc["either"][i], 1)), 4),
                         "cofire_fraction": round(float(acc["multi"][i] / max(acc["any"][i], 1)), 4),
                         "union_correlation": round(float(cov[i] / var[i]), 4) if var[i] > 0 else 0.0}
+        f.activation["confirmed"] = bool(f.activation["union_jaccard"] >= min_union_jaccard
+                                         and f.activation["cofire_fraction"] <= max_cofire)

@@ -55,7 +55,9 @@ def headline(index: MatchIndex, analysis: MatchAnalysis) -> dict:
          "one_to_one": int((analysis.one_to_one.score >= analysis.match_threshold).sum()),
          "matched": matched, "family_parents": parents, "unique": int((cn == "unique").sum()),
          "identical": int((cw == "identical").sum()), "split_children": int((cw == "split child").sum()),
-         "novel": int((cw == "novel").sum()), "signal": analysis.primary, "threshold": round(analysis.match_threshold, 4)}
+         "novel": int((cw == "novel").sum()),
+         "families_confirmed": (sum(bool(f.activation.get("confirmed")) for f in analysis.families)
+                                if any(f.activation for f in analysis.families) else None), "signal": analysis.primary, "threshold": round(analysis.match_threshold, 4)}
     h["text"] = (f"{h['one_to_one']:,} of {h['n_narrow']:,} {narrow.name} latents have a one-to-one partner in "
                  f"{wide.name} ({analysis.primary.replace('_', ' ')} ≥ {analysis.match_threshold:.2f}); "
                  f"{parents:,} split into families ({h['split_children']:,} {wide.name} children); "
@@ -125,7 +127,9 @@ def write_summary(out: Path, workspace: Workspace, index: MatchIndex, analysis: 
              *([f"- encoder and decoder agree on the best partner for {analysis.encoder_agreement:.1%} of "
                 f"{index.a.name}'s latents"] if analysis.encoder_agreement is not None else []), "",
              "## Classes", f"- {h['narrow']}: {h['matched']:,} matched, {h['family_parents']:,} family parents, "
-             f"{h['unique']:,} unique",
+             f"{h['unique']:,} unique" + (f" ({h['families_confirmed']:,} of the families confirmed by activations: "
+                                          f"parent ≈ union of members, Jaccard ≥ {config.family_min_union_jaccard}, "
+                                          f"co-firing ≤ {config.family_max_cofire})" if h["families_confirmed"] is not None else ""),
              f"- {h['wide']}: {h['identical']:,} identical, {h['split_children']:,} split children, "
              f"{h['novel']:,} novel (best score < {config.novel_threshold}), the rest related", "",
              "## Quality / coverage", "![coverage](coverage.png)", "",
