@@ -46,10 +46,10 @@ def test_run_saves_dictionaries_with_their_training_record(tiny_llama, tmp_path)
     rec = sae.cfg.extra["training"]
     assert rec["tokens_hash"] == windows.tokens_hash and rec["windows"] == [0, 40]
     assert rec["excluded_positions"] == ["sink", "special"]
-    assert rec["window_tokens_seen"] == 40 * 16
+    assert rec["tokens_seen"] == 40 * 16
     mask = windows.text_mask()[:40]
     assert rec["text_tokens_seen"] == int(mask.sum()) < 40 * 16
-    assert rec["final_metrics"]["steps"] == 10 and 0 < rec["final_metrics"]["fvu_last_10_steps"] < 2
+    assert rec["final"]["steps"] == 10 and 0 < rec["final"]["fvu"] < 2
     log = [json.loads(ln) for ln in (paths[0] / "train_log.jsonl").read_text().splitlines()]
     assert {r["dictionary"] for r in log} == {"sae"} and log[-1]["step"] == 10
     assert {"fvu", "l0", "dead_fraction", "aux_loss", "lr", "tokens", "tokens_per_s"} <= set(log[-1])
@@ -85,7 +85,7 @@ def test_cli_trains_two_widths_from_one_stream(tiny_llama, tmp_path):
     assert r.returncode == 0, r.stderr
     for width in (64, 128):
         cfg = json.loads((ws / "dictionaries" / f"tiny-{width}" / "cfg.json").read_text())
-        assert cfg["d_sae"] == width and cfg["extra"]["training"]["window_tokens_seen"] == 2048
+        assert cfg["d_sae"] == width and cfg["extra"]["training"]["tokens_seen"] == 2048
     assert (ws / "train" / "tiny" / "checkpoint.pt").exists()
     bad = subprocess.run(cmd[:-2] + ["--skip"], capture_output=True, text=True, timeout=300, env=_env())
     assert bad.returncode == 2 and "skip:" in bad.stderr and "Traceback" not in bad.stderr

@@ -97,6 +97,6 @@ def register(app: typer.Typer) -> None:
         from ..coders.base import read_native_cfg
 
         for path in paths:
-            m = read_native_cfg(path).extra["training"]["final_metrics"]
-            console.print(f"{path}: FVU {m['fvu_last_10_steps']:.3f}, L0 {m['l0_last_10_steps']:.1f}, "
+            m = read_native_cfg(path).extra["training"]["final"]
+            console.print(f"{path}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, "
                           f"dead {m['dead_fraction']:.1%} (training, last 10 steps)")

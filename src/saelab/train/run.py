@@ -80,9 +80,9 @@ def save_dictionaries(trainers: dict[str, DictionaryTrainer], workspace: Workspa
     for spec in config.dictionaries:
         trainer = trainers[spec.name]
         record = {"train_config": asdict(config), "dictionary": asdict(spec), "lr": trainer.base_lr,
-                  "lr_warmup_steps": trainer.warmup, "window_tokens_seen": state.window_tokens,
+                  "lr_warmup_steps": trainer.warmup, "tokens_seen": state.window_tokens,
                   "text_tokens_seen": state.text_tokens, "steps": state.step, "run_dir": str(run_dir),
-                  "final_metrics": trainer.summary(), **provenance}
+                  "final": trainer.summary(), **provenance}
         coder = trainer.coder
         coder.cfg = dataclasses.replace(coder.cfg, extra={**coder.cfg.extra, "training": record})
         path = coder.save(workspace.dictionary(spec.name))

@@ -125,13 +125,14 @@ class DictionaryTrainer:
         self.recent = (self.recent + [metrics])[-RECENT:]
         return metrics
 
-    def summary(self) -> dict[str, float]:
-        """Training metrics averaged over the last RECENT steps, plus counts."""
-        keys = ("fvu", "l0", "aux_loss")
-        out = {f"{key}_last_{len(self.recent)}_steps": sum(m[key] for m in self.recent) / max(1, len(self.recent))
-               for key in keys}
-        return {**out, "dead_fraction": float(self.dead.float().mean()), "steps": self.n_steps,
-                "text_tokens": self.n_tokens, "threshold": float(self.coder.threshold) if self.coder.threshold is not None else None}
+    def summary(self) -> dict[str, float | int | None]:
+        """fvu, l0, aux_loss averaged over the last RECENT training steps; dead fraction and counts now."""
+        n = max(1, len(self.recent))
+        out: dict[str, float | int | None] = {key: sum(m[key] for m in self.recent) / n for key in ("fvu", "l0", "aux_loss")}
+        thr = self.coder.threshold
+        return {**out, "averaged_over_last_steps": len(self.recent), "dead_fraction": float(self.dead.float().mean()),
+                "steps": self.n_steps, "text_tokens": self.n_tokens,
+                "threshold": float(thr) if thr is not None and thr.ndim == 0 else None}
 
     @torch.no_grad()
     def _remove_parallel_grad(self) -> None:
