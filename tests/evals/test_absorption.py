@@ -236,7 +236,7 @@ def _letter_sae(d: int = 64) -> SparseCoder:
 
 def test_run_absorption_end_to_end(letter_llama):
     # small probe batches: ~600 training words need more optimiser steps than SAEBench's 4096-word batches
-    res = run_absorption(letter_llama, _letter_sae(), AbsorptionConfig(probe_batch_size=32, batch_size=64),
+    res = run_absorption(letter_llama, _letter_sae(), AbsorptionConfig(probe_batch_size=64, batch_size=64),
                          progress=False)
     n_words = len(alpha_words(letter_llama.tokenizer))
     assert res["n_words"] == res["n_prompts"] == res["n_train_words"] + res["n_test_words"] == n_words
