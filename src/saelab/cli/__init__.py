@@ -35,9 +35,10 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 
 def _register_all() -> None:
     from . import basics, cache, demo, dictionaries, evals, match
+    from . import sfal as sfal_cli
     from . import train as train_cli
 
-    for module in (basics, demo, cache, train_cli, evals, dictionaries, match):
+    for module in (basics, demo, cache, train_cli, evals, dictionaries, match, sfal_cli):
         module.register(app)
 
 

@@ -1,0 +1,119 @@
+"""The `cooc` stage: latent store → co-occurrence counts and top-k neighbours.
+
+On disk (`workspace/cooc/NAME/`): `counts.safetensors` (N, per-latent window counts, the
+strict upper triangle of C as CSR), `neighbours.safetensors` (for each of φ, Jaccard,
+NPMI: `<measure>_index` int32 [d_sae, top_k] padded with −1 and `<measure>_score`
+float32 [d_sae, top_k]), `cfg.json` (config, store identity, N, skipped-token counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from .._io import CFG_NAME, atomic_path, read_json, write_cfg
+from ..data.tokens import TokenWindows, load_token_windows, text_mask
+from ..errors import ArtifactError, ConfigError
+from ..latents.store import LatentStore
+from ..workspace import Workspace
+from .config import CoocConfig
+from .counts import CoocCounts, count_tokens, count_windows
+from .metrics import MEASURES, pair_scores, top_k_rows
+from .windows import build_window_map, position_limit
+
+log = logging.getLogger(__name__)
+NEIGHBOURS_FILE = "neighbours.safetensors"
+
+
+@dataclass
+class Cooc:
+    """A co-occurrence artifact, loaded."""
+
+    path: Path
+    counts: CoocCounts
+    cfg: dict[str, Any]
+
+    def neighbours(self, latent: int, measure: str = "phi") -> tuple[np.ndarray, np.ndarray]:
+        """(latents int32 [≤ top_k], scores float32 [≤ top_k]) of one latent, best first."""
+        if measure not in MEASURES:
+            raise ConfigError(f"measure: got {measure!r}; expected one of {', '.join(MEASURES)}.")
+        t = load_file(str(self.path / NEIGHBOURS_FILE))
+        idx, score = t[f"{measure}_index"][latent], t[f"{measure}_score"][latent]
+        return idx[idx >= 0], score[idx >= 0]
+
+
+def cooc_dir(workspace: Workspace, name: str) -> Path:
+    return workspace.root / "cooc" / name
+
+
+def load_cooc(path: str | Path) -> Cooc:
+    path = Path(path)
+    if not (path / CFG_NAME).exists():
+        raise ArtifactError(f"no co-occurrence counts at {path} (cfg.json missing): run `saelab cooc` first.")
+    return Cooc(path, CoocCounts.load(path), read_json(path / CFG_NAME))
+
+
+def _check_windows(store: LatentStore, windows: TokenWindows) -> None:
+    if store.tokens_hash != windows.tokens_hash:
+        raise ArtifactError(f"the latent store {store.path} was cached on token windows {store.tokens_hash}, "
+                            f"the workspace's are {windows.tokens_hash}: re-run `saelab cache` on this workspace.")
+
+
+def count(config: CoocConfig, store: LatentStore, windows: TokenWindows) -> tuple[CoocCounts, dict[str, int]]:
+    """The co-occurrence counts of `store` (no files written)."""
+    _check_windows(store, windows)
+    doc = windows.doc_index[: store.n_windows].numpy()  # [n_windows, ctx_len]
+    if config.level == "token":
+        limit = position_limit(doc.reshape(-1), config)
+        text = text_mask(windows.tokens[: store.n_windows], tuple(store.cfg["excluded"]), windows.special_ids,
+                         windows.bos_id).numpy().reshape(-1)
+        return count_tokens(store, text, limit, config.chunk_windows), {"tokens_used": int(text[:limit].sum())}
+    wmap = build_window_map(doc, config)
+    return count_windows(store, wmap, config.chunk_windows), wmap.counts
+
+
+def write_neighbours(counts: CoocCounts, directory: Path, top_k: int) -> None:
+    tensors = {}
+    for name, measure in MEASURES.items():
+        scores = pair_scores(counts.pairs, counts.latent_counts, counts.n_windows, measure)
+        tensors[f"{name}_index"], tensors[f"{name}_score"] = top_k_rows(scores, top_k)
+    with atomic_path(directory / NEIGHBOURS_FILE) as tmp:
+        save_file(tensors, str(tmp))
+
+
+def run(config: CoocConfig, workspace: Workspace, dictionary: str, windows: TokenWindows | None = None,
+        name: str | None = None) -> Cooc:
+    """Count co-occurrences of the latents of `workspace/latents/<dictionary>` and write
+    `workspace/cooc/<name or dictionary>/`.
+
+    Example:
+        >>> cooc = run(CoocConfig(k=256), Workspace.at("ws"), "sae6")
+        >>> cooc.counts.n_windows, cooc.neighbours(12, "phi")
+    """
+    store = LatentStore(workspace.latents(dictionary))
+    windows = windows if windows is not None else load_token_windows(workspace.tokens)
+    t0 = time.perf_counter()
+    counts, skipped = count(config, store, windows)
+    seconds = time.perf_counter() - t0
+    out = cooc_dir(workspace, name or dictionary)
+    out.mkdir(parents=True, exist_ok=True)
+    counts.save(out)
+    write_neighbours(counts, out, config.top_k)
+    alive = int((counts.latent_counts > 0).sum())
+    cfg = {"artifact": "cooc", "dictionary": dictionary, "store": str(store.path), "tokens_hash": store.tokens_hash,
+           "d_sae": store.d_sae, "config": {**asdict(config), "stride": config.effective_stride},
+           "n_windows": counts.n_windows, "n_pairs": int(counts.pairs.nnz), "n_alive": alive,
+           "n_dead": store.d_sae - alive, "counts": skipped, "excluded_positions": store.cfg.get("excluded"),
+           "seconds": round(seconds, 3),
+           "note": "N (n_windows) is the number of co-occurrence windows in the data, including windows where "
+                   "no latent fires; dead = fires in no window."}
+    write_cfg(out, cfg)
+    log.info("cooc %s: N=%d windows, %d pairs, %d dead latents, %.1f s", dictionary, counts.n_windows,
+             counts.pairs.nnz, cfg["n_dead"], seconds)
+    return load_cooc(out)
