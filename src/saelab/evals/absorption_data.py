@@ -153,6 +153,9 @@ def read_word_activations(lm: Any, hookpoint: str, words: Sequence[Word], spec: 
         examples = rng.sample(pool, spec.icl_examples)
         prefix = icl_prefix(examples, spec.template, spec.answer_template, spec.separator)
         prefix_ids = lm.tokenizer(prefix).input_ids
+        if start == 0 and lm.tokenizer(prefix + batch[0].text).input_ids != prefix_ids + [batch[0].token_id]:
+            log.warning("absorption: this tokenizer splits %r differently inside the prompt; the word is "
+                        "inserted as its own token", prefix[-40:] + batch[0].text)
         acts, n = reader.read_after_prefix(prefix_ids, [w.token_id for w in batch])
         out.append(acts.float().cpu())
         n_tokens += n
