@@ -1,4 +1,4 @@
-"""`saelab demo`: the whole pipeline on the embedded model and corpus."""
+"""`saelab demo`: the whole pipeline on the embedded defaults."""
 
 from __future__ import annotations
 
@@ -13,30 +13,29 @@ from . import common as opt
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(workspace: Optional[str] = opt.WorkspaceOpt, model: str = opt.Model, corpus: str = opt.Corpus,
-             n_tokens: int = typer.Option(262_144, "--n-tokens", help="Token budget of the demo's windows."),
-             dtype: str = opt.DType, device: str = opt.Device, batch_size: int = opt.BatchSize,
-             hookpoint: list[str] = opt.Hookpoints) -> None:
-        """Run the pipeline on the embedded defaults: load SmolLM2, tokenize the embedded corpus,
-        stream activations at resid_post.6 and print their statistics."""
-        from ..activations.run import ActivationsConfig, run as activations_run
-        from ..data.run import TokensConfig, run as tokens_run
-        from ..models.load import load_model
+             dtype: str = opt.DType, device: str = opt.Device,
+             train_tokens: int = typer.Option(327_680, "--train-tokens", help="Training tokens of the two SAEs (one shared stream)."),
+             eval_tokens: int = typer.Option(32_768, "--eval-tokens", help="Held-out tokens for evaluation."),
+             ce_tokens: int = typer.Option(4_096, "--ce-tokens", help="Tokens for the CE/KL splice (3 full forwards each)."),
+             full: int = typer.Option(2048, "--full", help="Latents of the narrow SAE ('full')."),
+             ultra: int = typer.Option(16384, "--ultra", help="Latents of the wide SAE ('ultra')."),
+             k: int = typer.Option(32, "--k", help="Active latents per token (TopK)."),
+             batch_size: int = opt.BatchSize) -> None:
+        """Run the pipeline on the embedded defaults: SmolLM2-135M and English prose → token windows →
+        two TopK SAEs at resid_post.6 ('full' 2,048 and 'ultra' 16,384 latents) trained from one stream →
+        sparse latent caches → evaluation side by side → matching ultra ↔ full. Reruns skip finished stages."""
+        from ..demo import DemoConfig, run_demo
         from ..workspace import Workspace
         from . import console
-        from .basics import print_activation_stats
 
         t0 = time.perf_counter()
         ws = Workspace.at(workspace)
         console.rule("[bold]saelab demo")
         console.print(f"workspace: {ws.root.resolve()}")
-        lm = load_model(model, dtype=dtype, device=device)
-        d = lm.describe()
-        console.print(f"[bold]1. model[/] {model}: {d['architecture']}, {d['n_layers']} layers, d_model {d['d_model']}, "
-                      f"{lm.n_params / 1e6:.0f}M parameters, {d['dtype']} on {d['device']}")
-        windows = tokens_run(TokensConfig(corpus=corpus, n_tokens=n_tokens), ws, lm)
-        console.print(f"[bold]2. token windows[/] {windows.n_windows:,} × {windows.ctx_len} tokens from "
-                      f"{windows.cfg['n_documents']:,} documents of {corpus} → {ws.tokens}")
-        console.print(f"[bold]3. activations[/] at {', '.join(hookpoint)} (forward stops after the deepest hookpoint)")
-        result = activations_run(ActivationsConfig(hookpoints=tuple(hookpoint), batch_size=batch_size), ws, lm, windows)
-        print_activation_stats(result)
+        cfg = DemoConfig(model=model, corpus=corpus, dtype=dtype, device=device, train_tokens=train_tokens,
+                         eval_tokens=eval_tokens, ce_tokens=ce_tokens, widths={"full": full, "ultra": ultra}, k=k,
+                         batch_size=batch_size)
+        seconds = run_demo(cfg, ws, lambda msg: console.print(msg, highlight=False, markup=False))
+        console.rule()
+        console.print("seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
         console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; artifacts in {ws.root.resolve()}")

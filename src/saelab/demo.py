@@ -1,0 +1,155 @@
+"""`saelab demo`: the whole pipeline on the embedded model and corpus, in stages.
+
+Each stage writes its artifact into the workspace and is skipped on a rerun when that
+artifact is complete, so an interrupted demo resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .models.load import DEFAULT_MODEL, LoadedModel
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Budgets of the demo (defaults fit ~15 minutes on 2 cores)."""
+
+    model: str = DEFAULT_MODEL
+    corpus: str = "mixed-en"
+    dtype: str = "bfloat16"
+    """Model dtype for streaming activations (bf16 runs ~2x faster than fp32 on this CPU)."""
+    device: str = "cpu"
+    hookpoint: str = "resid_post.6"
+    train_tokens: int = 327_680
+    """Training tokens of both SAEs (one activation stream feeds both)."""
+    eval_tokens: int = 32_768
+    """Held-out tokens (the last windows) for evaluation."""
+    ce_tokens: int = 4_096
+    """Tokens of the CE/KL splice (3 full forwards each)."""
+    widths: dict[str, int] = field(default_factory=lambda: {"full": 2048, "ultra": 16384})
+    """Name → number of latents of each demo SAE."""
+    k: int = 32
+    batch_size: int = 8
+
+    @property
+    def n_tokens(self) -> int:
+        return self.train_tokens + self.eval_tokens
+
+
+Emit = Callable[[str], None]
+
+
+def stage_tokens(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, emit: Emit):
+    from .data.run import TokensConfig, run
+
+    windows = run(TokensConfig(corpus=cfg.corpus, n_tokens=cfg.n_tokens), ws, lm)
+    emit(f"{windows.n_windows:,} windows × {windows.ctx_len} tokens from {windows.cfg['n_documents']:,} documents "
+         f"of {cfg.corpus}; excluded positions: {', '.join(windows.config.exclude)}")
+    return windows
+
+
+def stage_train(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: Emit) -> None:
+    from .train import run
+    from .train.config import DictionarySpec, TrainConfig
+
+    todo = [n for n in cfg.widths if not (ws.dictionary(n) / "cfg.json").exists()]
+    if todo:
+        specs = tuple(DictionarySpec(n, cfg.hookpoint, cfg.widths[n], cfg.k) for n in todo)
+        from .train.checkpoint import CHECKPOINT_NAME
+
+        resume = (ws.root / "train" / "demo" / CHECKPOINT_NAME).exists()  # an interrupted demo goes on
+        run(TrainConfig(dictionaries=specs, n_tokens=cfg.train_tokens, batch_size=cfg.batch_size), ws, lm, windows,
+            run_name="demo", resume=resume)
+    for n in cfg.widths:
+        t = _training_record(ws, n)
+        emit(f"{n}: {cfg.widths[n]:,} latents, k={cfg.k}, {t.get('tokens_seen', cfg.train_tokens):,} training tokens"
+             + (f", final FVU {t['final']['fvu']:.3f}" if isinstance(t.get("final"), dict) and "fvu" in t["final"] else ""))
+
+
+def _training_record(ws: Workspace, name: str) -> dict[str, Any]:
+    from ._io import read_json
+
+    return read_json(ws.dictionary(name) / "cfg.json").get("extra", {}).get("training", {})
+
+
+def stage_cache(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: Emit) -> None:
+    from .coders import load_dictionary
+    from .latents import LatentStore
+    from .latents.config import CacheConfig
+    from .latents.run import run
+
+    todo = {n: load_dictionary(ws.dictionary(n)) for n in cfg.widths if not (ws.latents(n) / "cfg.json").exists()
+            or not _complete(ws.latents(n))}
+    if todo:
+        run(CacheConfig(batch_size=cfg.batch_size, n_windows=cfg.train_tokens // windows.ctx_len), ws, lm, windows, todo)
+    for n in cfg.widths:
+        s = LatentStore(ws.latents(n)).summary()
+        emit(f"{n}: {s['n_text_tokens']:,} text tokens cached, {s['n_dead']:,} of {s['d_sae']:,} latents dead, "
+             f"mean L0 {s['mean_l0']:.1f}, {s['disk_bytes'] / 1e6:.1f} MB on disk")
+
+
+def _complete(path) -> bool:
+    from ._io import read_json
+
+    return bool(read_json(path / "cfg.json").get("complete"))
+
+
+def stage_evals(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: Emit) -> dict[str, Any]:
+    from .evals import EvalConfig, compare
+
+    a, b = list(cfg.widths)
+    out = ws.root / "evals" / f"{a}__{b}"
+    config = EvalConfig(n_tokens=cfg.eval_tokens, ce_n_tokens=cfg.ce_tokens, batch_size=cfg.batch_size,
+                        metrics=("reconstruction", "sparsity", "downstream"))
+    r = compare(a, b, ws, lm, windows, out, config)
+    emit(r["summary_text"].rstrip())
+    emit(f"written: {out}")
+    return r
+
+
+def stage_match(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
+    from ._io import read_json
+    from .match import MatchConfig
+    from .match.run import run
+
+    narrow, wide = sorted(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
+    out = run(MatchConfig(), ws, wide, narrow)
+    emit(read_json(out / "cfg.json")["headline"]["text"])
+    emit(f"written: {out}/matches.parquet, families.json, summary.md")
+
+
+STAGES = ("tokens", "train", "cache", "evals", "match")
+
+
+def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
+    """Run every stage; return seconds per stage."""
+    from .models.load import load_model
+
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    d = lm.describe()
+    emit(f"model: {cfg.model}: {d['architecture']}, {d['n_layers']} layers, d_model {d['d_model']}, "
+         f"{lm.n_params / 1e6:.0f}M parameters, {d['dtype']} on {d['device']}")
+    seconds["model"] = time.perf_counter() - t
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        emit(f"── {len(seconds)}. {name}")
+        t0 = time.perf_counter()
+        out = fn()
+        seconds[name] = time.perf_counter() - t0
+        return out
+
+    windows = timed("tokens", lambda: stage_tokens(cfg, ws, lm, emit))
+    timed("train", lambda: stage_train(cfg, ws, lm, windows, emit))
+    timed("cache", lambda: stage_cache(cfg, ws, lm, windows, emit))
+    timed("evals", lambda: stage_evals(cfg, ws, lm, windows, emit))
+    timed("match", lambda: stage_match(cfg, ws, emit))
+    return seconds
