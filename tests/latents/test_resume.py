@@ -145,3 +145,13 @@ def test_torchrun_two_ranks_equal_single_process(reference, tmp_path):
     assert len(written[0] | written[1]) == 2 * N_SHARDS
     assert not list((tmp_path / "latents").rglob("manifest.rank-*"))
     assert _files(tmp_path / "latents") == _files(reference / "latents")
+
+
+def test_dictionary_of_another_width_is_refused(tmp_path):
+    from saelab.coders import CoderConfig, SparseCoder
+    from saelab.errors import ConfigError
+
+    wrong = SparseCoder(CoderConfig("topk", d_in=16, d_sae=8, k=2, hookpoint="model.layers.1"))
+    with pytest.raises(ConfigError, match="d_in is 16"):
+        run(CacheConfig(batch_size=2, shard_windows=4), Workspace(tmp_path), tiny_lm(), tiny_windows(),
+            {"wrong": wrong}, progress=False)

@@ -73,9 +73,10 @@ def _targets(workspace: Workspace, lm: LoadedModel, windows: TokenWindows, confi
         raise ConfigError("dictionaries: got none; give at least one dictionary to encode with.")
     targets = []
     for name, coder in dictionaries.items():
+        if getattr(coder.cfg, "n_sources", 1) != 1:
+            raise ConfigError(f"dictionaries[{name!r}]: a crosscoder reads {coder.cfg.n_sources} sources; the latent "
+                              "cache encodes one hookpoint per dictionary.")
         hp = resolve_hookpoint(lm.model, coder.cfg.hookpoint).name
-        if int(coder.cfg.d_in) != lm.d_model and not hp.endswith((".mlp", ".self_attn")):
-            log.warning("dictionary %s has d_in %d but the model's d_model is %d", name, coder.cfg.d_in, lm.d_model)
         ident = _identity(name, coder, hp, lm, windows, config, n_windows)
         targets.append(_Target(name, coder, workspace.latents(name), ident))
     return targets
@@ -88,6 +89,9 @@ def _encode_batch(batch: ActivationBatch, targets: list[_Target], builders: dict
         if t.name not in builders:
             continue
         acts = batch.acts[t.hookpoint]  # [B, ctx, d_in]
+        if acts.shape[-1] != t.identity["d_in"]:
+            raise ConfigError(f"dictionaries[{t.name!r}]: d_in is {t.identity['d_in']}, but {t.hookpoint} "
+                              f"gives activations of width {acts.shape[-1]}: is it the dictionary of another model?")
         x = acts[batch.mask.to(acts.device)].to(t.param_dtype)  # [n_text, d_in]
         with torch.inference_mode():
             builders[t.name].add(t.coder.encode(x), coords.to(x.device))
