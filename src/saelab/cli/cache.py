@@ -14,6 +14,9 @@ from rich.table import Table
 from ..errors import ConfigError
 from . import common as opt
 
+DICT_HELP = ("Dictionary: NAME (workspace/dictionaries/NAME), PATH (any format saelab reads), or NAME=PATH; "
+             "repeat to encode several in one pass.")
+
 
 def _resolve(spec: str, workspace) -> tuple[str, Path]:
     """`NAME` (a dictionary of the workspace), `PATH`, or `NAME=PATH` → (store name, dictionary path)."""
@@ -53,12 +56,11 @@ def print_summary(paths: dict[str, Path], seconds: float, n_positions: int) -> N
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def cache(dict_: list[str] = typer.Option(..., "--dict", "-d",
-                                              help="Dictionary: NAME (workspace/dictionaries/NAME), PATH (any format "
-                                                   "saelab reads), or NAME=PATH; repeat to encode several in one pass."),
+    def cache(dict_: list[str] = typer.Option(..., "--dict", "-d", help=DICT_HELP),
               model: str = opt.Model, dtype: str = opt.DType, device: str = opt.Device,
               batch_size: int = opt.BatchSize,
-              shard_windows: int = typer.Option(256, "--shard-windows", help="Windows per shard (a multiple of --batch-size)."),
+              shard_windows: int = typer.Option(256, "--shard-windows",
+                                                help="Windows per shard (a multiple of --batch-size)."),
               value_dtype: str = typer.Option("bfloat16", "--value-dtype", help="Stored values: float16 | bfloat16."),
               n_windows: Optional[int] = typer.Option(None, "--n-windows", help="Cache only the first N windows."),
               workspace: Optional[str] = opt.WorkspaceOpt,
@@ -76,8 +78,8 @@ def register(app: typer.Typer) -> None:
         from ..models.load import load_model
         from ..workspace import Workspace
 
-        config = CacheConfig(batch_size=batch_size, shard_windows=shard_windows, value_dtype=value_dtype,  # type: ignore[arg-type]
-                             n_windows=n_windows)
+        config = CacheConfig(batch_size=batch_size, shard_windows=shard_windows, n_windows=n_windows,
+                             value_dtype=value_dtype)  # type: ignore[arg-type]
         ws = Workspace.at(workspace)
         specs = [_resolve(s, ws) for s in dict_]
         names = [n for n, _ in specs]

@@ -164,7 +164,8 @@ class LatentStore:
         """Activating windows stratified by their maximum: the windows sorted by maximum are cut into
         `n_quantiles` groups of (nearly) equal size, lowest first; `per_quantile` drawn from each."""
         if n_quantiles <= 0 or per_quantile <= 0:
-            raise ConfigError(f"n_quantiles, per_quantile: got {n_quantiles}, {per_quantile}; expected positive integers.")
+            raise ConfigError(f"n_quantiles, per_quantile: got {n_quantiles}, {per_quantile}; "
+                              "expected positive integers.")
         m = self.window_maxima(latent)
         order = np.lexsort((m.windows, m.values))  # ascending by maximum
         rng = np.random.default_rng(seed)
