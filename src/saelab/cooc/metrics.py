@@ -54,8 +54,9 @@ def pair_scores(upper: sp.csr_matrix, latent_counts: np.ndarray, n: int, measure
     of C) has a co-occurring pair. Each pair is scored once, then mirrored."""
     coo = upper.tocoo()
     data = measure(coo.data, latent_counts[coo.row], latent_counts[coo.col], n)
-    half = sp.csr_matrix((data, (coo.row, coo.col)), shape=upper.shape)
-    return (half + half.T).tocsr()
+    # built from both triangles at once: a sum would drop pairs whose score is exactly 0
+    return sp.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
+                         shape=upper.shape).tocsr()
 
 
 def top_k_dense(dense: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

