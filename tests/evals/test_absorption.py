@@ -159,6 +159,18 @@ def test_few_qualifying_letters_give_a_note_not_a_score(planted):
     assert "not comparable" in res["note"] and f"{res['n_qualifying_letters']} letters" in res["note"]
 
 
+def test_dictionary_blind_to_letters_is_flagged(planted):
+    (train_x, train_y), (test_x, test_y), _ = planted
+    coder = SparseCoder(CoderConfig(architecture="relu", d_in=D_IN, d_sae=30, apply_b_dec_to_input=False))
+    with torch.no_grad():  # every latent reads and writes a noise dim: none tracks a letter
+        coder.W_enc.zero_()[26 + N_ABSORBED:, :] = torch.eye(30)
+        coder.W_dec.zero_()[:, 26 + N_ABSORBED:] = torch.eye(30)
+        coder.b_enc.zero_(), coder.b_dec.zero_()
+    res = score_absorption(train_x, train_y, test_x, test_y, coder, FAST)
+    assert res["enough_letters"] and res["n_letters_weak_main_latents"] == 26
+    assert "measure noise" in res["note"]
+
+
 # -- words, prompts and the cached-prefix reader ------------------------------------------------------
 
 def letter_tokenizer(per_letter: int = 30, seed: int = 0):

@@ -197,21 +197,27 @@ def _summary(rows: list[dict[str, Any]], config: AbsorptionConfig) -> dict[str, 
     def stdev(key: str) -> float | None:
         return round(statistics.stdev(r[key] for r in scored), 4) if len(scored) > 1 else None
 
+    weak = sum(max(r["k_sparse_f1"] or [0.0]) <= config.min_probe_f1 for r in scored)
     out = {"n_qualifying_letters": n_q, "n_scored_letters": len(scored), "enough_letters": n_q >= config.min_letters,
            "mean_absorption_fraction": mean("absorption_fraction"), "mean_full_absorption_rate": mean("full_absorption_rate"),
            "mean_num_split_latents": mean("n_main_latents"), "n_split_letters": sum(bool(r["split"]) for r in scored),
            "std_absorption_fraction": stdev("absorption_fraction"), "std_full_absorption_rate": stdev("full_absorption_rate"),
-           # SAEBench keeps k = 1 even when its F1 is poor; then "main latents silent" is nearly always
-           # true and absorption is measured against a latent that does not track the letter.
-           "n_letters_weak_main_latents": sum(max(r["k_sparse_f1"] or [0.0]) <= config.min_probe_f1 for r in scored),
-           "note": None}
+           "n_letters_weak_main_latents": weak, "note": None}
+    notes = []
     if n_q == 0:
-        out["note"] = (f"no letter has letter-probe F1 > {config.min_probe_f1} at this hookpoint: the letter is not "
-                       "linearly readable here, so there is no absorption score.")
+        notes.append(f"no letter has letter-probe F1 > {config.min_probe_f1} at this hookpoint: the letter is not "
+                     "linearly readable here, so there is no absorption score.")
     elif n_q < config.min_letters:
-        out["note"] = (f"only {n_q} of 26 letters have letter-probe F1 > {config.min_probe_f1} at this hookpoint; "
-                       f"SAEBench needs {config.min_letters} for an absorption score. The means are over these "
-                       f"{len(scored)} letters only and are not comparable to SAEBench's score.")
+        notes.append(f"only {n_q} of 26 letters have letter-probe F1 > {config.min_probe_f1} at this hookpoint; "
+                     f"SAEBench needs {config.min_letters} for an absorption score. The means are over these "
+                     f"{len(scored)} letters only and are not comparable to SAEBench's score.")
+    if weak:
+        # SAEBench keeps k = 1 however poor its F1; "main latents silent" is then nearly always true
+        # and absorption is measured against latents that do not track the letter.
+        notes.append(f"{weak} of the {len(scored)} scored letters have main latents whose best k-sparse F1 is "
+                     f"<= {config.min_probe_f1}: the dictionary has no latent that tracks those letters, so their "
+                     "absorption figures measure noise rather than absorption.")
+    out["note"] = " ".join(notes) or None
     return out
 
 
