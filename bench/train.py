@@ -1,6 +1,6 @@
 """Benchmark: saelab's TopK SAE trainer vs EleutherAI sparsify, same tokens, same held-out FVU.
 
-    flock /tmp/saelab-cpu.lock .venv/bin/python bench/train.py [--n-tokens 199936] [--peer-full-model]
+    flock /tmp/saelab-cpu.lock .venv/bin/python bench/train.py [--n-tokens 199936] [--peer-full-model-tokens 51200]
 
 Both train a 4,096-latent k=32 TopK SAE on SmolLM2-135M `resid_post.6` (sparsify's
 `layers.6`), fp32, batches of 8 windows of 256 tokens, on the SAME token windows of the
@@ -16,7 +16,7 @@ evaluated by sparsify's own forward in the peer venv on the same saved activatio
 
 Fairness: saelab's forward stops after layer 6; sparsify runs the model it is given, so it
 is run on the model truncated to 7 layers (identical activations), and with
---peer-full-model also on the full 30 layers, as users run it. tok/s = window tokens / wall
+--peer-full-model-tokens N also on the full 30 layers, as users run it (timed on N tokens). tok/s = window tokens / wall
 seconds of the whole training call (model forward + SAE), on both sides.
 """
 
@@ -41,7 +41,7 @@ PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 LAYER, D_SAE, K, CTX, BATCH = 6, 4096, 32, 256, 8
 
 PEER_SCRIPT = r'''
-import json, os, sys, time, types
+import importlib.machinery, json, os, sys, time, types
 os.environ["HF_HUB_OFFLINE"] = "1"
 cfg = json.load(open(sys.argv[1]))
 import torch
@@ -50,6 +50,7 @@ from safetensors.torch import load_file, save_file
 def train():
     logged = []
     wandb = types.ModuleType("wandb")  # stand-in: sparsify reports its FVU only through wandb.log
+    wandb.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # accelerate probes find_spec("wandb")
     wandb.init = lambda *a, **k: None
     wandb.log = lambda info, step=None: logged.append({"step": step, **info})
     sys.modules["wandb"] = wandb
@@ -147,7 +148,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-tokens", type=int, default=199_936, help="training tokens (multiple of 256)")
     p.add_argument("--held-out-windows", type=int, default=32)
-    p.add_argument("--peer-full-model", action="store_true", help="also time sparsify on the full 30-layer model")
+    p.add_argument("--peer-full-model-tokens", type=int, default=0,
+                   help="also time sparsify on the full 30-layer model (as users run it) on this many tokens")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args()
     from saelab.coders import load_dictionary
@@ -170,8 +172,8 @@ def main() -> None:
     res["saelab"]["eval"] = evaluate(load_dictionary(res["saelab"]["path"]), x, mask)
     res["sparsify_truncated"] = train_sparsify(lm, windows, n_train, True, tmp)
     res["sparsify_truncated"]["eval"] = eval_sparsify(res["sparsify_truncated"]["sae_dir"], x, mask, tmp)
-    if args.peer_full_model:
-        res["sparsify_full_model"] = train_sparsify(lm, windows, n_train, False, tmp)
+    if args.peer_full_model_tokens:  # throughput only: the activations, hence the SAE, are the same
+        res["sparsify_full_model"] = train_sparsify(lm, windows, args.peer_full_model_tokens // CTX, False, tmp)
     print(json.dumps(res, indent=2))
     if args.out:
         args.out.write_text(json.dumps(res, indent=2) + "\n")
