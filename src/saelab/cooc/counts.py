@@ -35,7 +35,7 @@ class CoocCounts:
     latent_counts: np.ndarray
     """int64 [d_sae]: windows where each latent fires (the diagonal of C)."""
     pairs: sp.csr_matrix
-    """int64 [d_sae, d_sae], strictly upper triangular: pairs[i, j] (i < j) = windows
+    """int32 [d_sae, d_sae], strictly upper triangular: pairs[i, j] (i < j) = windows
     where both fire. Pairs that never co-occur are not stored."""
 
     @property
@@ -43,12 +43,12 @@ class CoocCounts:
         return int(self.latent_counts.size)
 
     def symmetric(self) -> sp.csr_matrix:
-        """int64 [d_sae, d_sae]: n11 for i ≠ j (both triangles), zero diagonal."""
+        """int32 [d_sae, d_sae]: n11 for i ≠ j (both triangles), zero diagonal."""
         return (self.pairs + self.pairs.T).tocsr()
 
     def dense(self) -> np.ndarray:
         """int64 [d_sae, d_sae]: the full C (small dictionaries and tests only)."""
-        c = self.symmetric().toarray()
+        c = self.symmetric().toarray().astype(np.int64)
         np.fill_diagonal(c, self.latent_counts)
         return c
 
@@ -56,7 +56,7 @@ class CoocCounts:
         p = self.pairs
         tensors = {"latent_counts": self.latent_counts.astype(np.int64), "n_windows": np.array([self.n_windows]),
                    "pairs_indptr": p.indptr.astype(np.int64), "pairs_indices": p.indices.astype(np.int32),
-                   "pairs_data": p.data.astype(np.int64)}
+                   "pairs_data": p.data.astype(np.int32)}
         with atomic_path(directory / COUNTS_FILE) as tmp:
             save_file(tensors, str(tmp))
         return directory / COUNTS_FILE
@@ -96,40 +96,42 @@ def _binary_rows(win: np.ndarray, lat: np.ndarray, d_sae: int) -> sp.csr_matrix:
 
 
 def chunk_pairs(b: sp.csr_matrix, tile_bytes: int = 256 << 20) -> sp.csr_matrix:
-    """Strict upper triangle of BᵀB (int64 [d_sae, d_sae], sparse) for one chunk of windows.
+    """Strict upper triangle of BᵀB (int32 [d_sae, d_sae], sparse) for one chunk of windows.
 
     Only the u latents active in the chunk take part: B restricted to them is a dense 0/1
     [windows, u] block, and BᵀB is computed tile by tile (rows [r0, r1) × columns [r0, u))
     with a float32 GEMM, exact while a chunk has < 2²⁴ windows. A tile holds at most
-    `tile_bytes`; only its non-zero pairs are kept. Cost: windows·u²/2 multiply-adds at
-    BLAS speed, against SFAL's windows·d_sae² scattered integer adds."""
+    `tile_bytes`; only its non-zero pairs are kept, already in CSR order (active latents
+    are sorted, `nonzero` is row-major). Cost: windows·u²/2 multiply-adds at BLAS speed,
+    against SFAL's windows·d_sae² scattered integer adds."""
     import torch
 
-    active = np.flatnonzero(np.diff(b.tocsc().indptr))  # [u]
+    d = b.shape[1]
+    active = np.flatnonzero(np.diff(b.tocsc().indptr))  # [u], sorted
     u = active.size
     dense = torch.from_numpy(b[:, active].toarray().astype(np.float32))  # [windows, u]
     assert dense.shape[0] < 1 << 24
-    rows, cols, vals = [], [], []
+    row_nnz = np.zeros(d, np.int64)
+    cols, vals = [], []
     step = max(1, tile_bytes // (4 * max(u, 1)))
     for r0 in range(0, u, step):
         r1 = min(u, r0 + step)
         tile = dense[:, r0:r1].T @ dense[:, r0:]  # [r1 − r0, u − r0]: pairs (r0 + i, r0 + j)
+        tile = torch.triu(tile, diagonal=1)  # strict upper triangle: column > row
         i, j = torch.nonzero(tile, as_tuple=True)
-        upper = j > i  # strict upper triangle: column > row (both offset by r0)
-        i, j = i[upper], j[upper]
-        rows.append(active[i.numpy() + r0])
-        cols.append(active[j.numpy() + r0])
-        vals.append(tile[i, j].round().to(torch.int64).numpy())
-    d = b.shape[1]
-    r, c, v = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (rows, cols, vals))
-    return sp.csr_matrix((v, (r, c)), shape=(d, d))
+        row_nnz[active[r0:r1]] = np.bincount(i.numpy(), minlength=r1 - r0)
+        cols.append(active[j.numpy() + r0].astype(np.int32))
+        vals.append(tile[i, j].round().to(torch.int32).numpy())
+    indptr = np.r_[0, np.cumsum(row_nnz)]
+    return sp.csr_matrix((np.concatenate(vals) if vals else np.zeros(0, np.int32),
+                          np.concatenate(cols) if cols else np.zeros(0, np.int32), indptr), shape=(d, d))
 
 
 def count_windows(store: LatentStore, wmap: WindowMap, chunk_windows: int = 1024) -> CoocCounts:
     """C = BᵀB over the co-occurrence windows of `wmap`, one sparse product per
     `chunk_windows` complete windows (fewer, larger products; bounded pending memory)."""
     d = store.d_sae
-    pairs = sp.csr_matrix((d, d), dtype=np.int64)
+    pairs = sp.csr_matrix((d, d), dtype=np.int32)
     diag = np.zeros(d, np.int64)
     pending_w, pending_l = np.zeros(0, np.int64), np.zeros(0, np.int64)
     for next_g, win, lat in _firing_pairs(store, wmap):
@@ -142,7 +144,8 @@ def count_windows(store: LatentStore, wmap: WindowMap, chunk_windows: int = 1024
         if ready.any():
             b = _binary_rows(pending_w[ready], pending_l[ready], d)  # [windows, d_sae]
             diag += np.asarray(b.sum(axis=0)).ravel()
-            pairs = pairs + chunk_pairs(b)  # [d_sae, d_sae], only co-occurring pairs
+            part = chunk_pairs(b)  # [d_sae, d_sae], only co-occurring pairs
+            pairs = part if pairs.nnz == 0 else pairs + part
             pending_w, pending_l = pending_w[~ready], pending_l[~ready]
     assert pending_w.size == 0, "windows left incomplete after the last shard"
     pairs.sum_duplicates()
@@ -153,7 +156,7 @@ def count_tokens(store: LatentStore, text: np.ndarray, limit: int, rows_per_prod
     """Token-level co-occurrence: every text position < limit is a window.
     text: bool [n_windows·ctx_len], True at text (not excluded) positions."""
     d = store.d_sae
-    pairs = sp.csr_matrix((d, d), dtype=np.int64)
+    pairs = sp.csr_matrix((d, d), dtype=np.int32)
     diag = np.zeros(d, np.int64)
     for shard in store.iter_csr():
         g0 = shard.window_start * store.ctx_len
