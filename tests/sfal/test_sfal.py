@@ -181,3 +181,17 @@ def test_default_embedder_is_the_packaged_minilm():
     assert v.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+def test_correlation_with_interp_scores(tmp_path):
+    from saelab.sfal.summary import correlations
+
+    latents = np.arange(20)
+    ndcg = np.linspace(0.1, 0.9, 20)
+    table = tmp_path / "scores.csv"
+    rows = [f"{i},{0.5 * v + 0.01 * (i % 3)},0.7" for i, v in zip(latents, ndcg)]
+    table.write_text("latent,detection,fuzz\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    detection, fuzz = correlations(latents, ndcg, table)
+    assert detection["score"] == "detection" and detection["n"] == 20 and detection["pearson"] > 0.99
+    assert fuzz["pearson"] is None  # constant: no correlation, said so
+    assert correlations(latents, ndcg, None) == []
