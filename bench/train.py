@@ -113,17 +113,22 @@ def train_sparsify(lm, windows, n_train: int, truncate: bool, tmp: Path) -> dict
     return result
 
 
-def train_saelab(lm, windows, n_train: int, ws) -> dict:
+def train_saelab(lm, windows, n_train: int, ws, lrs: tuple[float | None, ...] = (None,)) -> dict:
+    """Train one dictionary per rate in `lrs` (None: the default rate) from one activation stream."""
     from saelab.train import DictionarySpec, TrainConfig, run
 
-    spec = DictionarySpec("bench-saelab-topk", f"resid_post.{LAYER}", d_sae=D_SAE, k=K)
-    config = TrainConfig((spec,), n_tokens=n_train * CTX, batch_size=BATCH, checkpoint_every=0, log_every=1)
+    specs = tuple(DictionarySpec(f"bench-saelab-topk-lr{lr or 'default'}", f"resid_post.{LAYER}", d_sae=D_SAE, k=K,
+                                 lr=lr) for lr in lrs)
+    config = TrainConfig(specs, n_tokens=n_train * CTX, batch_size=BATCH, checkpoint_every=0, log_every=1)
     t0 = time.perf_counter()
-    [path] = run(config, ws, lm, windows, progress=False)
+    paths = run(config, ws, lm, windows, run_name=specs[0].name, progress=False)
     seconds = time.perf_counter() - t0
-    metrics = json.loads((path / "cfg.json").read_text())["extra"]["training"]["final"]
-    return {"seconds": seconds, "tokens": n_train * CTX, "tokens_per_s": n_train * CTX / seconds, "path": str(path),
-            "train_fvu_last10": metrics["fvu"], "lr": config.lr_for(spec)}
+    out = {"seconds": seconds, "tokens": n_train * CTX, "tokens_per_s": n_train * CTX / seconds,
+           "n_dictionaries_in_stream": len(specs), "dictionaries": {}}
+    for spec, path in zip(specs, paths):
+        metrics = json.loads((path / "cfg.json").read_text())["extra"]["training"]["final"]
+        out["dictionaries"][spec.name] = {"path": str(path), "lr": config.lr_for(spec), "train_fvu_last10": metrics["fvu"]}
+    return out
 
 
 def held_out_acts(lm, windows, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,6 +155,8 @@ def main() -> None:
     p.add_argument("--held-out-windows", type=int, default=32)
     p.add_argument("--peer-full-model-tokens", type=int, default=0,
                    help="also time sparsify on the full 30-layer model (as users run it) on this many tokens")
+    p.add_argument("--lr-sweep", type=float, nargs="*", default=[],
+                   help="also train saelab SAEs at these Adam rates (one stream for all of them)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args()
     from saelab.coders import load_dictionary
@@ -168,8 +175,12 @@ def main() -> None:
                  "dtype": "float32", "train_windows": n_train, "train_tokens": n_train * CTX,
                  "held_out_windows": args.held_out_windows, "held_out_text_positions": int(mask.sum()),
                  "held_out_positions": int(mask.numel()), "tokens_hash": windows.tokens_hash}
-    res["saelab"] = train_saelab(lm, windows, n_train, ws)
-    res["saelab"]["eval"] = evaluate(load_dictionary(res["saelab"]["path"]), x, mask)
+    res["saelab"] = train_saelab(lm, windows, n_train, ws)  # defaults, alone: the timed comparison
+    if args.lr_sweep:  # other rates, trained together from one stream
+        res["saelab_lr_sweep"] = train_saelab(lm, windows, n_train, ws, tuple(args.lr_sweep))
+    for key in ("saelab", "saelab_lr_sweep"):
+        for d in res.get(key, {}).get("dictionaries", {}).values():
+            d["eval"] = evaluate(load_dictionary(d["path"]), x, mask)
     res["sparsify_truncated"] = train_sparsify(lm, windows, n_train, True, tmp)
     res["sparsify_truncated"]["eval"] = eval_sparsify(res["sparsify_truncated"]["sae_dir"], x, mask, tmp)
     if args.peer_full_model_tokens:  # throughput only: the activations, hence the SAE, are the same

@@ -40,6 +40,8 @@ class DictionarySpec:
     group_sizes: tuple[int, ...] | None = None
     """Matryoshka only: sizes of the nested latent groups (sum = d_sae). None: d_sae/32,
     d_sae/16, d_sae/8, d_sae/4 and the rest, as dictionary_learning's example."""
+    lr: float | None = None
+    """This dictionary's Adam rate, overriding TrainConfig.lr (e.g. a sweep from one stream)."""
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -52,6 +54,8 @@ class DictionarySpec:
             raise ConfigError(f"k: got {self.k}; expected 1 ≤ k ≤ d_sae ({self.d_sae}), e.g. 32.")
         if self.skip and self.out_hookpoint is None:
             raise ConfigError("skip: a skip connection needs a transcoder; give out_hookpoint (--transcode-to).")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr: got {self.lr}; expected a positive learning rate, or None for the run's rate.")
         if self.group_sizes is not None:
             if self.architecture != "matryoshka":
                 raise ConfigError(f"group_sizes: only Matryoshka dictionaries have groups, not {self.architecture!r}.")
@@ -142,6 +146,8 @@ class TrainConfig:
             raise ConfigError("checkpoint_every and first_window: expected non-negative integers.")
 
     def lr_for(self, spec: DictionarySpec) -> float:
+        if spec.lr is not None:
+            return spec.lr
         return self.lr if self.lr is not None else default_lr(spec.d_sae)
 
     def warmup_steps(self, total_steps: int) -> int:
