@@ -44,7 +44,7 @@ def correlations(latents: np.ndarray, ndcg: np.ndarray, path: str | Path | None)
             except (KeyError, TypeError, ValueError):
                 continue
         x, y = np.array(pairs).T if pairs else (np.zeros(0), np.zeros(0))
-        if x.size < 3 or x.std() == 0 or y.std() == 0:
+        if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:  # constant: r undefined
             out.append({"score": column, "n": int(x.size), "pearson": None, "spearman": None})
             continue
         out.append({"score": column, "n": int(x.size), "pearson": float(pearsonr(x, y)[0]),
