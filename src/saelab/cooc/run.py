@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,15 @@ class Cooc:
     path: Path
     counts: CoocCounts
     cfg: dict[str, Any]
+    _neighbours: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def neighbours(self, latent: int, measure: str = "phi") -> tuple[np.ndarray, np.ndarray]:
         """(latents int32 [≤ top_k], scores float32 [≤ top_k]) of one latent, best first."""
         if measure not in MEASURES:
             raise ConfigError(f"measure: got {measure!r}; expected one of {', '.join(MEASURES)}.")
-        t = load_file(str(self.path / NEIGHBOURS_FILE))
-        idx, score = t[f"{measure}_index"][latent], t[f"{measure}_score"][latent]
+        if self._neighbours is None:  # one read, then every latent is a row lookup
+            self._neighbours = load_file(str(self.path / NEIGHBOURS_FILE))
+        idx, score = self._neighbours[f"{measure}_index"][latent], self._neighbours[f"{measure}_score"][latent]
         return idx[idx >= 0], score[idx >= 0]
 
 
