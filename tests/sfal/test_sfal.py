@@ -103,7 +103,7 @@ def test_true_explanations_beat_the_shuffled_baseline(tmp_path, monkeypatch):
     masked = (r.out_dir / "masked.csv").read_text(encoding="utf-8")
     assert f"{GROUPS * PER_GROUP - 1},unexplained" in masked and f"{d - 1},dead" in masked
     summary = r.summary.read_text(encoding="utf-8")
-    assert "LLM explanation" in summary and "baseline" in summary and "out_of_range" in summary
+    assert "explanation (from file)" in summary and "baseline" in summary and "out_of_range" in summary
     assert (r.out_dir / "ndcg_distribution.png").stat().st_size > 0
     assert len(r.csv.read_text(encoding="utf-8").splitlines()) == 1 + a["n_scored"]
 
@@ -133,7 +133,7 @@ def test_neuronpedia_export_picks_one_type_per_latent(tmp_path):
                   rec(1, "oai_token-act-pair", "gpt-4o-mini", " "), rec(2, "oai_token-act-pair", "gpt-4o-mini", "war"),
                   rec(2, "oai_token-act-pair", "gpt-4o-mini", "battle"), rec(99, "oai_token-act-pair", "x", "far")])
     e = load_explanations(tmp_path, d_sae=10)
-    assert e.texts == {0: "rivers", 2: "war"}
+    assert e.texts == {0: "rivers", 2: "war"} and e.kind == "LLM explanation (Neuronpedia)"
     assert dict(e.skipped) == {"other_type": 1, "empty": 1, "duplicate": 1, "out_of_range": 1}
     assert from_neuronpedia(tmp_path, 10, type_name="np_max-act").texts == {0: "water"}
     with pytest.raises(ConfigError, match="no bogus"):

@@ -26,7 +26,8 @@ from typing import Any, Iterator
 from ..errors import ConfigError, FormatError
 
 log = logging.getLogger(__name__)
-LLM_KIND = "LLM explanation"
+LLM_KIND = "LLM explanation (Neuronpedia)"
+FILE_KIND = "explanation (from file)"
 LATENT_KEYS = ("latent", "index", "feature")
 TEXT_KEYS = ("explanation", "description", "text")
 
@@ -39,7 +40,8 @@ class Explanations:
     source: str
     """Where they come from (path, Neuronpedia type/model, or `top-tokens`)."""
     kind: str
-    """`LLM explanation` or `top-token description (no LLM)`: printed in every report."""
+    """What the texts are — `LLM explanation (Neuronpedia)`, `explanation (from file)` or
+    `top-token description (no LLM)` — printed in every report."""
     skipped: Counter = field(default_factory=Counter)
     """Records not used, by reason (out_of_range, empty, duplicate, other_type, failed)."""
 
@@ -131,7 +133,7 @@ def from_table(path: str | Path, d_sae: int) -> Explanations:
     ok = [r for r in records if r.get("failed") not in (True, "true", "True")]  # failures are counted
     skipped["failed"] = len(records) - len(ok)
     rows = [(_to_latent(r[lk], path), str(r.get(tk) or "")) for r in ok]
-    return Explanations(_collect(rows, d_sae, skipped, True, path), str(path), LLM_KIND, skipped)
+    return Explanations(_collect(rows, d_sae, skipped, True, path), str(path), FILE_KIND, skipped)
 
 
 def from_neuronpedia(path: str | Path, d_sae: int, type_name: str | None = "oai_token-act-pair",
