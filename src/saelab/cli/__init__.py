@@ -34,11 +34,11 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 
 
 def _register_all() -> None:
-    from . import basics, cache, demo, dictionaries, evals, match
+    from . import basics, cache, demo, dictionaries, evals, match, report
     from . import sfal as sfal_cli
     from . import train as train_cli
 
-    for module in (basics, demo, cache, train_cli, evals, dictionaries, match, sfal_cli):
+    for module in (basics, demo, cache, train_cli, evals, dictionaries, match, sfal_cli, report):
         module.register(app)
 
 

@@ -1,0 +1,158 @@
+"""One function per kind of page: gather its context, render its template."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import CFG_NAME, read_json
+from ..data.tokens import TokenWindows
+from ..workspace import Workspace
+from . import plots, sources
+from .config import ReportConfig
+from .latent_page import Directions, page_context, precompute
+from .model_view import ModelView
+from .table import DictionaryData, table_json
+
+log = logging.getLogger(__name__)
+SECTIONS = ("reconstruction", "sparsity", "downstream", "absorption")
+
+
+def _directions(ws: Workspace, name: str) -> Directions | None:
+    if not (ws.dictionary(name) / CFG_NAME).exists():
+        return None
+    from ..coders import load_dictionary
+
+    w_dec = load_dictionary(ws.dictionary(name)).W_dec
+    return Directions.of(w_dec) if w_dec.dim() == 2 else None  # crosscoders: one decoder per source
+
+
+def _metrics(evals: list[tuple[str, dict[str, Any]]], name: str) -> list[dict[str, Any]]:
+    """Scalar metrics of `name` from every eval run: [{"run", "rows": [(section, key, value)]}]."""
+    out = []
+    for run, e in evals:
+        m = e["metrics"].get(name)
+        if m is None:
+            continue
+        rows = [(s, k, v) for s in SECTIONS for k, v in m.get(s, {}).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        comparison = e["comparison"] if e["comparison"] and name in (e["comparison"]["a"], e["comparison"]["b"]) \
+            else None
+        out.append({"run": run, "rows": rows, "comparison": comparison})
+    return out
+
+
+def dictionary_pages(site: Any, data: DictionaryData, ws: Workspace, tokens: torch.Tensor, view: ModelView,
+                     config: ReportConfig, pages: dict[str, set[int]]) -> None:
+    """The dictionary page, its table data, its plots and its latent pages."""
+    name, store = data.name, data.store
+    mine = sorted(pages[name])
+    directions = _directions(ws, name)
+    site.script_data(f"data/{name}-latents.js", "SAELAB_TABLE", table_json(data, pages))
+    freq_plot = plots.frequency_histogram(store.frequencies().per_token, name, site.out / "plots" / f"{name}-frequency.svg")
+    evals = sources.evals(ws)
+    site.page("dictionary.html.jinja", f"{name}/index.html", name=name, store=store.summary(),
+              dict_cfg=sources.json_or_none(ws.dictionary(name) / CFG_NAME), metrics=_metrics(evals, name),
+              fvu_plot=_fvu_plot(site, evals), freq_plot=freq_plot.name, n_pages=len(mine),
+              interp=data.interp, sfal=bool(data.sfal_rows))
+    for stale in (site.out / name / "latents").glob("*.html"):  # pages of an earlier report, not linked now
+        if not stale.stem.isdigit() or int(stale.stem) not in pages[name]:
+            stale.unlink()
+    pre = precompute(mine, directions, view, config)
+    cooc = sources.cooc_neighbours(ws, name)
+    for latent in mine:
+        ctx = page_context(data, latent, tokens, view, config, pre[latent], cooc)
+        site.page("latent.html.jinja", f"{name}/latents/{latent}.html", name=name, d=ctx, pages=pages,
+                  has_logits=view.unembedding is not None)
+
+
+def _fvu_plot(site: Any, evals: list[tuple[str, dict[str, Any]]]) -> str | None:
+    metrics = {name: m for _, e in evals for name, m in e["metrics"].items()}
+    if not metrics:
+        return None
+    path = site.out / "plots" / "fvu-l0.svg"
+    if not path.exists():
+        from ..evals.plots import fvu_vs_l0
+
+        import matplotlib
+
+        matplotlib.rcParams["svg.fonttype"] = "none"
+        fvu_vs_l0(metrics, path)
+    return path.name
+
+
+def match_pages(site: Any, matches: list[sources.MatchRun], pages: dict[str, set[int]]) -> None:
+    for m in matches:
+        plot = plots.coverage_curve(m.cfg, site.out / "plots" / f"match-{m.name}.svg")
+        narrow = m.families.get("narrow")
+        wide = m.other(narrow) if narrow else None
+        site.page("match.html.jinja", f"match/{m.name}.html", m=m, cfg=m.cfg, plot=plot.name,
+                  families=m.families.get("families", []), narrow=narrow, wide=wide,
+                  summary=(m.path / "summary.md").read_text(encoding="utf-8") if (m.path / "summary.md").exists()
+                  else None, pages=pages)
+
+
+def sfal_pages(site: Any, ws: Workspace, dicts: list[DictionaryData]) -> None:
+    for data in dicts:
+        s = sources.sfal(ws, data.name)
+        if not s or not data.ndcg_column:
+            continue
+        model = data.ndcg_column[len("ndcg["):-1]
+        ndcg = np.array([float(r[data.ndcg_column]) for r in s["rows"]])
+        base_col = f"ndcg_baseline[{model}]"
+        base = np.array([float(r[base_col]) for r in s["rows"] if r.get(base_col) not in (None, "")])
+        plot = plots.ndcg_distribution(ndcg, base, model, site.out / "plots" / f"sfal-{data.name}.svg")
+        best = sorted(s["rows"], key=lambda r: -float(r[data.ndcg_column]))[:20]
+        site.page("sfal.html.jinja", f"sfal/{data.name}.html", name=data.name, s=s, plot=plot.name, model=model,
+                  column=data.ndcg_column, best=best, cooc=sources.cooc_cfg(ws, data.name))
+
+
+def diff_pages(site: Any, runs: list[Path]) -> list[dict[str, Any]]:
+    """Model diffing is not built yet: list what a diff run left, nothing more (no fake numbers)."""
+    out = []
+    for d in runs:
+        info = {"name": d.name, "cfg": read_json(d / CFG_NAME),
+                "files": sorted(p.name for p in d.iterdir() if p.is_file())}
+        site.page("diff.html.jinja", f"diff/{d.name}.html", run=info)
+        out.append(info)
+    return out
+
+
+def index_page(site: Any, ws: Workspace, windows: TokenWindows, dicts: list[DictionaryData],
+               evals: list[tuple[str, dict[str, Any]]], matches: list[sources.MatchRun],
+               diffs: list[dict[str, Any]], view: ModelView, pages: dict[str, set[int]]) -> Path:
+    cards = []
+    for data in dicts:
+        dcfg = sources.json_or_none(ws.dictionary(data.name) / CFG_NAME) or {}
+        cards.append({"name": data.name, "store": data.store.summary(), "architecture": dcfg.get("architecture"),
+                      "k": dcfg.get("k"), "n_pages": len(pages[data.name]), "interp": _interp_card(data),
+                      "cooc": sources.cooc_cfg(ws, data.name), "sfal": _sfal_card(ws, data.name),
+                      "best_sort": (data.interp and next(iter(data.interp.scorers), None)) or
+                      ("ndcg" if data.sfal_rows else "frequency")})
+    return site.page("index.html.jinja", "index.html", tokens=windows.cfg, view=view.description, cards=cards,
+                     evals=evals,
+                     matches=matches, diffs=diffs)
+
+
+def _interp_card(data: DictionaryData) -> dict[str, Any] | None:
+    if data.interp is None:
+        return None
+    pooled = {}
+    for scorer, by_variant in (data.interp.summary or {}).get("scores", {}).items():
+        for variant, t in by_variant.items():
+            m = t.get("pooled", {})
+            pooled[f"{scorer} · {variant}"] = (m.get("auc"), m.get("balanced_accuracy"), t.get("n_latents"),
+                                               m.get("n_failed"))
+    return {"explainer": data.interp.explainer, "n_explained": len(data.interp.explanations),
+            "n_failed": len(data.interp.failed), "pooled": pooled}
+
+
+def _sfal_card(ws: Workspace, name: str) -> dict[str, Any] | None:
+    s = sources.sfal(ws, name)
+    if s is None:
+        return None
+    return {"aggregates": s["summary"].get("aggregates", {})}

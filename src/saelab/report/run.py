@@ -1,0 +1,100 @@
+"""The `report` stage: a workspace's artifacts → a static HTML site (DESIGN.md §1 "Show me").
+
+On disk (`workspace/report/` by default): `index.html`; per dictionary `NAME/index.html`
+(metrics, plots, the latent table from `data/NAME-latents.js`) and `NAME/latents/ID.html`;
+`match/RUN.html`, `sfal/NAME.html`, `diff/RUN.html` for the stages that ran; `static/`,
+`plots/`, and `cfg.json`. Works from file:// with no network.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .._io import CFG_NAME, read_json, write_cfg
+from ..data.tokens import load_token_windows
+from ..errors import ArtifactError
+from ..latents.store import LatentStore
+from ..workspace import Workspace
+from . import sources
+from .config import ReportConfig
+from .model_view import ModelView
+from .pages import diff_pages, dictionary_pages, index_page, match_pages, sfal_pages
+from .render import PACKAGE_DIR, Site
+from .table import DictionaryData, partner_closure
+
+log = logging.getLogger(__name__)
+
+
+def gather(ws: Workspace, matches: list[sources.MatchRun]) -> list[DictionaryData]:
+    """Every dictionary with a complete latent store, with what the other stages say about it."""
+    out = []
+    for d in sorted(p for p in (ws.root / "latents").glob("*") if (p / CFG_NAME).exists()):
+        try:
+            store = LatentStore(d)
+        except ArtifactError as e:
+            log.warning("skipped %s: %s", d.name, e)
+            continue
+        data = DictionaryData(d.name, store, sources.interp(ws, d.name),
+                              matches=[m for m in matches if d.name in (m.cfg.get("a"), m.cfg.get("b"))])
+        sfal = sources.sfal(ws, d.name)
+        if sfal and sfal["rows"]:
+            data.sfal_rows = {int(r["latent"]): r for r in sfal["rows"]}
+            data.ndcg_column = next((c for c in sfal["rows"][0] if c.startswith("ndcg[")), None)
+        out.append(data)
+    return out
+
+
+def run(config: ReportConfig, workspace: Workspace, out: str | Path | None = None,
+        view: ModelView | None = None) -> Path:
+    """Write the report site; return the path of its index.html.
+
+    Args:
+        config: what to show and how many latent pages per dictionary.
+        workspace: the workspace whose artifacts are rendered (nothing is recomputed).
+        out: output directory (default `workspace/report/`).
+        view: token text and unembedding of the workspace's model (`ModelView.from_loaded(lm)`);
+            without it tokens show as ids and pages have no logit effects.
+
+    Example:
+        >>> run(ReportConfig(max_latent_pages=200), Workspace.at("ws"), view=ModelView.from_loaded(lm))
+    """
+    t0 = time.perf_counter()
+    out = Path(out) if out else workspace.root / "report"
+    view = view or ModelView.ids_only()
+    windows = load_token_windows(workspace.tokens)
+    matches = sources.matches(workspace)
+    dicts = gather(workspace, matches)
+    site = Site(out, {"workspace": str(workspace.root), "dictionaries": [d.name for d in dicts],
+                      "has_match": bool(matches), "sfal_names": [d.name for d in dicts if d.sfal_rows]})
+    _copy_static(out)
+    pages = partner_closure(dicts, config.max_latent_pages)
+    for data in dicts:
+        dictionary_pages(site, data, workspace, windows.tokens, view, config, pages)
+    match_pages(site, matches, pages)
+    sfal_pages(site, workspace, dicts)
+    diffs = diff_pages(site, sources.diff_runs(workspace))
+    evals = sources.evals(workspace)
+    index = index_page(site, workspace, windows, dicts, evals, matches, diffs, view, pages)
+    write_cfg(out, {"artifact": "report", "workspace": str(workspace.root), "config": asdict(config),
+                    "model_view": view.description, "n_pages": len(site.pages),
+                    "latent_pages": {k: len(v) for k, v in pages.items()},
+                    "seconds": round(time.perf_counter() - t0, 2)})
+    log.info("report: %d pages in %.1f s → %s", len(site.pages), time.perf_counter() - t0, index)
+    return index
+
+
+def _copy_static(out: Path) -> None:
+    dst = out / "static"
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in (PACKAGE_DIR / "static").iterdir():
+        if f.is_file():
+            shutil.copyfile(f, dst / f.name)
+
+
+def load_report_cfg(out: str | Path) -> dict[str, Any]:
+    return read_json(Path(out) / CFG_NAME)

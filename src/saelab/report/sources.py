@@ -1,0 +1,179 @@
+"""Read what each stage left in the workspace; every reader returns None when its stage has not run.
+
+The report never re-runs a stage: it renders the artifacts on disk (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import CFG_NAME, read_json
+from ..workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MatchRun:
+    """One `match/A__B/` artifact."""
+
+    name: str
+    cfg: dict[str, Any]
+    latents: list[dict[str, Any]]
+    """latents.parquet rows: dictionary, latent, class, one_to_one_partner, best_partner, best_score, …"""
+    families: dict[str, Any]
+    path: Path
+    _by_side: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def partners(self, dictionary: str) -> dict[int, dict[str, Any]]:
+        """latent → its latents.parquet row, for one side of the match."""
+        if dictionary not in self._by_side:
+            self._by_side[dictionary] = {r["latent"]: r for r in self.latents if r["dictionary"] == dictionary}
+        return self._by_side[dictionary]
+
+    def family_of(self, dictionary: str, latent: int) -> dict[str, Any] | None:
+        """The family this latent is the parent or a member of (families.json), if any."""
+        narrow = self.families.get("narrow")
+        for fam in self.families.get("families", []):
+            if (dictionary == narrow and fam.get("parent") == latent) or \
+                    (dictionary != narrow and latent in fam.get("members", [])):
+                return fam
+        return None
+
+    def other(self, dictionary: str) -> str:
+        return self.cfg["b"] if dictionary == self.cfg["a"] else self.cfg["a"]
+
+
+@dataclass
+class InterpRun:
+    """`interp/NAME/` (the auto-interp stage): the explainer's explanations, per-latent scores and the
+    scorers' per-example records."""
+
+    explainer: str
+    explanations: dict[int, str]
+    failed: dict[int, str]
+    """latent → reason, for explanations the explainer failed to produce"""
+    scores: dict[str, dict[int, float]] = field(default_factory=dict)
+    """scorer → latent → AUC (balanced accuracy where there is no AUC), from per_latent.json"""
+    record_paths: dict[str, Path] = field(default_factory=dict)
+    """scorer → directory of per-latent record files (`LATENT.json` with `records`)"""
+    summary: dict[str, Any] | None = None
+
+    @property
+    def scorers(self) -> list[str]:
+        return sorted(set(self.scores) | set(self.record_paths))
+
+    def score(self, scorer: str, latent: int) -> float | None:
+        return self.scores.get(scorer, {}).get(latent)
+
+    def records(self, scorer: str, latent: int) -> list[dict[str, Any]]:
+        d = self.record_paths.get(scorer)
+        path = d / f"{latent}.json" if d else None
+        return list(read_json(path).get("records", [])) if path and path.exists() else []
+
+
+def json_or_none(path: Path) -> Any:
+    return read_json(path) if path.exists() else None
+
+
+def evals(ws: Workspace) -> list[tuple[str, dict[str, Any]]]:
+    """(run name, {"cfg", "comparison", "metrics": {dictionary: metrics}}) per `evals/RUN/`."""
+    out = []
+    for d in sorted(p for p in (ws.root / "evals").glob("*") if p.is_dir()):
+        metrics = {p.name.removesuffix("_metrics.json"): read_json(p) for p in sorted(d.glob("*_metrics.json"))}
+        if (d / "metrics.json").exists():
+            m = read_json(d / "metrics.json")
+            metrics[m.get("dictionary", {}).get("name", d.name)] = m
+        if metrics:
+            out.append((d.name, {"cfg": json_or_none(d / CFG_NAME), "comparison": json_or_none(d / "comparison.json"),
+                                 "metrics": metrics, "summary": _text(d / "summary.txt")}))
+    return out
+
+
+def matches(ws: Workspace) -> list[MatchRun]:
+    import pyarrow.parquet as pq
+
+    out = []
+    for d in sorted(p for p in (ws.root / "match").glob("*__*") if (p / CFG_NAME).exists()):
+        rows = pq.read_table(d / "latents.parquet").to_pylist() if (d / "latents.parquet").exists() else []
+        out.append(MatchRun(d.name, read_json(d / CFG_NAME), rows, json_or_none(d / "families.json") or {}, d))
+    return out
+
+
+def cooc_neighbours(ws: Workspace, dictionary: str) -> dict[str, np.ndarray] | None:
+    """{"phi_index" int32 [d_sae, top_k] (−1 padded), "phi_score" float32 […]} or None."""
+    path = ws.root / "cooc" / dictionary / "neighbours.safetensors"
+    if not path.exists():
+        return None
+    from safetensors.numpy import load_file
+
+    t = load_file(str(path))
+    return {"phi_index": t["phi_index"], "phi_score": t["phi_score"], "cfg": read_json(path.parent / CFG_NAME)}
+
+
+def cooc_cfg(ws: Workspace, dictionary: str) -> dict[str, Any] | None:
+    return json_or_none(ws.root / "cooc" / dictionary / CFG_NAME)
+
+
+def sfal(ws: Workspace, dictionary: str) -> dict[str, Any] | None:
+    """{"summary": summary.json, "rows": scores.csv rows, "cfg": cfg.json} or None."""
+    d = ws.root / "sfal" / dictionary
+    if not (d / "summary.json").exists():
+        return None
+    rows = []
+    if (d / "scores.csv").exists():
+        with open(d / "scores.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    return {"summary": read_json(d / "summary.json"), "rows": rows, "cfg": json_or_none(d / CFG_NAME)}
+
+
+def interp(ws: Workspace, dictionary: str) -> InterpRun | None:
+    """`interp/DICTIONARY/`: explanations/<explainer>/<latent>.json, scores/<scorer>/<variant>/<latent>.json,
+    per_latent.json, summary.json (the layout of `saelab.interp.run`). The variant shown is the
+    explainer's own explanation (`explanation`), else the top-tokens baseline."""
+    d = ws.root / "interp" / dictionary
+    if not (d / "explanations").is_dir():
+        return None
+    summary = json_or_none(d / "summary.json")
+    explainers = sorted(p.name for p in (d / "explanations").iterdir() if p.is_dir())
+    explainer = (summary or {}).get("explainer") or next((e for e in explainers if e != "top-tokens"),
+                                                       explainers[0] if explainers else "")
+    run = InterpRun(explainer, {}, {}, summary=summary)
+    for path in sorted((d / "explanations" / explainer).glob("*.json")) if explainer else []:
+        rec = read_json(path)
+        latent = int(rec.get("latent", path.stem))
+        if rec.get("failed") or not rec.get("explanation"):
+            run.failed[latent] = str(rec.get("reason") or "no explanation")
+        else:
+            run.explanations[latent] = str(rec["explanation"])
+    variant = "top-tokens" if explainer == "top-tokens" else "explanation"
+    per_latent = json_or_none(d / "per_latent.json") or {}
+    for scorer, by_variant in per_latent.items():
+        run.scores[scorer] = {int(k): v for k, m in by_variant.get(variant, {}).items()
+                              if (v := _key_metric(m)) is not None}
+    for sdir in sorted(p for p in (d / "scores").glob("*") if (p / variant).is_dir()):
+        run.record_paths[sdir.name] = sdir / variant
+    return run
+
+
+def _key_metric(m: dict[str, Any]) -> float | None:
+    """AUC where the scorer gives probabilities, else balanced accuracy (the interp summary's choice)."""
+    for key in ("auc", "balanced_accuracy"):
+        if isinstance(m.get(key), (int, float)):
+            return float(m[key])
+    return None
+
+
+def diff_runs(ws: Workspace) -> list[Path]:
+    """`diff/RUN/` directories with a cfg.json (model diffing is a later stage: usually none)."""
+    return sorted(p for p in (ws.root / "diff").glob("*") if (p / CFG_NAME).exists())
+
+
+def _text(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None

@@ -1,0 +1,130 @@
+"""The report on a tiny synthetic workspace: pages, escaping, table data (no browser)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from saelab.errors import ConfigError
+from saelab.report import ReportConfig, run
+from saelab.report.render import environment
+
+from .workspace import IMG, SCRIPT, SIZES, model_view
+
+
+def table(index: Path, name: str) -> dict:
+    text = (index.parent / "data" / f"{name}-latents.js").read_text(encoding="utf-8")
+    prefix = "window.SAELAB_TABLE = "
+    assert text.startswith(prefix)
+    return json.loads(text[len(prefix):].rstrip().rstrip(";"))
+
+
+def all_html(index: Path) -> dict[Path, str]:
+    return {p: p.read_text(encoding="utf-8") for p in index.parent.rglob("*.html")}
+
+
+def test_every_stage_has_its_page(site):
+    index, _ = site
+    root = index.parent
+    for rel in ("index.html", "narrow/index.html", "wide/index.html", "match/wide__narrow.html",
+                "sfal/narrow.html", "static/report.js", "static/report.css", "cfg.json"):
+        assert (root / rel).is_file(), rel
+    assert not (root / "diff").exists()  # no diff artifacts: no diff page
+    html = index.read_text(encoding="utf-8")
+    for card in ("stage-interp-narrow", "stage-cooc-narrow", "stage-cooc-wide", "stage-match-wide__narrow"):
+        assert f'id="{card}"' in html
+
+
+def test_latent_pages_follow_the_cap_and_favour_explained_latents_and_partners(site):
+    index, config = site
+    narrow = {int(p.stem) for p in (index.parent / "narrow" / "latents").glob("*.html")}
+    wide = {int(p.stem) for p in (index.parent / "wide" / "latents").glob("*.html")}
+    assert len(narrow) == len(wide) == config.max_latent_pages
+    assert narrow == {0, *range(2, 11)}  # the best-scored explained latents (latent 1's explanation failed)
+    assert wide == narrow  # wide latent i has the decoder row of narrow latent i: partners get pages too
+
+
+def test_corpus_model_and_explanation_strings_are_escaped_everywhere(site):
+    index, _ = site
+    pages = all_html(index)
+    for path, html in pages.items():
+        scripts = re.findall(r"<script\b[^>]*>", html)
+        assert all(re.fullmatch(r'<script src="[^"]+">|<script>', s) for s in scripts), (path, scripts)
+        assert SCRIPT not in html and IMG not in html, path
+    latent0 = pages[index.parent / "narrow" / "latents" / "0.html"]
+    assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in latent0  # corpus tokens and the explanation, as text
+    assert "&lt;img src=x onerror=" in latent0
+
+
+def test_table_data_has_one_row_per_latent_and_links_pages_and_partners(site):
+    index, _ = site
+    t = table(index, "narrow")
+    cols = t["columns"]
+    assert cols[:4] == ["latent", "frequency", "max", "explanation"]
+    assert {"detection", "fuzz", "ndcg", "partner", "page"} <= set(cols)
+    assert [r[0] for r in t["rows"]] == list(range(SIZES["narrow"]))
+    row0 = dict(zip(cols, t["rows"][0]))
+    assert SCRIPT in row0["explanation"]  # raw in the data; the page's JS writes it with textContent
+    assert row0["partner"][:2] == ["wide", 0] and row0["partner"][3] == 1 and row0["page"] == 1
+    assert row0["detection"] == pytest.approx(0.9)
+    assert dict(zip(cols, t["rows"][1]))["explanation"] is None  # failed explanation: no text, not a placeholder
+    assert len(table(index, "wide")["rows"]) == SIZES["wide"]
+
+
+def test_latent_page_shows_coloured_tokens_histogram_logits_neighbours_and_partner(site):
+    index, _ = site
+    html = (index.parent / "narrow" / "latents" / "2.html").read_text(encoding="utf-8")
+    assert re.search(r'class="t[^"]* on" style="--a:(0\.\d+|1\.0)" title="[\d.]+"', html)
+    assert '<svg class="hist"' in html and "activation value" in html and "fires on <b>" in html
+    assert "top tokens" in html and "bottom tokens" in html
+    assert "by decoder cosine" in html and "by co-occurrence" in html
+    assert 'href="../../wide/latents/2.html"' in html  # the one-to-one partner has a page
+    assert "Scorer predictions on held-out examples" in html
+
+
+def test_a_second_run_with_a_smaller_cap_removes_stale_pages(workspace, tmp_path):
+    index = run(ReportConfig(max_latent_pages=10), workspace, tmp_path, model_view())
+    index = run(ReportConfig(max_latent_pages=3, n_quantiles=0), workspace, tmp_path, model_view())
+    assert len(list((index.parent / "narrow" / "latents").glob("*.html"))) == 3
+    assert "quantile 1 of" not in (index.parent / "narrow" / "latents" / "0.html").read_text(encoding="utf-8")
+
+
+def test_report_without_model_or_optional_stages(workspace, tmp_path):
+    import shutil
+
+    ws_copy = type(workspace)(tmp_path / "ws")
+    shutil.copytree(workspace.root, ws_copy.root, ignore=shutil.ignore_patterns("interp", "sfal", "cooc", "match"))
+    index = run(ReportConfig(max_latent_pages=2), ws_copy, tmp_path / "site")
+    html = (index.parent / "narrow" / "index.html").read_text(encoding="utf-8")
+    assert "narrow" in html
+    latent = next((index.parent / "narrow" / "latents").glob("*.html")).read_text(encoding="utf-8")
+    assert "Not computed: the report was written without the model." in latent
+    assert "co-occurrence not computed" in latent and "Not matched" in latent
+    assert not (index.parent / "match").exists() and not (index.parent / "sfal").exists()
+
+
+def test_autoescape_is_on_for_every_template():
+    env = environment()
+    for name in env.list_templates():
+        src = env.loader.get_source(env, name)[0]
+        assert "|safe" not in src.replace(" ", "") and "autoescape false" not in src, name
+    assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
+
+
+def test_config_names_the_bad_field():
+    with pytest.raises(ConfigError, match="max_latent_pages"):
+        ReportConfig(max_latent_pages=-1)
+
+
+def test_cli_writes_the_site_and_prints_the_path(workspace, tmp_path):
+    from typer.testing import CliRunner
+
+    from saelab.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(workspace.root), "--out", str(tmp_path), "--model", "none",
+                                      "--max-latent-pages", "2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "index.html").as_uri() in result.output.replace("\n", "")
