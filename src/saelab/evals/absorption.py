@@ -97,6 +97,9 @@ class AbsorptionConfig:
     """Both metrics: the absorbing latent(s) must carry at least this share of the probe projection."""
     max_absorbing_latents: int = 3
     """Absorption fraction: at most this many latents may compensate together."""
+    min_main_latent_f1: float = 0.6
+    """Diagnostic, not in SAEBench: a letter whose best k-sparse F1 is at most this has no latents
+    that track it; the note says how many scored letters are in that case."""
 
     def __post_init__(self) -> None:
         if "{word}" not in self.prompt_template:
@@ -197,7 +200,7 @@ def _summary(rows: list[dict[str, Any]], config: AbsorptionConfig) -> dict[str, 
     def stdev(key: str) -> float | None:
         return round(statistics.stdev(r[key] for r in scored), 4) if len(scored) > 1 else None
 
-    weak = sum(max(r["k_sparse_f1"] or [0.0]) <= config.min_probe_f1 for r in scored)
+    weak = sum(max(r["k_sparse_f1"] or [0.0]) <= config.min_main_latent_f1 for r in scored)
     out = {"n_qualifying_letters": n_q, "n_scored_letters": len(scored), "enough_letters": n_q >= config.min_letters,
            "mean_absorption_fraction": mean("absorption_fraction"), "mean_full_absorption_rate": mean("full_absorption_rate"),
            "mean_num_split_latents": mean("n_main_latents"), "n_split_letters": sum(bool(r["split"]) for r in scored),
@@ -215,8 +218,8 @@ def _summary(rows: list[dict[str, Any]], config: AbsorptionConfig) -> dict[str, 
         # SAEBench keeps k = 1 however poor its F1; "main latents silent" is then nearly always true
         # and absorption is measured against latents that do not track the letter.
         notes.append(f"{weak} of the {len(scored)} scored letters have main latents whose best k-sparse F1 is "
-                     f"<= {config.min_probe_f1}: the dictionary has no latent that tracks those letters, so their "
-                     "absorption figures measure noise rather than absorption.")
+                     f"<= {config.min_main_latent_f1}: k-sparse probing found no latents that track those letters, "
+                     "so their absorption figures measure noise rather than absorption.")
     out["note"] = " ".join(notes) or None
     return out
 
