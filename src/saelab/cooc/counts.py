@@ -2,9 +2,10 @@
 
 B[window, latent] = 1 if the latent fires anywhere in the window; C = BᵀB. Windows are
 built chunk by chunk as the store's shards are read (a co-occurrence window may span two
-shards: its pairs wait until the window is complete), and each chunk adds Bᵀ_chunk B_chunk,
-a sparse product whose cost is the sum over windows of (active latents)², not d_sae².
-Only the non-zero pairs are ever stored.
+shards: its firings wait until the window is complete). B is a scipy sparse matrix; each
+chunk's BᵀB is computed on the latents active in the chunk only, in bounded dense tiles
+(see `chunk_pairs`), and only its non-zero pairs are kept: memory is the number of
+co-occurring pairs, never d_sae².
 """
 
 from __future__ import annotations
