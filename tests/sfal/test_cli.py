@@ -22,7 +22,8 @@ def test_cooc_embed_sfal_commands(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(importlib.import_module("saelab.sfal.run"), "Embedder", FakeEmbedder)
     ws, d = _grouped_workspace(tmp_path)
     w = str(ws.root)
-    assert _cli("cooc", "-w", w, "-d", "synth", "--k", "8", "--partial", "keep", "--top-k", "4") == 0
+    assert _cli("cooc", "-w", w, "--layers", "3") == 2  # the synthetic store is at model.layers.6
+    assert _cli("cooc", "-w", w, "--layers", "6", "--k", "8", "--partial", "keep", "--top-k", "4") == 0
     assert load_cooc(ws.root / "cooc" / "synth").cfg["config"]["partial"] == "keep"
     assert _cli("embed", "-w", w, "-d", "synth", "-e", "top-tokens", "--embeddings", "fake") == 0
     out = tmp_path / "scores.csv"

@@ -9,7 +9,26 @@ import typer
 
 from . import common as opt
 
-DictOpt = typer.Option(..., "--dict", "-d", help="Dictionary name(s) with a latent store in the workspace (`saelab cache`); repeat for several layers.")
+DictOpt = typer.Option([], "--dict", "-d", help="Dictionary name(s) with a latent store in the workspace (`saelab cache`); repeat for several layers.")
+LayersOpt = typer.Option([], "--layers", help="Instead of / besides --dict: every latent store of the workspace whose hookpoint is at these layers; repeat.")
+
+
+def _dictionaries(workspace, dicts: list[str], layers: list[int]) -> list[str]:
+    """--dict names plus the stores at --layers (their hookpoint's first number)."""
+    import re
+
+    from .._io import read_json
+    from ..errors import ConfigError
+
+    names = list(dicts)
+    for cfg in sorted((workspace.root / "latents").glob("*/cfg.json")) if layers else []:
+        m = re.search(r"\.(\d+)(\.|$)", read_json(cfg).get("hookpoint", ""))
+        if m and int(m.group(1)) in layers and cfg.parent.name not in names:
+            names.append(cfg.parent.name)
+    if not names:
+        raise ConfigError(f"dict: none given{' and no latent store at layers ' + str(layers) if layers else ''}; "
+                          "give --dict NAME (see `saelab cache`).")
+    return names
 ExplOpt = typer.Option(..., "--explanations", "-e", help="top-tokens (no-LLM descriptions from the store), a Neuronpedia export (dir or .jsonl.gz), a CSV/JSONL of latent,explanation, or a saelab interp run.")
 EmbOpt = typer.Option(["all-MiniLM-L6-v2"], "--embeddings", help="Sentence-transformers model (installed name or directory); repeat for several.")
 NpType = typer.Option("oai_token-act-pair", "--np-type", help="Neuronpedia explanation type to use (SFAL's default); 'any' for any.")
@@ -36,7 +55,7 @@ def register(app: typer.Typer) -> None:
              n_docs: Optional[int] = typer.Option(None, "--n_docs", "--n-docs", help="Use only the first N documents."),
              n_tokens: Optional[int] = typer.Option(None, "--n_tokens", "--n-tokens", help="Use only the first N token positions."),
              top_k: int = typer.Option(64, "--top-k", help="Neighbours kept per latent (φ, Jaccard, NPMI)."),
-             workspace: Optional[str] = opt.WorkspaceOpt) -> None:
+             layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt) -> None:
         """Count which latents fire together in k-token windows (sparse C = BᵀB) and store top-k neighbours."""
         from ..cooc import CoocConfig, run
         from ..workspace import Workspace
@@ -45,7 +64,7 @@ def register(app: typer.Typer) -> None:
         config = CoocConfig(k=k, window=window, stride=stride, partial=partial, level=level,  # type: ignore[arg-type]
                             n_docs=n_docs, n_tokens=n_tokens, top_k=top_k)
         ws = Workspace.at(workspace)
-        for name in dict_:
+        for name in _dictionaries(ws, dict_, layers):
             c = run(config, ws, name)
             skipped = c.cfg["counts"]
             console.print(f"{name}: N = {c.counts.n_windows:,} windows, {c.counts.pairs.nnz:,} co-occurring pairs, "
@@ -78,19 +97,20 @@ def register(app: typer.Typer) -> None:
              np_sae: Optional[str] = NpSae,
              interp_scores: Optional[Path] = typer.Option(None, "--interp-scores", help="CSV/JSONL of auto-interp scores (latent + numeric columns) to correlate with."),
              output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV path (one --dict only; default workspace/sfal/NAME/scores.csv)."),
-             workspace: Optional[str] = opt.WorkspaceOpt) -> None:
+             layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt) -> None:
         """Per-latent NDCG of co-occurrence (φ) neighbours against explanation similarity, with a shuffled baseline."""
         from ..errors import ConfigError
         from ..sfal import run
         from ..workspace import Workspace
         from . import console
 
+        ws = Workspace.at(workspace)
+        dict_ = _dictionaries(ws, dict_, layers)
         if len(explanations) not in (1, len(dict_)):
             raise ConfigError(f"explanations: got {len(explanations)} for {len(dict_)} dictionaries; give one, or one per --dict.")
         if output is not None and len(dict_) > 1:
             raise ConfigError("output: one CSV path for several dictionaries; leave --output out (one CSV per dictionary).")
         config = _config(embeddings, top_n, overlap_k, n_permutations, seed, np_type, np_explainer, np_sae)
-        ws = Workspace.at(workspace)
         for i, name in enumerate(dict_):
             r = run(config, ws, name, explanations[i if len(explanations) > 1 else 0], output=output,
                     interp_scores=interp_scores)

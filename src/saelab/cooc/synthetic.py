@@ -19,7 +19,8 @@ from ..workspace import Workspace
 
 
 def write_workspace(root: str | Path, tokens: np.ndarray, doc_index: np.ndarray, entries: np.ndarray, d_sae: int,
-                    name: str = "synth", shard_windows: int = 64, exclude: tuple = ()) -> Workspace:
+                    name: str = "synth", shard_windows: int = 64, exclude: tuple = (),
+                    hookpoint: str = "model.layers.6") -> Workspace:
     """tokens, doc_index: int [n_windows, ctx_len]; entries: int64 [n, 3] (window, position, latent),
     each firing with value 1 + latent/d_sae. Returns the workspace."""
     ws = Workspace.at(root)
@@ -32,13 +33,13 @@ def write_workspace(root: str | Path, tokens: np.ndarray, doc_index: np.ndarray,
     windows = TokenWindows(tok, torch.from_numpy(np.ascontiguousarray(doc_index, np.int32)), docs, [], None,
                            TokenizeConfig(ctx_len=ctx, n_tokens=tok.numel(), exclude=tuple(exclude)), cfg)
     save_token_windows(windows, ws.tokens)
-    _write_store(ws.latents(name), windows, entries, d_sae, shard_windows, name)
+    _write_store(ws.latents(name), windows, entries, d_sae, shard_windows, name, hookpoint)
     return ws
 
 
 def _write_store(store: Path, windows: TokenWindows, entries: np.ndarray, d_sae: int, shard_windows: int,
-                 name: str) -> None:
-    identity = {"artifact": "latents", "dictionary": name, "dictionary_hash": "synthetic", "hookpoint": "synthetic",
+                 name: str, hookpoint: str) -> None:
+    identity = {"artifact": "latents", "dictionary": name, "dictionary_hash": "synthetic", "hookpoint": hookpoint,
                 "d_in": 0, "d_sae": d_sae, "model": {"path": "synthetic"}, "tokens_hash": windows.tokens_hash,
                 "n_windows": windows.n_windows, "ctx_len": windows.ctx_len, "value_dtype": "bfloat16",
                 "shard_windows": shard_windows, "excluded": list(windows.config.exclude)}
