@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -14,7 +15,7 @@ from saelab.evals.absorption import AbsorptionConfig, run_absorption, score_abso
 from saelab.evals.absorption_data import LETTERS, PrefixReader, alpha_words, icl_prefix, split_words
 
 S = LETTERS.index("s")
-FAST = AbsorptionConfig(probe_batch_size=256, batch_size=64)
+FAST = AbsorptionConfig(probe_batch_size=128, probe_epochs=20, k_sparse_epochs=20, batch_size=64)
 
 
 # -- the calculator on hand-built words ---------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_dictionary_blind_to_letters_is_flagged(planted):
         coder.W_enc.zero_()[26 + N_ABSORBED:, :] = torch.eye(30)
         coder.W_dec.zero_()[:, 26 + N_ABSORBED:] = torch.eye(30)
         coder.b_enc.zero_(), coder.b_dec.zero_()
-    res = score_absorption(train_x, train_y, test_x, test_y, coder, FAST)
+    res = score_absorption(train_x, train_y, test_x, test_y, coder, dataclasses.replace(FAST, max_k=3))
     assert res["enough_letters"] and res["n_letters_weak_main_latents"] == 26
     assert "measure noise" in res["note"]
 
@@ -248,8 +249,8 @@ def _letter_sae(d: int = 64) -> SparseCoder:
 
 def test_run_absorption_end_to_end(letter_llama):
     # small probe batches: ~600 training words need more optimiser steps than SAEBench's 4096-word batches
-    res = run_absorption(letter_llama, _letter_sae(), AbsorptionConfig(probe_batch_size=64, batch_size=64),
-                         progress=False)
+    config = AbsorptionConfig(probe_batch_size=64, probe_epochs=20, k_sparse_epochs=20, batch_size=64)
+    res = run_absorption(letter_llama, _letter_sae(), config, progress=False)
     n_words = len(alpha_words(letter_llama.tokenizer))
     assert res["n_words"] == res["n_prompts"] == res["n_train_words"] + res["n_test_words"] == n_words
     assert res["n_tokens"] > res["n_words"] and res["n_icl_prefixes"] >= 2 and res["seconds"] > 0
