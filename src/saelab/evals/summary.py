@@ -24,8 +24,8 @@ METRICS: list[tuple[str, str, str, str, str | None, str]] = [
     ("downstream", "kl_with_reconstruction", "KL to the clean model", "{:.4f}", "lower", "< 0.1 good"),
     ("downstream", "kl_score", "KL score", "{:.4f}", "higher", "> 0.9 good"),
     ("absorption", "mean_absorption_fraction", "absorption fraction (mean)", "{:.3f}", "lower", "< 0.05 acceptable"),
-    ("absorption", "mean_full_absorption", "full absorption (mean)", "{:.3f}", "lower", "< 0.05 acceptable"),
-    ("absorption", "mean_num_split_features", "split latents per letter", "{:.2f}", "lower", "1 = no splitting"),
+    ("absorption", "mean_full_absorption_rate", "full absorption (mean)", "{:.3f}", "lower", "< 0.05 acceptable"),
+    ("absorption", "mean_num_split_latents", "split latents per letter", "{:.2f}", "lower", "1 = no splitting"),
 ]
 
 
@@ -58,8 +58,8 @@ def suggestions(m: dict[str, Any]) -> list[str]:
         out.append(f"relative reconstruction bias {bias:.2f} < 1: activations are shrunk (an L1 penalty does this); "
                    "TopK / JumpReLU avoid it.")
     ab = m.get("absorption", {})
-    if ab and not ab.get("enough_letters", True):
-        out.append(ab.get("note", "too few letters qualify for an absorption score"))
+    if ab.get("note"):
+        out.append(f"absorption: {ab['note']}")
     return out or ["nothing stands out: the measured values are in their usual ranges."]
 
 
@@ -82,8 +82,6 @@ def summary_text(m: dict[str, Any]) -> str:
     for group in ("sparsity", "absorption"):
         if m.get(group, {}).get("not_applicable"):
             lines.append(f"{group:42s} {'n/a':>12s}   {m[group]['not_applicable']}")
-    if m.get("absorption", {}).get("note"):
-        lines.append(f"absorption note: {m['absorption']['note']}")
     lines += ["", "suggestions:"] + [f"- {s}" for s in suggestions(m)]
     return "\n".join(lines) + "\n"
 
