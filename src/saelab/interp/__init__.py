@@ -1,8 +1,19 @@
 """Interpretation of latents: explanations and their scores (DESIGN.md §5 "Auto-interpretation").
 
-So far: `top_token_explanations`, the no-LLM baseline description of a latent by the
-tokens it fires on."""
+`run(config, workspace, dictionary)` cuts examples from the latent store, explains each latent
+(an LLM explainer, and the no-LLM `top_token_explanations` baseline), scores explanations on
+held-out examples, and writes a summary with measured chance (shuffled explanations)."""
 
+from .clients import Answer, Client, OpenAIClient, OpenRouterClient, TransformersClient
+from .config import ExampleConfig, InterpConfig
+from .examples import Example, LatentExamples, build_examples
+from .explainers import ContrastiveExplainer, DefaultExplainer, Explainer, Explanation, parse_marked
+from .metrics import auc, classification
+from .run import interp_dir, make_client, run
+from .scorers import Detection, EmbeddingScorer, Fuzz, Recall, Scorer
 from .top_tokens import TOP_TOKENS_KIND, top_token_explanations
 
-__all__ = ["TOP_TOKENS_KIND", "top_token_explanations"]
+__all__ = ["Answer", "Client", "ContrastiveExplainer", "DefaultExplainer", "Detection", "EmbeddingScorer", "Example",
+           "ExampleConfig", "Explainer", "Explanation", "Fuzz", "InterpConfig", "LatentExamples", "OpenAIClient",
+           "OpenRouterClient", "Recall", "Scorer", "TOP_TOKENS_KIND", "TransformersClient", "auc", "build_examples",
+           "classification", "interp_dir", "make_client", "parse_marked", "run", "top_token_explanations"]

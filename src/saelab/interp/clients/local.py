@@ -1,0 +1,99 @@
+"""`transformers` client: an instruction model run in-process, batched.
+
+Yes/no questions are answered from log-probabilities: one forward pass per prompt (prompts
+batched with left padding), P(yes) read at the first answer position from the summed
+probabilities of the tokens that spell "yes" / "no" in any case and spacing. No text is
+generated, nothing has to be parsed, and the probability gives an AUC.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from ...errors import ConfigError
+from .base import Answer, Client, Messages
+
+log = logging.getLogger(__name__)
+
+
+def _first_ids(tokenizer: Any, words: tuple[str, ...]) -> set[int]:
+    ids = set()
+    for w in words:
+        enc = tokenizer.encode(w, add_special_tokens=False)
+        if enc:
+            ids.add(int(enc[0]))
+    return ids
+
+
+class TransformersClient(Client):
+    """A `LoadedModel` (see `saelab.models.load_model`) used as an explainer / judge."""
+
+    name = "transformers"
+    has_logprobs = True
+
+    def __init__(self, lm: Any, batch_size: int = 8, max_len: int = 4096) -> None:
+        self.lm, self.batch_size, self.max_len = lm, batch_size, max_len
+        tok = lm.tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+        forms = ("Yes", " Yes", "yes", " yes", "YES"), ("No", " No", "no", " no", "NO")
+        yes, no = _first_ids(tok, forms[0]), _first_ids(tok, forms[1])
+        if unk := getattr(tok, "unk_token_id", None):
+            yes.discard(unk), no.discard(unk)
+        self.yes_ids, self.no_ids = sorted(yes - no), sorted(no - yes)
+        if not self.yes_ids or not self.no_ids:
+            raise ConfigError(f"explainer_model: the tokenizer of {lm.spec!r} has no distinct tokens for "
+                              "'Yes' and 'No'; use an instruction model.")
+
+    def render(self, messages: Messages) -> str:
+        tok = self.lm.tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+
+    def n_tokens(self, messages: Messages) -> int:
+        return len(self.lm.tokenizer.encode(self.render(messages), add_special_tokens=False))
+
+    def _encode(self, prompts: list[Messages]) -> tuple[dict[str, torch.Tensor], list[bool]]:
+        texts = [self.render(m) for m in prompts]
+        enc = self.lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        lengths = enc["attention_mask"].sum(1).tolist()
+        return {k: v.to(self.lm.device) for k, v in enc.items()}, [n <= self.max_len for n in lengths]
+
+    def _batches(self, prompts: list[Messages]):
+        for i in range(0, len(prompts), self.batch_size):
+            yield prompts[i : i + self.batch_size]
+
+    @torch.inference_mode()
+    def judge(self, prompts: list[Messages]) -> list[Answer]:
+        out: list[Answer] = []
+        for batch in self._batches(prompts):
+            enc, fits = self._encode(batch)
+            logits = self.lm.model(**enc).logits[:, -1].float()  # (B, vocab) at the first answer position
+            probs = torch.softmax(logits, dim=-1)
+            yes, no = probs[:, self.yes_ids].sum(-1), probs[:, self.no_ids].sum(-1)
+            share = (yes / (yes + no).clamp_min(1e-12)).tolist()
+            out += [Answer(prob_yes=p) if ok else Answer(failed=True, reason=f"prompt longer than {self.max_len} tokens")
+                    for p, ok in zip(share, fits)]
+        return out
+
+    @torch.inference_mode()
+    def generate(self, prompts: list[Messages], max_tokens: int) -> list[Answer]:
+        tok, out = self.lm.tokenizer, []
+        for batch in self._batches(prompts):
+            enc, fits = self._encode(batch)
+            ids = self.lm.model.generate(**enc, max_new_tokens=max_tokens, do_sample=False,
+                                         pad_token_id=tok.pad_token_id)
+            texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out += [Answer(text=t) if ok else Answer(failed=True, reason=f"prompt longer than {self.max_len} tokens")
+                    for t, ok in zip(texts, fits)]
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": self.name, "model": self.lm.spec, "path": self.lm.path,
+                "dtype": str(self.lm.dtype).removeprefix("torch."), "batch_size": self.batch_size,
+                "max_len": self.max_len, "yes_ids": self.yes_ids, "no_ids": self.no_ids}

@@ -1,0 +1,74 @@
+"""Explainer base class: examples → prompt → answer → explanation (or a counted failure)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..clients.base import Client, Messages
+from ..examples import LatentExamples
+from ..format import Decode
+
+_MARKED_LINE = re.compile(r"^\W*explanation\W*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One latent's explanation, or why there is none."""
+
+    latent: int
+    explanation: str | None
+    explainer: str
+    failed: bool = False
+    reason: str | None = None
+    raw: str | None = None
+    """the model's whole answer (kept to audit the parser)"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def parse_marked(text: str | None) -> tuple[str | None, str | None]:
+    """(explanation, None) from the last `Explanation: ...` line, else (None, reason)."""
+    if not text or not text.strip():
+        return None, "empty answer"
+    found = _MARKED_LINE.findall(text)
+    if not found:
+        return None, "no 'Explanation:' line in the answer"
+    answer = found[-1].strip().strip('"').strip()
+    if not answer or answer.startswith("<") or answer in {"...", "[your explanation]"}:
+        return None, "the 'Explanation:' line is empty or a placeholder"
+    return answer, None
+
+
+class Explainer:
+    """Builds one prompt per latent; the client answers; `parse_marked` reads the answer."""
+
+    name = "base"
+    needs_client = True
+
+    def prompt(self, examples: LatentExamples, decode: Decode) -> Messages:
+        raise NotImplementedError
+
+    def fit(self, examples: LatentExamples, decode: Decode, client: Client, max_len: int) -> Messages:
+        """The prompt, with training examples dropped (weakest first) until it fits in max_len tokens."""
+        train = list(examples.train)
+        while True:
+            messages = self.prompt(replace(examples, train=train), decode)
+            if len(train) <= 1 or client.n_tokens(messages) <= max_len:
+                return messages
+            train = sorted(train, key=lambda e: e.max_activation)[1:]
+
+    def explain(self, items: list[LatentExamples], decode: Decode, client: Client, max_len: int,
+                max_new_tokens: int) -> list[Explanation]:
+        prompts = [self.fit(ex, decode, client, max_len) for ex in items]
+        answers = client.generate(prompts, max_new_tokens)
+        out = []
+        for ex, a in zip(items, answers):
+            if a.failed:
+                out.append(Explanation(ex.latent, None, self.name, True, a.reason, a.text))
+                continue
+            text, reason = parse_marked(a.text)
+            out.append(Explanation(ex.latent, text, self.name, text is None, reason, a.text))
+        return out

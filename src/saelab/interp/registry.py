@@ -1,0 +1,19 @@
+"""Names → plugin classes (the CLI and the config validate against these)."""
+
+from __future__ import annotations
+
+EXPLAINERS = ("default", "contrastive", "top-tokens")
+SCORERS = ("detection", "fuzz", "recall", "embedding")
+PROVIDERS = ("transformers", "openai", "openrouter")
+
+
+def make_scorer(name: str):
+    from .scorers import Detection, EmbeddingScorer, Fuzz, Recall
+
+    return {"detection": Detection, "fuzz": Fuzz, "recall": Recall, "embedding": EmbeddingScorer}[name]()
+
+
+def make_explainer(name: str, show_activations: bool = False):
+    from .explainers import ContrastiveExplainer, DefaultExplainer
+
+    return {"default": DefaultExplainer, "contrastive": ContrastiveExplainer}[name](show_activations)

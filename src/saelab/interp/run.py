@@ -1,0 +1,277 @@
+"""The `interp` stage: latent store → examples → explanations → scores → summary.
+
+On disk (`workspace/interp/NAME/`, or any `out_dir`):
+  run_config.json                     config, client (no secrets), store identity, versions
+  examples/<latent>.json              train / test / non-activating examples; skipped.json lists the rest
+  explanations/<explainer>/<latent>.json   explanation or failed=True + reason (top-tokens always)
+  scores/<scorer>/<variant>/<latent>.json  per-example records; variant = explanation | top-tokens | shuffled
+  summary.json, summary.md            pooled metrics, both baselines, failures, best / worst latents
+Every file is written atomically when its latent is done, so an interrupted run resumes; a
+rerun redoes only failed explanations and failed records. `overwrite` names stages to redo.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .._io import read_json, versions, write_json
+from ..data.tokens import TokenWindows, load_token_windows
+from ..errors import ArtifactError, ConfigError, choices_message
+from ..latents.store import LatentStore
+from ..workspace import Workspace
+from .clients.base import Client
+from .config import InterpConfig
+from .examples import LatentExamples, build_examples
+from .explainers.base import Explanation
+from .explainers.top_tokens import NAME as TOP_TOKENS, explain_top_tokens
+from .format import token_decoder
+from .registry import make_explainer, make_scorer
+from .summary import write_summary
+
+log = logging.getLogger(__name__)
+STAGES = ("examples", "explanations", "scores")
+
+
+def interp_dir(workspace: Workspace, name: str) -> Path:
+    return workspace.root / "interp" / name
+
+
+def negative_source(config: InterpConfig, workspace: Workspace, dictionary: str, store: LatentStore,
+                    windows: TokenWindows, tokenizer: Any, out: Path, embed: Any = None) -> Any:
+    from .negatives import FaissSource, NegativeSource, NeighbourSource
+
+    ex = config.examples
+    if ex.non_activating_source == "random":
+        return NegativeSource(store, ex.example_ctx_len)
+    if ex.non_activating_source == "neighbours":
+        from ..cooc import CoocConfig, cooc_dir, load_cooc
+        from ..cooc import run as run_cooc
+
+        path = cooc_dir(workspace, dictionary)
+        cooc = load_cooc(path) if path.exists() else run_cooc(CoocConfig(k=min(256, store.ctx_len)), workspace,
+                                                              dictionary, windows)
+        return NeighbourSource(store, ex.example_ctx_len, cooc, rng_seed=ex.seed)
+    return FaissSource(store, ex.example_ctx_len, windows, tokenizer, out / "embeddings",
+                       embedder=_EmbedAdapter(embed) if embed is not None else None)
+
+
+class _EmbedAdapter:
+    """A bare `texts → vectors` function dressed as an `Embedder` for the embedding cache."""
+
+    def __init__(self, fn: Callable[[list[str]], np.ndarray], name: str = "custom") -> None:
+        self.embed, self.name = fn, name
+
+
+def stage_examples(config: InterpConfig, store: LatentStore, windows: TokenWindows, source: Any,
+                   out: Path) -> tuple[dict[int, LatentExamples], dict[int, str]]:
+    """Examples of the chosen latents (read back from disk when present) and the skipped ones."""
+    alive = np.flatnonzero(store.stats()["window_counts"] > 0)
+    candidates = list(config.latents) if config.latents is not None else alive.tolist()
+    want = config.max_latents or len(candidates)
+    chosen: dict[int, LatentExamples] = {}
+    skipped: dict[int, str] = {}
+    for latent in candidates:
+        if len(chosen) >= want:
+            break
+        path = out / "examples" / f"{latent}.json"
+        if path.exists():
+            chosen[latent] = LatentExamples.from_dict(read_json(path))
+            continue
+        result = build_examples(store, windows, int(latent), config.examples, source)
+        if isinstance(result, str):
+            skipped[int(latent)] = result
+            continue
+        write_json(path, result.to_dict())
+        chosen[int(latent)] = result
+    if config.latents is None and alive.size < store.d_sae:
+        skipped[-1] = f"{store.d_sae - alive.size} latents never fire (not listed one by one)"
+    write_json(out / "examples" / "skipped.json", {str(k): v for k, v in skipped.items()})
+    log.info("examples: %d latents, %d skipped", len(chosen), len(skipped))
+    return chosen, skipped
+
+
+def _load_explanations(directory: Path, latents: Iterable[int]) -> dict[int, Explanation]:
+    out = {}
+    for latent in latents:
+        path = directory / f"{latent}.json"
+        if path.exists():
+            out[latent] = Explanation(**read_json(path))
+    return out
+
+
+def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], store: LatentStore,
+                       windows: TokenWindows, tokenizer: Any, client_fn: Callable[[], Client],
+                       out: Path) -> dict[str, dict[int, Explanation]]:
+    """{explainer name: {latent: Explanation}} for top-tokens and the configured explainer."""
+    result = {}
+    for name in dict.fromkeys([TOP_TOKENS, config.explainer]):
+        directory = out / "explanations" / name
+        have = _load_explanations(directory, items)
+        todo = [l for l in items if l not in have or have[l].failed]
+        if todo and name == TOP_TOKENS:
+            new = explain_top_tokens(store, windows, tokenizer, todo)
+        elif todo:
+            explainer = make_explainer(name, config.show_activations)
+            new = explainer.explain([items[l] for l in todo], token_decoder(tokenizer), client_fn(),
+                                    config.explainer_model_max_len, config.max_new_tokens)
+        else:
+            new = []
+        for e in new:
+            write_json(directory / f"{e.latent}.json", e.to_dict())
+            have[e.latent] = e
+        n_failed = sum(e.failed for e in have.values())
+        log.info("explanations (%s): %d new, %d failed in all", name, len(new), n_failed)
+        result[name] = have
+    return result
+
+
+def shuffled(explanations: dict[int, Explanation], seed: int) -> dict[int, str]:
+    """Each latent gets another latent's explanation (a random cyclic shift: nobody keeps their own)."""
+    ok = sorted(l for l, e in explanations.items() if not e.failed)
+    if len(ok) < 2:
+        return {}
+    perm = np.random.default_rng(seed).permutation(len(ok))
+    return {ok[perm[i]]: explanations[ok[perm[(i + 1) % len(ok)]]].explanation for i in range(len(ok))}
+
+
+def variants(config: InterpConfig, explained: dict[str, dict[int, Explanation]]) -> dict[str, dict[int, str]]:
+    """{variant: {latent: explanation text}}: the explainer's, the top-tokens baseline, the shuffled baseline."""
+    main = explained[config.explainer]
+    texts = lambda d: {l: e.explanation for l, e in d.items() if not e.failed}  # noqa: E731
+    out = {"explanation": texts(main)} if config.explainer != TOP_TOKENS else {}
+    out[TOP_TOKENS] = texts(explained[TOP_TOKENS])
+    out["shuffled"] = shuffled(main, config.examples.seed)
+    return out
+
+
+def score_latent(scorer: Any, explanation: str, examples: LatentExamples, path: Path, decode: Any,
+                 client_fn: Callable[[], Client | None], seed: int) -> dict[str, Any]:
+    """Score one latent, reusing the successful records of an earlier run with the same explanation."""
+    rng = np.random.default_rng([seed, examples.latent, len(scorer.name)])
+    items = scorer.items(examples, rng)
+    old = read_json(path) if path.exists() else None
+    if old is not None and (old["explanation"] != explanation or len(old["records"]) != len(items)):
+        old = None
+    todo = [i for i in range(len(items)) if old is None or old["records"][i]["failed"]]
+    if not todo:
+        return old
+    records = old["records"] if old is not None else [None] * len(items)
+    client = client_fn() if scorer.needs_client else None
+    for i, r in zip(todo, scorer.score(explanation, [items[i] for i in todo], decode, client)):
+        records[i] = r
+    doc = {"latent": examples.latent, "scorer": scorer.name, "explanation": explanation, "records": records}
+    write_json(path, doc)
+    return doc
+
+
+def stage_scores(config: InterpConfig, items: dict[int, LatentExamples], texts: dict[str, dict[int, str]],
+                 tokenizer: Any, client_fn: Callable[[], Client], out: Path, embed: Any = None) -> None:
+    decode = token_decoder(tokenizer)
+    for name in config.scorers:
+        scorer = make_scorer(name)
+        if name == "embedding" and embed is not None:
+            scorer._embed = embed
+        for variant, by_latent in texts.items():
+            for latent, text in by_latent.items():
+                if latent in items:
+                    score_latent(scorer, text, items[latent], out / "scores" / name / variant / f"{latent}.json",
+                                 decode, client_fn, config.examples.seed)
+            log.info("scores: %s / %s done for %d latents", name, variant, len(by_latent))
+
+
+def load_subject_tokenizer(store: LatentStore) -> Any:
+    from transformers import AutoTokenizer
+
+    path = (store.cfg.get("model") or {}).get("path")
+    if not path or not Path(path).exists():
+        raise ArtifactError(f"the latent store {store.path} does not name a model directory with a tokenizer "
+                            f"(model.path = {path!r}); pass tokenizer= to run().")
+    return AutoTokenizer.from_pretrained(path)
+
+
+def run(config: InterpConfig, workspace: Workspace, dictionary: str, *, name: str | None = None,
+        out_dir: str | Path | None = None, client: Client | Callable[[], Client] | None = None,
+        tokenizer: Any = None, embed: Callable[[list[str]], np.ndarray] | None = None,
+        overwrite: Iterable[str] = ()) -> Path:
+    """Explain and score the latents of `workspace/latents/<dictionary>`; returns the output directory.
+
+    Args:
+        client: a `Client`, or a function that builds one (called only if an LLM is needed);
+            default: built from `config` (`make_client`).
+        tokenizer: the subject model's tokenizer (default: the one the store was cached with).
+        embed: texts → unit vectors for the embedding scorer / FAISS (default all-MiniLM-L6-v2).
+        overwrite: stages to redo: any of examples, explanations, scores.
+
+    Example:
+        >>> run(InterpConfig(max_latents=20), Workspace.at("ws"), "full", name="quick")
+    """
+    bad = [s for s in overwrite if s not in STAGES]
+    if bad:
+        raise ConfigError(choices_message("overwrite", bad, STAGES))
+    store = LatentStore(workspace.latents(dictionary))
+    windows = load_token_windows(workspace.tokens)
+    if windows.tokens_hash != store.tokens_hash:
+        raise ArtifactError(f"the latent store {store.path} was cached on other token windows than the workspace's; "
+                            "re-run `saelab cache`.")
+    tokenizer = tokenizer if tokenizer is not None else load_subject_tokenizer(store)
+    out = Path(out_dir) if out_dir is not None else interp_dir(workspace, name or dictionary)
+    for stage in overwrite:
+        shutil.rmtree(out / stage, ignore_errors=True)
+    client_fn = _client_factory(config, client)
+    source = negative_source(config, workspace, dictionary, store, windows, tokenizer, out, embed)
+    items, skipped = stage_examples(config, store, windows, source, out)
+    write_json(out / "run_config.json", _run_config(config, store, dictionary, client_fn))
+    explained = stage_explanations(config, items, store, windows, tokenizer, client_fn, out)
+    texts = variants(config, explained)
+    stage_scores(config, items, texts, tokenizer, client_fn, out, embed)
+    write_json(out / "run_config.json", _run_config(config, store, dictionary, client_fn))
+    write_summary(out, config, items, skipped, explained, texts)
+    return out
+
+
+def _client_factory(config: InterpConfig, client: Any) -> Callable[[], Client]:
+    made: list[Client] = []
+
+    def get() -> Client:
+        if not made:
+            made.append(client() if callable(client) and not isinstance(client, Client) else
+                        client if client is not None else make_client(config))
+        return made[0]
+
+    get.made = made  # type: ignore[attr-defined]
+    return get
+
+
+def _run_config(config: InterpConfig, store: LatentStore, dictionary: str, client_fn: Any) -> dict:
+    made = client_fn.made
+    described = made[0].describe() if made else ({"provider": config.explainer_provider,
+                                                  "model": config.explainer_model, "note": "not loaded this run"})
+    return {"artifact": "interp", "dictionary": dictionary, "store": str(store.path),
+            "tokens_hash": store.tokens_hash, "hookpoint": store.cfg.get("hookpoint"), "config": asdict(config),
+            "client": described, "versions": versions()}
+
+
+def make_client(config: InterpConfig) -> Client:
+    """The client the config names (the in-process model is loaded here)."""
+    from .clients import OpenAIClient, OpenRouterClient, TransformersClient
+
+    kw = dict(api_key_env=config.api_key_env, timeout_s=config.timeout_s, max_retries=config.max_retries,
+              concurrency=config.batch_size)
+    if config.explainer_provider == "openrouter":
+        return OpenRouterClient(config.explainer_model, base_url=config.base_url,
+                                **{**kw, "api_key_env": config.api_key_env if config.api_key_env != "OPENAI_API_KEY"
+                                   else "OPENROUTER_API_KEY"})
+    if config.explainer_provider == "openai":
+        if not config.base_url:
+            raise ConfigError("base_url: the openai provider needs the server's URL, e.g. http://127.0.0.1:8080/v1.")
+        return OpenAIClient(config.base_url, config.explainer_model, **kw)
+    from .explainer_model import load_explainer
+
+    return TransformersClient(load_explainer(config.explainer_model, config.dtype), config.batch_size,
+                              config.explainer_model_max_len)
