@@ -98,6 +98,8 @@ class InterpConfig:
     """Per-request timeout of the openai client."""
     max_retries: int = 4
     """Retries per request on 429 / 5xx / timeout / unreadable answer."""
+    retry_backoff_s: float = 1.0
+    """First wait before a retry (doubles each time) when the server sends no Retry-After."""
 
     def __post_init__(self) -> None:
         from .registry import EXPLAINERS, PROVIDERS, SCORERS

@@ -262,7 +262,7 @@ def make_client(config: InterpConfig) -> Client:
     from .clients import OpenAIClient, OpenRouterClient, TransformersClient
 
     kw = dict(api_key_env=config.api_key_env, timeout_s=config.timeout_s, max_retries=config.max_retries,
-              concurrency=config.batch_size)
+              concurrency=config.batch_size, backoff_s=config.retry_backoff_s)
     if config.explainer_provider == "openrouter":
         return OpenRouterClient(config.explainer_model, base_url=config.base_url,
                                 **{**kw, "api_key_env": config.api_key_env if config.api_key_env != "OPENAI_API_KEY"

@@ -116,6 +116,8 @@ class OpenAIClient(Client):
                 reason = str(e)
                 break
         self._count("failed")
+        if self._key:  # a server may echo the key in an error body
+            reason = reason.replace(self._key, "***")
         return Answer(failed=True, reason=f"{reason} after {attempt + 1} attempts")
 
     def _parse(self, choice: dict[str, Any]) -> Answer:

@@ -1,0 +1,142 @@
+"""The whole run on a planted workspace: scores separate true from shuffled explanations,
+failures are counted and retried, reruns resume, no secret reaches a file or a log."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from saelab.interp import ExampleConfig, InterpConfig, TransformersClient, run
+from saelab.interp.clients.base import Answer
+
+from .conftest import PLANTED, RARE, ScriptedClient, interp_tokenizer
+from .fake_server import FakeServer
+
+EX = ExampleConfig(example_ctx_len=8, n_examples_train=8, n_examples_test=10, n_non_activating=10, min_examples=5)
+
+
+def _embed(texts):  # bag of words: an explanation "king" is near texts that contain "king"
+    import numpy as np
+
+    vocab = {w: i for i, w in enumerate(sorted({w for t in texts for w in t.split()}))}
+    out = np.zeros((len(texts), len(vocab) + 1), np.float32)
+    for i, t in enumerate(texts):
+        for w in t.split():
+            out[i, vocab[w]] += 1
+        out[i, -1] = 0.5
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _cfg(**kw):
+    return InterpConfig(examples=EX, scorers=("detection", "fuzz", "embedding"), **kw)
+
+
+def test_true_explanations_beat_shuffled_ones(planted, tmp_path):
+    ws, tok = planted
+    out = run(_cfg(), ws, "synth", name="t", client=ScriptedClient(), tokenizer=tok, embed=_embed)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["latents"] == list(range(len(PLANTED))) and str(RARE) in s["skipped"]
+    for scorer in ("detection", "fuzz", "embedding"):
+        true, chance = s["scores"][scorer]["explanation"]["pooled"], s["scores"][scorer]["shuffled"]["pooled"]
+        assert true["auc"] > 0.95 and true["f1"] > 0.9, scorer
+        assert chance["auc"] < 0.75, scorer
+        assert "top-tokens" in s["scores"][scorer]
+    explained = {int(p.stem): json.loads(p.read_text())["explanation"] for p in (out / "explanations/default").iterdir()}
+    assert explained == dict(enumerate(PLANTED))
+    rec = json.loads((out / "scores/detection/explanation/0.json").read_text())["records"][0]
+    assert {"tokens", "activations", "prediction", "probability", "correct", "failed"} <= set(rec)
+    assert "| detection | shuffled |" in (out / "summary.md").read_text()
+
+
+class Mumbler(ScriptedClient):
+    """Explains latent-0-like prompts in the wrong format."""
+
+    def generate(self, prompts, max_tokens):
+        good = super().generate(prompts, max_tokens)
+        return [Answer(text="it is about kings") if "king" in (a.text or "") else a for a in good]
+
+
+def test_an_unparseable_explanation_is_a_counted_failure_then_retried(planted):
+    ws, tok = planted
+    out = run(_cfg(), ws, "synth", name="t", client=Mumbler(), tokenizer=tok, embed=_embed)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["explanation_failures"]["default"]["n_failed"] == 1
+    assert s["explanation_failures"]["default"]["reasons"] == {"no 'Explanation:' line in the answer": 1}
+    assert not (out / "scores/detection/explanation/0.json").exists()  # nothing scored for it
+    client = ScriptedClient()
+    run(_cfg(), ws, "synth", name="t", client=client, tokenizer=tok, embed=_embed)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["explanation_failures"]["default"]["n_failed"] == 0
+    assert client.calls == 1 + 2 * 20 + 5 * 2 * 20  # the failed explanation, its scores, new shuffled pairs
+
+
+def test_a_rerun_does_nothing_and_overwrite_redoes_a_stage(planted):
+    ws, tok = planted
+    run(_cfg(), ws, "synth", name="t", client=ScriptedClient(), tokenizer=tok, embed=_embed)
+    again = ScriptedClient()
+    run(_cfg(), ws, "synth", name="t", client=again, tokenizer=tok, embed=_embed)
+    assert again.calls == 0
+    run(_cfg(), ws, "synth", name="t", client=again, tokenizer=tok, embed=_embed, overwrite=["scores"])
+    assert again.calls == 3 * 2 * 6 * 20  # 3 variants × (detection, fuzz) × 6 latents × 20 examples
+
+
+def test_openai_run_counts_failures_resumes_only_them_and_never_writes_the_key(planted, monkeypatch, caplog):
+    ws, tok = planted
+    secret = "sk-or-v1-TOPSECRET-987"
+    monkeypatch.setenv("SAELAB_KEY", secret)
+    # detection / fuzz prompts about "music" fail on the first run
+    flaky = FakeServer(fail_if=lambda b: "500" if b.get("logprobs") and "Explanation: war" in
+                       b["messages"][-1]["content"] else None)
+    small = ExampleConfig(example_ctx_len=8, n_examples_train=8, n_examples_test=5, n_non_activating=5,
+                          min_examples=5)
+    cfg = InterpConfig(examples=small, scorers=("detection",), max_latents=3, explainer_provider="openai",
+                       base_url=flaky.url, explainer_model="fake", api_key_env="SAELAB_KEY", max_retries=1,
+                       retry_backoff_s=0.01)
+    with caplog.at_level("DEBUG"):
+        out = run(cfg, ws, "synth", name="t", tokenizer=tok, embed=_embed)
+    flaky.close()
+    s = json.loads((out / "summary.json").read_text())
+    n_failed = sum(t["pooled"]["n_failed"] for d in s["scores"].values() for t in d.values())
+    assert n_failed > 0 and s["scores"]["detection"]["explanation"]["failure_reasons"]
+    healthy = FakeServer()
+    run(cfg.__class__(**{**cfg.__dict__, "base_url": healthy.url}), ws, "synth", name="t", tokenizer=tok,
+        embed=_embed)
+    healthy.close()
+    assert len(healthy.bodies) == n_failed  # only the failed records were asked again
+    s = json.loads((out / "summary.json").read_text())
+    assert sum(t["pooled"]["n_failed"] for d in s["scores"].values() for t in d.values()) == 0
+    assert s["scores"]["detection"]["explanation"]["pooled"]["auc"] > 0.95
+    assert secret not in caplog.text
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert secret not in f.read_text(errors="replace"), f
+    assert json.loads((out / "run_config.json").read_text())["config"]["api_key_env"] == "SAELAB_KEY"
+
+
+def test_in_process_client_reads_probabilities_from_logprobs(planted):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from saelab.models.load import LoadedModel
+
+    ws, _ = planted
+    tok = interp_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=1024, eos_token_id=2, bos_token_id=1,
+                                         pad_token_id=2)).eval()
+    lm = LoadedModel(model, tok, "tiny", "tiny", torch.float32, torch.device("cpu"))
+    client = TransformersClient(lm, batch_size=4, max_len=1024)
+    answers = client.judge([[{"role": "user", "content": f"Text: the {w}"}] for w in PLANTED])
+    assert all(0 < a.prob_yes < 1 and not a.failed for a in answers)
+    # batched with left padding = one at a time
+    single = client.judge([[{"role": "user", "content": "Text: the king"}]])[0].prob_yes
+    assert single == pytest.approx(answers[0].prob_yes, abs=1e-4)
+    cfg = InterpConfig(examples=EX, scorers=("detection",), max_latents=2, explainer="default", max_new_tokens=4)
+    out = run(cfg, ws, "synth", name="tiny", client=client, tokenizer=tok)
+    s = json.loads((out / "summary.json").read_text())
+    # a random model cannot follow the format: both explanations fail, and the summary says so
+    assert s["explanation_failures"]["default"]["n_failed"] == 2
+    assert s["scores"]["detection"]["top-tokens"]["pooled"]["auc"] is not None
