@@ -1,0 +1,142 @@
+"""`saelab autointerp MODEL SPARSE_MODEL`: explain latents in words and score the explanations.
+
+Parameters are spelled as delphi spells them (`--n_tokens`, `--max_latents`, `--scorers`, …),
+so its users can move over. The workspace's latent store is reused when one exists for the
+dictionary; otherwise token windows and the store are built first (the slow part).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import common as opt
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v for item in values for v in item.replace(",", " ").split() if v]
+
+
+def _ensure_store(ws, model: str, sparse_model: str, dataset_repo: str, dataset_split: str, dataset_column: str,
+                  cache_ctx_len: int, n_tokens: int, batch_size: int, dtype: str, emit) -> str:
+    """The name of a complete latent store for SPARSE_MODEL, building tokens and the cache if needed."""
+    from .._io import read_json
+    from ..errors import ConfigError
+
+    name = Path(sparse_model).name if Path(sparse_model).exists() else sparse_model
+    store = ws.latents(name)
+    if (store / "cfg.json").exists() and read_json(store / "cfg.json").get("complete"):
+        emit(f"reusing the latent store {store}")
+        return name
+    path = Path(sparse_model) if Path(sparse_model).exists() else ws.dictionary(sparse_model)
+    if not path.exists():
+        raise ConfigError(f"SPARSE_MODEL: got {sparse_model!r}, which is neither a dictionary of the workspace "
+                          f"({ws.root / 'dictionaries'}) nor a path; train one (`saelab train`) or give its path.")
+    from ..coders import load_dictionary
+    from ..data.run import TokensConfig
+    from ..data.run import run as run_tokens
+    from ..latents.config import CacheConfig
+    from ..latents.run import run as run_cache
+    from ..models.load import load_model
+
+    emit(f"no latent store for {name}: tokenizing {dataset_repo} and caching {n_tokens:,} tokens (slow)")
+    lm = load_model(model, dtype=dtype)
+    windows = run_tokens(TokensConfig(corpus=dataset_repo, split=dataset_split, column=dataset_column,
+                                      ctx_len=cache_ctx_len, n_tokens=n_tokens), ws, lm)
+    run_cache(CacheConfig(batch_size=batch_size), ws, lm, windows, {name: load_dictionary(path, device=lm.device)})
+    return name
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def autointerp(
+        model: str = typer.Argument("smollm2-135m", help="The subject model whose latents are explained."),
+        sparse_model: str = typer.Argument(..., help="Dictionary: a name in the workspace (its latent store is "
+                                           "reused) or a path."),
+        hookpoints: list[str] = typer.Option([], "--hookpoints", help="Hookpoints to explain (recorded; a saelab "
+                                             "dictionary holds one hookpoint, which is the one used)."),
+        n_tokens: int = typer.Option(1_000_000, "--n_tokens", help="Tokens to cache when no store exists. More "
+                                     "tokens: more examples per latent, slower cache (~2k tok/s on CPU)."),
+        max_latents: Optional[int] = typer.Option(None, "--max_latents", help="Explain the first N latents with "
+                                                  "enough examples. Time grows linearly with it."),
+        latents: list[int] = typer.Option([], "--latents", help="Explicit latent ids (repeatable)."),
+        scorers: list[str] = typer.Option(["detection", "fuzz", "embedding"], "--scorers", help="detection, fuzz, "
+                                          "recall (LLM: one forward per example per variant) and embedding (cheap)."),
+        explainer: str = typer.Option("default", "--explainer", help="default | contrastive | top-tokens (no LLM, "
+                                      "seconds)."),
+        explainer_model: str = typer.Option("qwen2.5-coder-1.5b", "--explainer_model", help="Embedded "
+                                            "qwen2.5-coder-1.5b (default; 11x the parameters of smollm2-135m), smollm2-135m "
+                                            "(quick, explains poorly), a directory, .gguf, or a server's model."),
+        explainer_provider: str = typer.Option("transformers", "--explainer_provider", help="transformers "
+                                               "(in-process, log-prob scoring) | openai (any compatible server) | "
+                                               "openrouter."),
+        base_url: Optional[str] = typer.Option(None, "--base_url", help="Server URL for openai, e.g. "
+                                               "http://127.0.0.1:8080/v1."),
+        api_key_env: str = typer.Option("OPENAI_API_KEY", "--api_key_env", help="Environment variable holding the "
+                                        "API key (never written anywhere)."),
+        explainer_model_max_len: int = typer.Option(4096, "--explainer_model_max_len", help="Longest prompt; "
+                                                    "training examples are dropped to fit. Longer: slower."),
+        num_examples_per_scorer_prompt: int = typer.Option(1, "--num_examples_per_scorer_prompt", help="Examples "
+                                                           "per scorer prompt (only 1 is implemented)."),
+        dataset_repo: str = typer.Option("mixed-en", "--dataset_repo", help="Corpus for a new cache: embedded "
+                                         "name, path, or HF dataset."),
+        dataset_split: str = typer.Option("train", "--dataset_split", help="Split of --dataset_repo."),
+        dataset_column: str = typer.Option("text", "--dataset_column", help="Text column of --dataset_repo."),
+        batch_size: int = typer.Option(8, "--batch_size", help="Prompts per forward (transformers) or requests in "
+                                       "flight (openai); windows per forward when caching."),
+        cache_ctx_len: int = typer.Option(256, "--cache_ctx_len", help="Tokens per cached window (new cache)."),
+        min_examples: int = typer.Option(200, "--min_examples", help="Latents with fewer activating examples are "
+                                         "skipped and listed. Lower it for small stores."),
+        n_examples_train: int = typer.Option(40, "--n_examples_train", help="Examples shown to the explainer "
+                                             "(prompt length, so explain time, grows with it)."),
+        n_examples_test: int = typer.Option(50, "--n_examples_test", help="Held-out activating examples scored "
+                                            "(disjoint from training). Scoring time grows with it."),
+        n_non_activating: int = typer.Option(50, "--n_non_activating", help="Non-activating examples scored."),
+        example_ctx_len: int = typer.Option(32, "--example_ctx_len", help="Tokens per example."),
+        center_examples: bool = typer.Option(True, "--center_examples/--no-center_examples",
+                                             help="Centre examples on their maximum."),
+        non_activating_source: str = typer.Option("random", "--non_activating_source", help="random | neighbours "
+                                                  "(co-occurring latents; builds sparse cooc once) | FAISS "
+                                                  "(embedding nearest; embeds every chunk once, cached)."),
+        filter_bos: bool = typer.Option(True, "--filter_bos/--no-filter_bos", help="Drop activations on "
+                                        "BOS/special tokens."),
+        show_activations: bool = typer.Option(False, "--show_activations", help="Show activation values 0-10 "
+                                              "to the explainer (longer prompts)."),
+        dtype: str = opt.DType,
+        seed: int = typer.Option(22, "--seed", help="Seed of every draw."),
+        overwrite: list[str] = typer.Option([], "--overwrite", help="Stages to redo: examples, explanations, "
+                                            "scores."),
+        name: str = typer.Option("", "--name", help="Run name: outputs in workspace/interp/NAME (default: the "
+                                 "dictionary's name)."),
+        results_dir: Optional[str] = typer.Option(None, "--results_dir", help="Write to results_dir/NAME instead."),
+        workspace: Optional[str] = opt.WorkspaceOpt,
+    ) -> None:
+        """Explain latents with an LLM (or top tokens) and score the explanations (detection, fuzz, recall,
+        embedding) against the top-tokens baseline and shuffled explanations (measured chance).
+        Reruns skip finished work and retry only failed answers."""
+        from ..interp import ExampleConfig, InterpConfig, run
+        from ..workspace import Workspace
+        from . import console
+
+        emit = lambda m: console.print(m, highlight=False, markup=False)  # noqa: E731
+        ex = ExampleConfig(example_ctx_len=example_ctx_len, center_examples=center_examples,
+                           n_examples_train=n_examples_train, n_examples_test=n_examples_test,
+                           n_non_activating=n_non_activating, min_examples=min_examples,
+                           non_activating_source=non_activating_source, filter_bos=filter_bos,  # type: ignore[arg-type]
+                           seed=seed)
+        config = InterpConfig(examples=ex, max_latents=max_latents, latents=tuple(latents) or None,
+                              explainer=explainer, scorers=tuple(_split(scorers)),
+                              explainer_provider=explainer_provider, explainer_model=explainer_model,
+                              base_url=base_url, api_key_env=api_key_env,
+                              explainer_model_max_len=explainer_model_max_len,
+                              num_examples_per_scorer_prompt=num_examples_per_scorer_prompt, batch_size=batch_size,
+                              show_activations=show_activations, dtype=dtype)
+        ws = Workspace.at(workspace)
+        store = _ensure_store(ws, model, sparse_model, dataset_repo, dataset_split, dataset_column, cache_ctx_len,
+                              n_tokens, batch_size, dtype, emit)
+        out_dir = Path(results_dir) / (name or store) if results_dir else None
+        out = run(config, ws, store, name=name or store, out_dir=out_dir, overwrite=_split(overwrite))
+        console.print((out / "summary.md").read_text(), markup=False, highlight=False)
+        emit(f"outputs in {out}")
