@@ -19,11 +19,13 @@ from .base import Answer, Client, Messages
 log = logging.getLogger(__name__)
 
 
-def _first_ids(tokenizer: Any, words: tuple[str, ...]) -> set[int]:
+def _single_ids(tokenizer: Any, words: tuple[str, ...]) -> set[int]:
+    """Ids of the spellings that are one token (a multi-token spelling's first piece, like "Y" of
+    "YES", starts many other words and would inflate P(yes))."""
     ids = set()
     for w in words:
         enc = tokenizer.encode(w, add_special_tokens=False)
-        if enc:
+        if len(enc) == 1:
             ids.add(int(enc[0]))
     return ids
 
@@ -41,7 +43,7 @@ class TransformersClient(Client):
             tok.pad_token = tok.eos_token
         tok.padding_side = "left"
         forms = ("Yes", " Yes", "yes", " yes", "YES"), ("No", " No", "no", " no", "NO")
-        yes, no = _first_ids(tok, forms[0]), _first_ids(tok, forms[1])
+        yes, no = _single_ids(tok, forms[0]), _single_ids(tok, forms[1])
         if unk := getattr(tok, "unk_token_id", None):
             yes.discard(unk), no.discard(unk)
         self.yes_ids, self.no_ids = sorted(yes - no), sorted(no - yes)

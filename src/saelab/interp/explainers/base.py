@@ -10,7 +10,7 @@ from ..clients.base import Client, Messages
 from ..examples import LatentExamples
 from ..format import Decode
 
-_MARKED_LINE = re.compile(r"^\W*explanation\W*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+_MARKED_LINE = re.compile(r"^[\s*#>_-]*explanation[\s*_]*:[\s*_]*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def parse_marked(text: str | None) -> tuple[str | None, str | None]:
     found = _MARKED_LINE.findall(text)
     if not found:
         return None, "no 'Explanation:' line in the answer"
-    answer = found[-1].strip().strip('"').strip()
+    answer = found[-1].strip().strip("*_\"'` ").strip()
     if not answer or answer.startswith("<") or answer in {"...", "[your explanation]"}:
         return None, "the 'Explanation:' line is empty or a placeholder"
     return answer, None

@@ -1,0 +1,82 @@
+"""Parser, metrics by hand, prompt formatting, the contrastive explainer, the neighbours source."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from saelab.data.tokens import load_token_windows
+from saelab.interp.config import ExampleConfig
+from saelab.interp.examples import Example, build_examples
+from saelab.interp.explainers import ContrastiveExplainer, parse_marked
+from saelab.interp.format import marked, token_decoder
+from saelab.interp.metrics import auc, classification
+from saelab.interp.negatives import NeighbourSource
+from saelab.latents.store import LatentStore
+
+from .conftest import PLANTED
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Explanation: verbs of speaking", ("verbs of speaking", None)),
+    ("Let me think.\nThe tokens are names.\nExplanation: first names of people", ("first names of people", None)),
+    ("**Explanation:** \"cities\"", ("cities", None)),
+    ("The feature is about cities.", (None, "no 'Explanation:' line in the answer")),
+    ("", (None, "empty answer")),
+    ("Explanation: ", (None, "the 'Explanation:' line is empty or a placeholder")),
+    ("Explanation: [your explanation]", (None, "the 'Explanation:' line is empty or a placeholder")),
+])
+def test_parse_marked_never_invents_an_explanation(text, expected):
+    assert parse_marked(text) == expected
+
+
+def _rec(label, pred, prob=None, failed=False):
+    return {"label": label, "prediction": pred, "probability": prob, "failed": failed}
+
+
+def test_metrics_by_hand():
+    recs = [_rec(1, 1, 0.9), _rec(1, 0, 0.4), _rec(0, 1, 0.6), _rec(0, 0, 0.1), _rec(0, 0, 0.2),
+            _rec(1, None, None, failed=True)]
+    m = classification(recs)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (1, 1, 1, 2)
+    assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert m["auc"] == pytest.approx(5 / 6)  # pairs (pos > neg): 0.9 beats 3, 0.4 beats 2
+    assert m["n_examples"] == 5 and m["n_failed"] == 1
+    assert auc([_rec(1, 1, 0.5), _rec(1, 0, 0.5)]) is None  # one class: no AUC
+    assert classification([])["precision"] is None
+
+
+def test_marks_wrap_runs_of_firing_tokens(planted):
+    _, tok = planted
+    ids = tok.convert_tokens_to_ids(["the", "king", "war", "of", "city"])
+    e = Example(0, 0, ids, [0, 1.0, 2.0, 0, 0.5], 0, 0)
+    assert marked(e, token_decoder(tok)) == "the<< king war>> of<< city>>"
+
+
+def test_contrastive_prompt_shows_training_negatives_only(planted):
+    ws, tok = planted
+    store, windows = LatentStore(ws.latents("synth")), load_token_windows(ws.tokens)
+    from saelab.interp.negatives import NegativeSource
+
+    cfg = ExampleConfig(example_ctx_len=8, n_examples_train=6, n_examples_test=5, n_non_activating=5, min_examples=5)
+    ex = build_examples(store, windows, 0, cfg, NegativeSource(store, 8))
+    assert len(ex.train_non_activating) == 6
+    assert not {e.chunk for e in ex.train_non_activating} & {e.chunk for e in ex.non_activating}
+    prompt = ContrastiveExplainer().prompt(ex, token_decoder(tok))[-1]["content"]
+    assert prompt.count("Counterexample") == 6 and prompt.count("<<") >= 6
+
+
+def test_neighbour_negatives_are_where_a_cofiring_latent_fires(planted):
+    ws, tok = planted
+    store, windows = LatentStore(ws.latents("synth")), load_token_windows(ws.tokens)
+
+    class Cooc:  # latent 0's only neighbour is latent 1
+        def neighbours(self, latent, measure):
+            return np.array([1]), np.array([0.5], np.float32)
+
+    cfg = ExampleConfig(example_ctx_len=8, n_examples_train=5, n_examples_test=5, n_non_activating=8, min_examples=5)
+    ex = build_examples(store, windows, 0, cfg, NeighbourSource(store, 8, Cooc()))
+    assert ex.non_activating_source == "neighbours"
+    music = tok.convert_tokens_to_ids(PLANTED[1])
+    assert all(music in e.tokens and max(e.activations) == 0 for e in ex.non_activating)
