@@ -145,6 +145,19 @@ def bench_size(root: Path, d: int, tokens: int, dense_windows: int, slab_rows: i
     return row
 
 
+def markdown_table(results: list[dict]) -> str:
+    lines = ["| latents | N windows | saelab s | SFAL dense s | speed-up | saelab peak RSS | SFAL peak RSS "
+             "(histogram alone) | pairs stored (MB) | same counts (compared on) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        star = " (extrapolated)" if r["extrapolated"] else ""
+        lines.append(f"| {r['d_sae']:,} | {r['N']:,} | {r['saelab_s']:.2f} | {r['sfal_s']:.1f}{star} | "
+                     f"{r['speedup']:.0f}× | {r['saelab_rss_gb']:.2f} GB | {r['sfal_rss_gb']:.2f} GB "
+                     f"({r['sfal_histogram_gb']:.2f} GB) | {r['saelab_pairs_gb'] * 1e3:.0f} | "
+                     f"{'yes' if r['same_counts'] else 'NO'} ({r['compared']}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", type=int, nargs="+", default=[2048, 16384, 65536])
@@ -167,6 +180,7 @@ def main() -> None:
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
             "cpus": os.cpu_count(), "tokens": a.tokens, "k": K, "load_avg_start": os.getloadavg()}
     a.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n", encoding="utf-8")
+    print(markdown_table(results))
 
 
 if __name__ == "__main__":
