@@ -69,7 +69,7 @@ def _write(path: Path, obj: object) -> None:
 def _interp(ws: Workspace, name: str, latents: range) -> None:
     """The layout `saelab.interp.run` writes: explanations/<explainer>/, scores/<scorer>/<variant>/,
     per_latent.json, summary.json; latent 0's explanation carries a script, latent 1 failed."""
-    d = ws.root / "interp" / name
+    d = ws.root / "interp" / f"{name}-run"  # a run name: the report finds it by run_config.json
     per: dict[str, dict[str, dict[str, dict]]] = {"detection": {"explanation": {}}, "fuzz": {"explanation": {}}}
     for latent in latents:
         failed = latent == 1
