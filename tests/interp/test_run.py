@@ -30,7 +30,7 @@ def _embed(texts):  # bag of words: an explanation "king" is near texts that con
 
 
 def _cfg(**kw):
-    return InterpConfig(examples=EX, scorers=("detection", "fuzz", "embedding"), **kw)
+    return InterpConfig(**{"examples": EX, "scorers": ("detection", "fuzz", "embedding"), **kw})
 
 
 def test_true_explanations_beat_shuffled_ones(planted, tmp_path):
@@ -80,6 +80,20 @@ def test_a_rerun_does_nothing_and_overwrite_redoes_a_stage(planted):
     assert again.calls == 0
     run(_cfg(), ws, "synth", name="t", client=again, tokenizer=tok, embed=_embed, overwrite=["scores"])
     assert again.calls == 3 * 2 * 6 * 20  # 3 variants × (detection, fuzz) × 6 latents × 20 examples
+
+
+def test_changed_example_settings_are_refused_not_mixed(planted):
+    from dataclasses import replace
+
+    from saelab.errors import ArtifactError
+
+    ws, tok = planted
+    run(_cfg(scorers=("embedding",)), ws, "synth", name="t", client=ScriptedClient(), tokenizer=tok, embed=_embed)
+    other = replace(_cfg(scorers=("embedding",)), examples=replace(EX, n_examples_test=7))
+    with pytest.raises(ArtifactError, match="--overwrite examples"):
+        run(other, ws, "synth", name="t", client=ScriptedClient(), tokenizer=tok, embed=_embed)
+    run(other, ws, "synth", name="t", client=ScriptedClient(), tokenizer=tok, embed=_embed,
+        overwrite=["examples", "explanations", "scores"])
 
 
 def test_openai_run_counts_failures_resumes_only_them_and_never_writes_the_key(planted, monkeypatch, caplog):

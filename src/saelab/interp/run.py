@@ -71,6 +71,7 @@ class _EmbedAdapter:
 def stage_examples(config: InterpConfig, store: LatentStore, windows: TokenWindows, source: Any,
                    out: Path) -> tuple[dict[int, LatentExamples], dict[int, str]]:
     """Examples of the chosen latents (read back from disk when present) and the skipped ones."""
+    _check_same_examples(config, out)
     alive = np.flatnonzero(store.stats()["window_counts"] > 0)
     candidates = list(config.latents) if config.latents is not None else alive.tolist()
     want = config.max_latents or len(candidates)
@@ -94,6 +95,21 @@ def stage_examples(config: InterpConfig, store: LatentStore, windows: TokenWindo
     write_json(out / "examples" / "skipped.json", {str(k): v for k, v in skipped.items()})
     log.info("examples: %d latents, %d skipped", len(chosen), len(skipped))
     return chosen, skipped
+
+
+def _check_same_examples(config: InterpConfig, out: Path) -> None:
+    """Examples on disk were drawn with this example config (else they would be silently stale)."""
+    path, want = out / "examples" / "config.json", json_safe(asdict(config.examples))
+    if path.exists() and read_json(path) != want:
+        raise ArtifactError(f"{out} holds examples drawn with other settings ({read_json(path)}); rerun with "
+                            "--overwrite examples (or another --name).")
+    write_json(path, want)
+
+
+def json_safe(d: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(d))
 
 
 def _load_explanations(directory: Path, latents: Iterable[int]) -> dict[int, Explanation]:
