@@ -128,3 +128,13 @@ def test_cli_writes_the_site_and_prints_the_path(workspace, tmp_path):
                                       "--max-latent-pages", "2"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "index.html").as_uri() in result.output.replace("\n", "")
+
+
+def test_cli_on_a_directory_that_is_no_workspace_says_so(tmp_path):
+    from typer.testing import CliRunner
+
+    from saelab.cli import app
+    from saelab.errors import ArtifactError
+
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert isinstance(result.exception, ArtifactError) and "saelab demo" in str(result.exception)

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
                out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/report)."),
                max_latent_pages: int = typer.Option(500, "--max-latent-pages",
                                                     help="Latent pages per dictionary (explained latents first); "
-                                                         "~20 ms each."),
+                                                         "~30 ms each."),
                model: Optional[str] = typer.Option(None, "--model",
                                                    help="Model for token text and logit effects (default: the "
                                                         "workspace's; 'none': tokenizer only, no logit effects)."),

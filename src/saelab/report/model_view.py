@@ -73,8 +73,12 @@ def for_workspace(workspace: Any, spec: str | None = None) -> ModelView:
     """The view of the model that made the workspace's token windows (`spec` overrides it; `none`:
     the tokenizer alone, no logit effects). Loading the model takes seconds (~20 s from a GGUF)."""
     from .._io import read_json
+    from ..errors import ArtifactError
     from ..models.load import load_model
 
+    if not (workspace.tokens / "cfg.json").exists():
+        raise ArtifactError(f"no token windows at {workspace.tokens} (cfg.json missing): is {workspace.root} a "
+                            "workspace? Run `saelab demo` or `saelab tokens` first.")
     cfg = read_json(workspace.tokens / "cfg.json")
     spec = spec or cfg.get("model")
     if spec and spec.lower() != "none":
