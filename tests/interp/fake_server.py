@@ -72,6 +72,8 @@ class FakeServer:
             status = 500
         elif how == "401":  # echoes the key, as some servers do
             status, payload = 401, f"bad key {h.headers.get('Authorization')}".encode()
+        elif how == "echo":  # an unreadable answer that echoes the key
+            payload = f"oops {h.headers.get('Authorization')}".encode()
         elif how == "garbage":
             payload = b"<html>not json"
         elif how == "empty":

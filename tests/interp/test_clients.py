@@ -81,10 +81,11 @@ def test_without_logprobs_the_text_is_returned(server_factory):
 def test_the_key_goes_only_into_the_authorization_header(server_factory, monkeypatch, caplog):
     secret = "sk-test-SECRET-0123456789"
     monkeypatch.setenv("SAELAB_TEST_KEY", secret)
-    server = server_factory(plan=["500"])
-    client = _client(server, api_key_env="SAELAB_TEST_KEY", max_retries=1)
+    server = server_factory(plan=["500", "echo", "echo"])
+    client = _client(server, api_key_env="SAELAB_TEST_KEY", max_retries=2)
     with caplog.at_level("DEBUG"):
-        client.judge(MSG)
-    assert server.auth == [f"Bearer {secret}"] * 2
+        [a] = client.judge(MSG)
+    assert server.auth == [f"Bearer {secret}"] * 3
+    assert a.failed and "***" in a.reason and secret not in a.reason
     assert secret not in caplog.text and secret not in repr(client.describe())
     assert client.describe()["api_key_set"] is True

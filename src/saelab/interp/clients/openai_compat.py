@@ -67,6 +67,10 @@ class OpenAIClient(Client):
         with self._lock:
             self.stats[key] += 1
 
+    def _redact(self, text: str) -> str:
+        """A server may echo the key in an error body: it never reaches a reason or a log line."""
+        return text.replace(self._key, "***") if self._key else text
+
     def _send(self, body: dict[str, Any]) -> tuple[int, str, Any]:
         """(status, body text, headers) of one POST; raises Retry on timeouts and dropped connections."""
         req = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
@@ -105,7 +109,7 @@ class OpenAIClient(Client):
             try:
                 return self._parse(self._post(body))
             except Retry as e:
-                reason = e.reason
+                reason = self._redact(e.reason)
                 if attempt == self.max_retries:
                     break
                 wait = e.wait if e.wait is not None else self.backoff_s * 2**attempt * (1 + random.random() / 4)
@@ -113,11 +117,9 @@ class OpenAIClient(Client):
                 log.info("retrying after %s (attempt %d, wait %.1f s)", reason, attempt + 1, wait)
                 time.sleep(min(wait, self.max_wait_s))
             except RuntimeError as e:
-                reason = str(e)
+                reason = self._redact(str(e))
                 break
         self._count("failed")
-        if self._key:  # a server may echo the key in an error body
-            reason = reason.replace(self._key, "***")
         return Answer(failed=True, reason=f"{reason} after {attempt + 1} attempts")
 
     def _parse(self, choice: dict[str, Any]) -> Answer:
