@@ -159,7 +159,6 @@ def main() -> None:
                    help="also train saelab SAEs at these Adam rates (one stream for all of them)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args()
-    from saelab.coders import load_dictionary
     from saelab.data.run import TokensConfig, run as tokens_run
     from saelab.models import load_model
     from saelab.workspace import Workspace
@@ -175,19 +174,32 @@ def main() -> None:
                  "dtype": "float32", "train_windows": n_train, "train_tokens": n_train * CTX,
                  "held_out_windows": args.held_out_windows, "held_out_text_positions": int(mask.sum()),
                  "held_out_positions": int(mask.numel()), "tokens_hash": windows.tokens_hash}
+    # essential comparison first; each stage's results are written as soon as they exist
     res["saelab"] = train_saelab(lm, windows, n_train, ws)  # defaults, alone: the timed comparison
-    if args.lr_sweep:  # other rates, trained together from one stream
-        res["saelab_lr_sweep"] = train_saelab(lm, windows, n_train, ws, tuple(args.lr_sweep))
-    for key in ("saelab", "saelab_lr_sweep"):
-        for d in res.get(key, {}).get("dictionaries", {}).values():
-            d["eval"] = evaluate(load_dictionary(d["path"]), x, mask)
+    evaluate_all(res, "saelab", x, mask)
     res["sparsify_truncated"] = train_sparsify(lm, windows, n_train, True, tmp)
     res["sparsify_truncated"]["eval"] = eval_sparsify(res["sparsify_truncated"]["sae_dir"], x, mask, tmp)
+    report(res, args.out)
+    if args.lr_sweep:  # other rates, trained together from one stream
+        res["saelab_lr_sweep"] = train_saelab(lm, windows, n_train, ws, tuple(args.lr_sweep))
+        evaluate_all(res, "saelab_lr_sweep", x, mask)
+        report(res, args.out)
     if args.peer_full_model_tokens:  # throughput only: the activations, hence the SAE, are the same
         res["sparsify_full_model"] = train_sparsify(lm, windows, args.peer_full_model_tokens // CTX, False, tmp)
-    print(json.dumps(res, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        report(res, args.out)
+
+
+def evaluate_all(res: dict, key: str, x: torch.Tensor, mask: torch.Tensor) -> None:
+    from saelab.coders import load_dictionary
+
+    for d in res[key]["dictionaries"].values():
+        d["eval"] = evaluate(load_dictionary(d["path"]), x, mask)
+
+
+def report(res: dict, out: Path | None) -> None:
+    print(json.dumps(res, indent=2), flush=True)
+    if out:
+        out.write_text(json.dumps(res, indent=2) + "\n")
 
 
 def eval_sparsify(sae_dir: str, x: torch.Tensor, mask: torch.Tensor, tmp: Path) -> dict:
