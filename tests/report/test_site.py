@@ -138,3 +138,12 @@ def test_cli_on_a_directory_that_is_no_workspace_says_so(tmp_path):
 
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
     assert isinstance(result.exception, ArtifactError) and "saelab demo" in str(result.exception)
+
+
+def test_families_link_parent_and_members_across_dictionaries(site):
+    index, _ = site
+    match = (index.parent / "match" / "wide__narrow.html").read_text(encoding="utf-8")
+    assert re.search(r'href="\.\./narrow/latents/3\.html">narrow #3</a>', match)
+    assert "wide #30" in match and "wide #31" in match and "0.95" in match
+    latent = (index.parent / "narrow" / "latents" / "3.html").read_text(encoding="utf-8")
+    assert "Family: parent" in latent and "wide #30" in latent

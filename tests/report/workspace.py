@@ -17,6 +17,7 @@ from saelab.cooc.config import CoocConfig
 from saelab.cooc.synthetic import write_workspace, zipf_entries
 from saelab.match import MatchConfig
 from saelab.match import run as match_run
+from saelab.match.families import Family
 from saelab.report import ModelView
 from saelab.workspace import Workspace
 
@@ -56,9 +57,18 @@ def make_workspace(root: Path, seed: int = 0) -> Workspace:
         coder.save(ws.dictionary(name))
         cooc_run(CoocConfig(k=16, top_k=8), ws, name)
     match_run(MatchConfig(), ws, "wide", "narrow")
+    _add_family(ws.root / "match" / "wide__narrow" / "families.json")
     _interp(ws, "narrow", latents=range(0, 12))
     _sfal(ws, "narrow")
     return ws
+
+
+def _add_family(path: Path) -> None:
+    """A family in the match stage's own schema (the random synthetic dictionaries have none)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["families"].append(Family(parent=3, members=[30, 31], weights=[0.6, 0.5], member_cosines=[0.8, 0.7],
+                                  recon_cosine=0.95, best_single_cosine=0.8).to_dict())
+    path.write_text(json.dumps(doc), encoding="utf-8")
 
 
 def _write(path: Path, obj: object) -> None:
