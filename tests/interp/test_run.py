@@ -154,3 +154,38 @@ def test_in_process_client_reads_probabilities_from_logprobs(planted):
     # a random model cannot follow the format: both explanations fail, and the summary says so
     assert s["explanation_failures"]["default"]["n_failed"] == 2
     assert s["scores"]["detection"]["top-tokens"]["pooled"]["auc"] is not None
+
+
+def _tiny_client():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from saelab.models.load import LoadedModel
+
+    tok = interp_tokenizer()
+    torch.manual_seed(1)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=1024, eos_token_id=2, bos_token_id=1,
+                                         pad_token_id=2)).eval()
+    return TransformersClient(LoadedModel(model, tok, "tiny", "tiny", torch.float32, torch.device("cpu")), 4)
+
+
+def test_surprisal_loss_is_the_same_batched_and_by_hand():
+    client = _tiny_client()
+    tok, model = client.lm.tokenizer, client.lm.model
+    prefixes, texts = ["the king of", "war"], ["music and water", "city"]
+    got = client.nll(prefixes, texts)
+    for p, t, g in zip(prefixes, texts, got):
+        pre, txt = tok.encode(p, add_special_tokens=False), tok.encode(t, add_special_tokens=False)
+        logp = torch.log_softmax(model(torch.tensor([pre + txt])).logits[0].float(), -1)
+        by_hand = -sum(float(logp[len(pre) + j - 1, x]) for j, x in enumerate(txt)) / len(txt)
+        assert g == pytest.approx(by_hand, abs=1e-4)
+
+
+def test_surprisal_with_a_server_client_is_a_counted_failure(planted):
+    ws, tok = planted
+    cfg = _cfg(scorers=("surprisal",), max_latents=1)
+    out = run(cfg, ws, "synth", name="s", client=ScriptedClient(), tokenizer=tok)
+    t = json.loads((out / "summary.json").read_text())["scores"]["surprisal"]["explanation"]
+    assert t["pooled"]["n_failed"] == 20 and t["pooled"]["n_examples"] == 0
+    assert t["failure_reasons"] == {"surprisal needs the in-process transformers client": 20}

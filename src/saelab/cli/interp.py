@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
                                                   "enough examples. Time grows linearly with it."),
         latents: list[int] = typer.Option([], "--latents", help="Explicit latent ids (repeatable)."),
         scorers: list[str] = typer.Option(["detection", "fuzz", "embedding"], "--scorers", help="detection, fuzz, "
-                                          "recall (LLM: one forward per example per variant) and embedding (cheap)."),
+                                          "recall (LLM: one forward per example per variant), surprisal (two "
+                                          "forwards per example; in-process only) and embedding (cheap)."),
         explainer: str = typer.Option("default", "--explainer", help="default | contrastive | top-tokens (no LLM, "
                                       "seconds)."),
         explainer_model: str = typer.Option("qwen2.5-coder-1.5b", "--explainer_model", help="Embedded "

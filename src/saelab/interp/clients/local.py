@@ -95,6 +95,27 @@ class TransformersClient(Client):
                     for t, ok in zip(texts, fits)]
         return out
 
+    @torch.inference_mode()
+    def nll(self, prefixes: list[str], texts: list[str]) -> list[float]:
+        """Mean negative log-likelihood (nats / token) of each text given its prefix (plain text, no chat template)."""
+        tok, out = self.lm.tokenizer, []
+        for i in range(0, len(texts), self.batch_size):
+            pre = [tok.encode(p, add_special_tokens=False) for p in prefixes[i : i + self.batch_size]]
+            txt = [tok.encode(t, add_special_tokens=False) for t in texts[i : i + self.batch_size]]
+            rows = [a + b for a, b in zip(pre, txt)]
+            width = max(map(len, rows))
+            ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, row in enumerate(rows):  # left padding: every row ends at the last column
+                ids[r, width - len(row):], mask[r, width - len(row):] = torch.tensor(row), 1
+            logp = torch.log_softmax(self.lm.model(input_ids=ids.to(self.lm.device),
+                                                   attention_mask=mask.to(self.lm.device)).logits.float(), -1)
+            for r, t in enumerate(txt):
+                target = ids[r, width - len(t):].to(logp.device)  # (T,)
+                pred = logp[r, width - len(t) - 1 : width - 1]  # (T, vocab): position j predicts j + 1
+                out.append(float(-pred.gather(1, target[:, None]).mean()))
+        return out
+
     def describe(self) -> dict[str, Any]:
         return {"provider": self.name, "model": self.lm.spec, "path": self.lm.path,
                 "dtype": str(self.lm.dtype).removeprefix("torch."), "batch_size": self.batch_size,

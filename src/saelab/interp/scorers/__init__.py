@@ -1,8 +1,9 @@
-"""Scorers: detection, fuzz, recall (LLM judges) and embedding (no LLM)."""
+"""Scorers: detection, fuzz, recall (LLM judges), surprisal (LM loss) and embedding (no LLM)."""
 
 from .base import Item, Scorer, record
 from .detection import Detection, Recall
 from .embedding import EmbeddingScorer
 from .fuzz import Fuzz
+from .surprisal import Surprisal
 
-__all__ = ["Detection", "EmbeddingScorer", "Fuzz", "Item", "Recall", "Scorer", "record"]
+__all__ = ["Detection", "EmbeddingScorer", "Fuzz", "Item", "Recall", "Scorer", "Surprisal", "record"]
