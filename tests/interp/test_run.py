@@ -189,3 +189,15 @@ def test_surprisal_with_a_server_client_is_a_counted_failure(planted):
     t = json.loads((out / "summary.json").read_text())["scores"]["surprisal"]["explanation"]
     assert t["pooled"]["n_failed"] == 20 and t["pooled"]["n_examples"] == 0
     assert t["failure_reasons"] == {"surprisal needs the in-process transformers client": 20}
+
+
+def test_neighbour_negatives_build_the_sparse_cooc_once(planted):
+    from dataclasses import replace
+
+    ws, tok = planted
+    cfg = _cfg(scorers=("embedding",), examples=replace(EX, non_activating_source="neighbours"), max_latents=2)
+    out = run(cfg, ws, "synth", name="n", client=ScriptedClient(), tokenizer=tok, embed=_embed)
+    assert (ws.root / "cooc" / "synth" / "cfg.json").exists()
+    ex = json.loads((out / "examples" / "0.json").read_text())
+    assert ex["non_activating_source"] in ("neighbours", "neighbours+random")
+    assert all(max(e["activations"]) == 0 for e in ex["non_activating"])
