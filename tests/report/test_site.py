@@ -147,3 +147,10 @@ def test_families_link_parent_and_members_across_dictionaries(site):
     assert "wide #30" in match and "wide #31" in match and "0.95" in match
     latent = (index.parent / "narrow" / "latents" / "3.html").read_text(encoding="utf-8")
     assert "Family: parent" in latent and "wide #30" in latent
+
+
+def test_sfal_page_links_best_aligned_latents(site):
+    index, _ = site
+    html = (index.parent / "sfal" / "narrow.html").read_text(encoding="utf-8")
+    assert "mean NDCG <b>0.410</b>" in html and "baseline 0.300" in html
+    assert re.search(r'href="\.\./narrow/index\.html#q=23"[^>]*>narrow #23</a>', html)  # no page: its table row

@@ -96,7 +96,7 @@ def match_pages(site: Any, matches: list[sources.MatchRun], pages: dict[str, set
                   else None, pages=pages)
 
 
-def sfal_pages(site: Any, ws: Workspace, dicts: list[DictionaryData]) -> None:
+def sfal_pages(site: Any, ws: Workspace, dicts: list[DictionaryData], pages: dict[str, set[int]]) -> None:
     for data in dicts:
         s = sources.sfal(ws, data.name)
         if not s or not data.ndcg_column:
@@ -108,7 +108,7 @@ def sfal_pages(site: Any, ws: Workspace, dicts: list[DictionaryData]) -> None:
         plot = plots.ndcg_distribution(ndcg, base, model, site.out / "plots" / f"sfal-{data.name}.svg")
         best = sorted(s["rows"], key=lambda r: -float(r[data.ndcg_column]))[:20]
         site.page("sfal.html.jinja", f"sfal/{data.name}.html", name=data.name, s=s, plot=plot.name, model=model,
-                  column=data.ndcg_column, best=best, cooc=sources.cooc_cfg(ws, data.name))
+                  column=data.ndcg_column, best=best, cooc=sources.cooc_cfg(ws, data.name), pages=pages)
 
 
 def diff_pages(site: Any, runs: list[Path]) -> list[dict[str, Any]]:

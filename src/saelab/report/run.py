@@ -76,7 +76,7 @@ def run(config: ReportConfig, workspace: Workspace, out: str | Path | None = Non
     for data in dicts:
         dictionary_pages(site, data, workspace, windows.tokens, view, config, pages)
     match_pages(site, matches, pages)
-    sfal_pages(site, workspace, dicts)
+    sfal_pages(site, workspace, dicts, pages)
     diffs = diff_pages(site, sources.diff_runs(workspace))
     evals = sources.evals(workspace)
     index = index_page(site, workspace, windows, dicts, evals, matches, diffs, view, pages)
