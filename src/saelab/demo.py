@@ -125,7 +125,14 @@ def stage_match(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
     emit(f"written: {out}/matches.parquet, families.json, summary.md")
 
 
-STAGES = ("tokens", "train", "cache", "evals", "match")
+def stage_report(ws: Workspace, lm: LoadedModel, emit: Emit) -> None:
+    from .report import ModelView, ReportConfig, run
+
+    index = run(ReportConfig(max_latent_pages=500), ws, view=ModelView.from_loaded(lm))
+    emit(f"report written; open {index.resolve().as_uri()}")
+
+
+STAGES = ("tokens", "train", "cache", "evals", "match", "report")
 
 
 def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
@@ -152,4 +159,5 @@ def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
     timed("cache", lambda: stage_cache(cfg, ws, lm, windows, emit))
     timed("evals", lambda: stage_evals(cfg, ws, lm, windows, emit))
     timed("match", lambda: stage_match(cfg, ws, emit))
+    timed("report", lambda: stage_report(ws, lm, emit))
     return seconds
