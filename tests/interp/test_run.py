@@ -201,3 +201,20 @@ def test_neighbour_negatives_build_the_sparse_cooc_once(planted):
     ex = json.loads((out / "examples" / "0.json").read_text())
     assert ex["non_activating_source"] in ("neighbours", "neighbours+random")
     assert all(max(e["activations"]) == 0 for e in ex["non_activating"])
+
+
+def test_shared_prefix_cache_gives_the_same_probabilities_as_whole_prompts():
+    from saelab.interp.clients.local import _shared_cut
+
+    client = _tiny_client()
+    system = "A feature is described by an explanation . " * 10
+    prompts = [[{"role": "system", "content": system},
+                {"role": "user", "content": f"Explanation: king\nText: {t}\nIs it there ? Yes or No"}]
+               for t in ("the king of war", "music", "the city and the water of the church")]
+    texts = [client.render(m) for m in prompts]
+    cut = _shared_cut(texts)
+    assert cut > 0 and texts[0][:cut].endswith("Explanation: king\n")
+    shared, whole = client._p_yes_shared(texts, cut), client._p_yes(texts)
+    for (p, n), (q, m) in zip(shared, whole):
+        assert p == pytest.approx(q, abs=1e-4) and n == m
+    assert [a.prob_yes for a in client.judge(prompts)] == pytest.approx([q for q, _ in whole], abs=1e-4)

@@ -9,6 +9,7 @@ generated, nothing has to be parsed, and the probability gives an AUC.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import torch
@@ -28,6 +29,16 @@ def _single_ids(tokenizer: Any, words: tuple[str, ...]) -> set[int]:
         if len(enc) == 1:
             ids.add(int(enc[0]))
     return ids
+
+
+def _shared_cut(texts: list[str], min_chars: int = 200) -> int:
+    """Where the common prefix of the prompts ends (at a line break, so no token straddles it); 0 when
+    there is too little in common, or only one prompt, to be worth a cached prefix."""
+    if len(texts) < 2:
+        return 0
+    common = os.path.commonprefix(texts)
+    cut = common.rfind("\n") + 1
+    return cut if cut >= min_chars else 0
 
 
 class TransformersClient(Client):
@@ -72,16 +83,45 @@ class TransformersClient(Client):
 
     @torch.inference_mode()
     def judge(self, prompts: list[Messages]) -> list[Answer]:
+        texts = [self.render(m) for m in prompts]
+        cut = _shared_cut(texts)
         out: list[Answer] = []
-        for batch in self._batches(prompts):
-            enc, fits = self._encode(batch)
-            logits = self.lm.model(**enc).logits[:, -1].float()  # (B, vocab) at the first answer position
-            probs = torch.softmax(logits, dim=-1)
-            yes, no = probs[:, self.yes_ids].sum(-1), probs[:, self.no_ids].sum(-1)
-            share = (yes / (yes + no).clamp_min(1e-12)).tolist()
-            out += [Answer(prob_yes=p) if ok else Answer(failed=True, reason=f"prompt longer than {self.max_len} tokens")
-                    for p, ok in zip(share, fits)]
+        for i in range(0, len(texts), self.batch_size):
+            batch = texts[i : i + self.batch_size]
+            probs = self._p_yes_shared(batch, cut) if cut else self._p_yes(batch)
+            out += [Answer(prob_yes=p) if n <= self.max_len else
+                    Answer(failed=True, reason=f"prompt longer than {self.max_len} tokens") for p, n in probs]
         return out
+
+    def _share(self, logits: torch.Tensor) -> list[float]:
+        probs = torch.softmax(logits.float(), dim=-1)  # (B, vocab) at the first answer position
+        yes, no = probs[:, self.yes_ids].sum(-1), probs[:, self.no_ids].sum(-1)
+        return (yes / (yes + no).clamp_min(1e-12)).tolist()
+
+    def _p_yes(self, texts: list[str]) -> list[tuple[float, int]]:
+        enc = self.lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        lengths = enc["attention_mask"].sum(1).tolist()
+        logits = self.lm.model(**{k: v.to(self.lm.device) for k, v in enc.items()}).logits[:, -1]
+        return list(zip(self._share(logits), lengths))
+
+    def _p_yes_shared(self, texts: list[str], cut: int) -> list[tuple[float, int]]:
+        """The shared prefix (system prompt + explanation) runs once; each suffix continues from its
+        KV cache, right-padded so that the pads follow the real tokens and cannot be attended to."""
+        tok, dev = self.lm.tokenizer, self.lm.device
+        prefix = tok(texts[0][:cut], return_tensors="pt", add_special_tokens=False)["input_ids"].to(dev)
+        cache = self.lm.model(prefix, use_cache=True).past_key_values
+        suffixes = [tok.encode(t[cut:], add_special_tokens=False) for t in texts]
+        width = max(map(len, suffixes))
+        ids = torch.full((len(texts), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(texts), prefix.shape[1] + width, dtype=torch.long)
+        mask[:, : prefix.shape[1]] = 1
+        for r, s in enumerate(suffixes):
+            ids[r, : len(s)], mask[r, prefix.shape[1] : prefix.shape[1] + len(s)] = torch.tensor(s), 1
+        cache.batch_repeat_interleave(len(texts))
+        logits = self.lm.model(ids.to(dev), attention_mask=mask.to(dev), past_key_values=cache).logits
+        last = torch.tensor([len(s) - 1 for s in suffixes])
+        return list(zip(self._share(logits[torch.arange(len(texts)), last]),
+                        [prefix.shape[1] + len(s) for s in suffixes]))
 
     @torch.inference_mode()
     def generate(self, prompts: list[Messages], max_tokens: int) -> list[Answer]:
