@@ -10,10 +10,10 @@ from .examples import Example, LatentExamples, build_examples
 from .explainers import ContrastiveExplainer, DefaultExplainer, Explainer, Explanation, parse_marked
 from .metrics import auc, classification
 from .run import interp_dir, make_client, run
-from .scorers import Detection, EmbeddingScorer, Fuzz, Recall, Scorer
+from .scorers import Detection, EmbeddingScorer, Fuzz, Recall, Scorer, Surprisal
 from .top_tokens import TOP_TOKENS_KIND, top_token_explanations
 
 __all__ = ["Answer", "Client", "ContrastiveExplainer", "DefaultExplainer", "Detection", "EmbeddingScorer", "Example",
            "ExampleConfig", "Explainer", "Explanation", "Fuzz", "InterpConfig", "LatentExamples", "OpenAIClient",
-           "OpenRouterClient", "Recall", "Scorer", "TOP_TOKENS_KIND", "TransformersClient", "auc", "build_examples",
+           "OpenRouterClient", "Recall", "Scorer", "Surprisal", "TOP_TOKENS_KIND", "TransformersClient", "auc", "build_examples",
            "classification", "interp_dir", "make_client", "parse_marked", "run", "top_token_explanations"]
