@@ -13,6 +13,7 @@ saelab stores only text positions (sink position 0 and EOS separators excluded),
 stores all of them (SmolLM2 has no BOS for it to drop).
 
     .venv/bin/python bench/cache.py [--tokens 32768 131072] [--dir /tmp/saelab-bench-cache] [--out bench/cache.json]
+                                    [--only "saelab" "delphi bf16"]
 
 The peer side needs `.venv-peers` (eai-delphi, eai-sparsify; see PEERS.md).
 """
@@ -44,6 +45,25 @@ CONFIGS = [
 
 
 # -- children: each runs in its own process ------------------------------------------------------------
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def rss_reset() -> int:
+    """Reset this process's peak RSS (Linux clear_refs 5), so that loading the model, whose
+    transient peak is larger than the cache's, does not hide growth; return the RSS now (bytes)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kb("VmRSS") * 1024
+
+
+def rss_peak() -> int:
+    """Peak RSS since `rss_reset` (bytes)."""
+    return _status_kb("VmHWM") * 1024
+
+
 def child_make_sae(out: Path) -> None:
     """(peer venv) A random sparsify SparseCoder, saved by sparsify's own `save_to_disk`."""
     import torch
@@ -87,11 +107,12 @@ def child_delphi(a: argparse.Namespace) -> dict:
                         sparse_model=a.sae, hookpoints=[HOOKPOINT])
     hooks, transcode = load_hooks_sparse_coders(model, run_cfg)
     tokens = load_file(str(Path(a.tokens) / "tokens.safetensors"))["tokens"].long()
+    before = rss_reset()
     t0 = time.perf_counter()
     cache = LatentCache(model, hooks, batch_size=BATCH, transcode=transcode)
     cache.run(a.n_tokens, tokens)
     cache.save_splits(n_splits=5, save_dir=Path(a.out))
-    return {"seconds": time.perf_counter() - t0}
+    return {"seconds": time.perf_counter() - t0, "rss_before": before, "rss_peak_caching": rss_peak()}
 
 
 def child_saelab(a: argparse.Namespace) -> dict:
@@ -106,10 +127,12 @@ def child_saelab(a: argparse.Namespace) -> dict:
     windows = load_token_windows(a.tokens)
     coder = load_dictionary(Path(a.sae) / HOOKPOINT)
     config = CacheConfig(batch_size=BATCH, shard_windows=SHARD_WINDOWS, n_windows=a.n_tokens // CTX)
+    before = rss_reset()
     t0 = time.perf_counter()
     paths = run(config, Workspace(Path(a.out)), lm, windows, {"sae": coder}, progress=False)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "mean_l0": LatentStore(paths["sae"]).summary()["mean_l0"]}
+    return {"seconds": seconds, "rss_before": before, "rss_peak_caching": rss_peak(),
+            "mean_l0": LatentStore(paths["sae"]).summary()["mean_l0"]}
 
 
 # -- the driver --------------------------------------------------------------------------------------
@@ -145,11 +168,13 @@ def prepare(work: Path, n_tokens: int) -> tuple[Path, Path, Path]:
     return ws / "tokens", sae, Path(lm.path)
 
 
-def measure(work: Path, counts: list[int]) -> list[dict]:
+def measure(work: Path, counts: list[int], only: list[str] | None) -> list[dict]:
     tokens, sae, model_dir = prepare(work, max(counts))
     rows = []
     for n in counts:
         for label, side, dtype, truncate in CONFIGS:
+            if only and not any(label.startswith(o) for o in only):
+                continue
             out = work / "runs" / f"{side}-{dtype}-{'trunc' if truncate else 'full'}-{n}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
             args = [f"_{side}", "--out", str(out), "--tokens", str(tokens), "--sae", str(sae), "--dtype", dtype,
@@ -157,6 +182,7 @@ def measure(work: Path, counts: list[int]) -> list[dict]:
             res, rss = spawn(PEER_PY if side == "delphi" else Path(sys.executable), args)
             row = {"label": label, "side": side, "dtype": dtype, "truncated": truncate, "n_tokens": n,
                    "seconds": res["seconds"], "tok_per_s": n / res["seconds"], "peak_rss_bytes": rss,
+                   "caching_rss_growth_bytes": res["rss_peak_caching"] - res["rss_before"],
                    "disk_bytes": dir_bytes(out)}
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -164,10 +190,13 @@ def measure(work: Path, counts: list[int]) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| run | tokens | tok/s | peak RSS | on disk |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| run | tokens | tok/s | peak RSS (process) | RSS growth while caching | on disk |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
+        growth = r.get("caching_rss_growth_bytes")
+        shown = "—" if growth is None else f"{growth / 2**20:,.0f} MiB"
         lines.append(f"| {r['label']} | {r['n_tokens']:,} | {r['tok_per_s']:,.0f} | "
-                     f"{r['peak_rss_bytes'] / 2**30:.2f} GiB | {r['disk_bytes'] / 2**20:.1f} MiB |")
+                     f"{r['peak_rss_bytes'] / 2**30:.2f} GiB | {shown} | {r['disk_bytes'] / 2**20:.1f} MiB |")
     return "\n".join(lines)
 
 
@@ -179,6 +208,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "cache.json"))
     ap.add_argument("--sae"), ap.add_argument("--dtype"), ap.add_argument("--model-dir")
     ap.add_argument("--n-tokens", type=int), ap.add_argument("--truncate", action="store_true")
+    ap.add_argument("--only", nargs="*",
+                    help="Measure only the runs whose label starts with one of these; merge into --out.")
     a = ap.parse_args()
     if a.mode == "_make_sae":
         return child_make_sae(Path(a.out))
@@ -188,11 +219,17 @@ def main() -> None:
         Path(a.out + ".json").write_text(json.dumps(res))
         return
     counts = [int(t) for t in (a.tokens or [32768, 131072])]
-    rows = measure(Path(a.dir), counts)
+    rows = measure(Path(a.dir), counts, a.only)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "batch_size": BATCH, "ctx": CTX, "saelab_shard_windows": SHARD_WINDOWS,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "batch_size": BATCH, "ctx": CTX,
+            "saelab_shard_windows": SHARD_WINDOWS,
             "dictionary": f"sparsify SparseCoder, {N_LATENTS} latents, k={K}, {HOOKPOINT}"}
-    Path(a.out).write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+    out = Path(a.out)
+    if a.only and out.exists():  # keep the other side's rows, replace the re-measured ones
+        fresh = {(r["label"], r["n_tokens"]) for r in rows}
+        rows = [r for r in json.loads(out.read_text())["rows"] if (r["label"], r["n_tokens"]) not in fresh] + rows
+        rows.sort(key=lambda r: (r["n_tokens"], [c[0] for c in CONFIGS].index(r["label"])))
+    out.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     print(markdown(rows))
 
 
