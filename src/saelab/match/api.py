@@ -171,6 +171,9 @@ class FeatureMatcher:
         primary, name = (cos, "decoder cosine") if cos is not None else (corr, "activation r")
         if primary is not None and primary >= c.same_threshold:
             words.append(f"same latent ({name} {primary:.2f} ≥ {c.same_threshold})")
+        elif cos is not None and corr is not None and corr >= c.same_threshold:
+            words.append(f"fires like it (activation r {corr:.2f} ≥ {c.same_threshold}) though the directions differ "
+                         f"(decoder cosine {cos:.2f})")
         if jac is not None:
             strength = "strong" if jac > c.strong_jaccard else "moderate" if jac >= c.weak_jaccard else "weak"
             bound = {"strong": f"> {c.strong_jaccard}", "moderate": f"{c.weak_jaccard}–{c.strong_jaccard}",
