@@ -218,3 +218,17 @@ def test_shared_prefix_cache_gives_the_same_probabilities_as_whole_prompts():
     for (p, n), (q, m) in zip(shared, whole):
         assert p == pytest.approx(q, abs=1e-4) and n == m
     assert [a.prob_yes for a in client.judge(prompts)] == pytest.approx([q for q, _ in whole], abs=1e-4)
+
+
+def test_demo_preset_runs_on_a_handful_of_latents(planted):
+    from dataclasses import replace
+
+    from saelab.interp import demo_preset
+
+    ws, tok = planted
+    cfg = demo_preset(max_latents=3)
+    cfg = replace(cfg, examples=replace(cfg.examples, example_ctx_len=8, min_examples=5))
+    out = run(cfg, ws, "synth", name="demo", client=ScriptedClient(), tokenizer=tok, embed=_embed)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_latents"] == 3 and set(s["scores"]) == {"detection", "embedding"}
+    assert s["scores"]["detection"]["explanation"]["pooled"]["auc"] > 0.95

@@ -5,7 +5,7 @@
 held-out examples, and writes a summary with measured chance (shuffled explanations)."""
 
 from .clients import Answer, Client, OpenAIClient, OpenRouterClient, TransformersClient
-from .config import ExampleConfig, InterpConfig
+from .config import ExampleConfig, InterpConfig, demo_preset
 from .examples import Example, LatentExamples, build_examples
 from .explainers import ContrastiveExplainer, DefaultExplainer, Explainer, Explanation, parse_marked
 from .metrics import auc, classification
@@ -16,4 +16,4 @@ from .top_tokens import TOP_TOKENS_KIND, top_token_explanations
 __all__ = ["Answer", "Client", "ContrastiveExplainer", "DefaultExplainer", "Detection", "EmbeddingScorer", "Example",
            "ExampleConfig", "Explainer", "Explanation", "Fuzz", "InterpConfig", "LatentExamples", "OpenAIClient",
            "OpenRouterClient", "Recall", "Scorer", "Surprisal", "TOP_TOKENS_KIND", "TransformersClient", "auc", "build_examples",
-           "classification", "interp_dir", "make_client", "parse_marked", "run", "top_token_explanations"]
+           "classification", "demo_preset", "interp_dir", "make_client", "parse_marked", "run", "top_token_explanations"]

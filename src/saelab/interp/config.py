@@ -122,3 +122,13 @@ class InterpConfig:
         if self.max_retries < 0 or self.timeout_s <= 0:
             raise ConfigError(f"max_retries, timeout_s: got {self.max_retries}, {self.timeout_s}; "
                               "expected ≥ 0 and > 0.")
+
+
+def demo_preset(max_latents: int = 8, explainer_model: str = "smollm2-135m") -> InterpConfig:
+    """A fast preset for `saelab demo`: a handful of latents, short prompts, log-prob detection and the
+    embedding scorer (no generated judge answers). SmolLM2-135M explains poorly: it proves the pipeline,
+    not the latents; pass explainer_model="qwen2.5-coder-1.5b" for real explanations."""
+    return InterpConfig(examples=ExampleConfig(n_examples_train=12, n_examples_test=10, n_non_activating=10,
+                                               min_examples=30),
+                        max_latents=max_latents, explainer="default", explainer_model=explainer_model,
+                        scorers=("detection", "embedding"), batch_size=8, max_new_tokens=40)
