@@ -37,6 +37,7 @@ def main() -> None:
     from sae_lens import SAE
     from sae_lens.evals import get_eval_everything_config, run_evals
     from sae_lens.load_model import load_model
+    from sae_lens.training.activation_scaler import ActivationScaler
 
     tokens = load_file(tokens_path)["tokens"].long()
     t0 = time.perf_counter()
@@ -47,7 +48,8 @@ def main() -> None:
     cfg = get_eval_everything_config(batch_size_prompts=batch, n_eval_reconstruction_batches=n_batches,
                                      n_eval_sparsity_variance_batches=n_batches)
     t1 = time.perf_counter()
-    metrics, _ = run_evals(sae, WindowsStore(tokens, batch), model, cfg, ignore_tokens=set())
+    # no positions excluded on either side (saelab: exclude=()), so the definitions agree
+    metrics, _ = run_evals(sae, WindowsStore(tokens, batch), model, ActivationScaler(), cfg, exclude_special_tokens=False)
     t_eval = time.perf_counter() - t1
     flat = {k: v for group in metrics.values() for k, v in group.items()}
     with open(out, "w") as f:
