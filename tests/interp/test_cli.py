@@ -41,7 +41,18 @@ def test_unknown_names_list_the_valid_ones(tmp_path, capsys, args, expected):
     assert expected in " ".join(err.split()) and "Traceback" not in err
 
 
-def test_top_tokens_run_from_the_command_line(tmp_path, capsys):
+class _BagOfWords:  # stands in for all-MiniLM-L6-v2 (its load is most of this test's time)
+    def __init__(self, *args, **kwargs):
+        self.name = "bow"
+
+    def embed(self, texts):
+        from .test_run import _embed
+
+        return _embed(texts)
+
+
+def test_top_tokens_run_from_the_command_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("saelab.sfal.embed.Embedder", _BagOfWords)
     ws, tok = planted_workspace(tmp_path / "ws")
     tok.save_pretrained(tmp_path / "tok")
     cfg_path = ws.latents("synth") / "cfg.json"
