@@ -125,6 +125,41 @@ def stage_match(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
     emit(f"written: {out}/matches.parquet, families.json, summary.md")
 
 
+def stage_cooc_sfal(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: Emit) -> None:
+    from .cooc import CoocConfig
+    from .cooc.run import run as cooc_run
+    from .sfal import SfalConfig
+    from .sfal.run import run as sfal_run
+
+    name = min(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
+    co = cooc_run(CoocConfig(), ws, name, windows)
+    emit(f"co-occurrence of {name}: {co.counts.n_windows:,} windows of {co.cfg['config']['k']} tokens inside documents")
+    r = sfal_run(SfalConfig(), ws, name, "top-tokens", tokenizer=lm.tokenizer)
+    for model, a in r.aggregates.items():
+        emit(f"SFAL ({model}, top-token descriptions, not LLM explanations): NDCG {a['ndcg_mean']:.3f} over "
+             f"{a['n_scored']:,} latents vs shuffled baseline {a['baseline_ndcg_mean']:.3f} ± {a['baseline_ndcg_sd']:.3f}")
+    emit(f"written: {r.csv}, {r.summary}")
+
+
+def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
+    from ._io import read_json
+    from .interp.config import demo_preset
+    from .interp.run import run
+
+    name = min(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
+    out = run(demo_preset(), ws, name)
+    s = read_json(out / "summary.json")
+    emit(f"{s['n_latents']} latents of {name} explained by SmolLM2-135M (a quick preset: it proves the pipeline, "
+         f"not the latents; --explainer_model qwen2.5-coder-1.5b for real explanations); {len(s['skipped'])} skipped")
+    for scorer, variants in s["scores"].items():
+        for variant, t in variants.items():
+            p = t["pooled"]
+            auc = f"AUC {p['auc']:.3f}, " if isinstance(p.get("auc"), float) else ""
+            emit(f"  {scorer} / {variant}: {auc}F1 {p['f1']:.3f}, balanced accuracy {p['balanced_accuracy']:.3f} "
+                 f"over {p['n_examples']} examples, {p['n_failed']} failed")
+    emit(f"written: {out / 'summary.md'}")
+
+
 def stage_report(ws: Workspace, lm: LoadedModel, emit: Emit) -> None:
     from .report import ModelView, ReportConfig, run
 
@@ -132,7 +167,7 @@ def stage_report(ws: Workspace, lm: LoadedModel, emit: Emit) -> None:
     emit(f"report written; open {index.resolve().as_uri()}")
 
 
-STAGES = ("tokens", "train", "cache", "evals", "match", "report")
+STAGES = ("tokens", "train", "cache", "evals", "match", "co-occurrence + SFAL", "auto-interp", "report")
 
 
 def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
@@ -159,5 +194,7 @@ def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
     timed("cache", lambda: stage_cache(cfg, ws, lm, windows, emit))
     timed("evals", lambda: stage_evals(cfg, ws, lm, windows, emit))
     timed("match", lambda: stage_match(cfg, ws, emit))
+    timed("co-occurrence + SFAL", lambda: stage_cooc_sfal(cfg, ws, lm, windows, emit))
+    timed("auto-interp", lambda: stage_interp(cfg, ws, emit))
     timed("report", lambda: stage_report(ws, lm, emit))
     return seconds
