@@ -55,6 +55,18 @@ def stage_tokens(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, emit: Emit):
     return windows
 
 
+def stage_activations(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: Emit) -> None:
+    from .activations.run import ActivationsConfig, run
+
+    r = run(ActivationsConfig(hookpoints=(cfg.hookpoint,), batch_size=cfg.batch_size, n_windows=64), ws, lm, windows)
+    for name, st in r["hookpoints"].items():
+        emit(f"{cfg.hookpoint} ({name}) over {st['n_tokens']:,} text positions at {r['tokens_per_second']:,.0f} tok/s "
+             f"(forward stopped after the hookpoint): mean ‖x‖ {st['mean_norm']:.1f}, max {st['max_norm']:.0f}, "
+             f"‖mean‖ {st['mean_norm_of_mean']:.1f}, total variance {st['total_variance']:.0f}, per-dimension "
+             f"variance {st['dim_variance_min']:.3g}–{st['dim_variance_max']:.3g}; {st['n_excluded_positions']:,} "
+             f"excluded positions (mean ‖x‖ {st['mean_norm_excluded']:.0f}); {st['n_nonfinite_tokens']} NaN/inf")
+
+
 def stage_train(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: Emit) -> None:
     from .train import run
     from .train.config import DictionarySpec, TrainConfig
@@ -167,7 +179,7 @@ def stage_report(ws: Workspace, lm: LoadedModel, emit: Emit) -> None:
     emit(f"report written; open {index.resolve().as_uri()}")
 
 
-STAGES = ("tokens", "train", "cache", "evals", "match", "co-occurrence + SFAL", "auto-interp", "report")
+STAGES = ("tokens", "activations", "train", "cache", "evals", "match", "co-occurrence + SFAL", "auto-interp", "report")
 
 
 def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
@@ -190,6 +202,7 @@ def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
         return out
 
     windows = timed("tokens", lambda: stage_tokens(cfg, ws, lm, emit))
+    timed("activations", lambda: stage_activations(cfg, ws, lm, windows, emit))
     timed("train", lambda: stage_train(cfg, ws, lm, windows, emit))
     timed("cache", lambda: stage_cache(cfg, ws, lm, windows, emit))
     timed("evals", lambda: stage_evals(cfg, ws, lm, windows, emit))
