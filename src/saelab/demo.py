@@ -159,7 +159,7 @@ def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
     from .interp.run import run
 
     name = min(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
-    out = run(demo_preset(), ws, name)
+    out = run(demo_preset(max_latents=4), ws, name)  # the explainer dominates the demo's time
     s = read_json(out / "summary.json")
     emit(f"{s['n_latents']} latents of {name} explained by SmolLM2-135M (a quick preset: it proves the pipeline, "
          f"not the latents; --explainer_model qwen2.5-coder-1.5b for real explanations); {len(s['skipped'])} skipped")
