@@ -35,6 +35,16 @@ def make_tokenizer(prepend_bos: bool = False):
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for the tiny models: on a busy 2-core machine, two OpenMP threads
+    spin against other processes and a 5 ms forward takes 300 ms."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _wrap(model, tokenizer, spec):
     from saelab.models.load import LoadedModel
 
