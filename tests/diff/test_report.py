@@ -106,3 +106,28 @@ def test_formats_and_escaping_helper(run_dir):
     with pytest.raises(ConfigError, match="report_format"):
         generate_report(run_dir, "pdf")  # type: ignore[arg-type]
     assert md_escape("a|b*c_d`e [x](y) <i>&\nz") == "a\\|b\\*c\\_d\\`e \\[x\\](y) &lt;i&gt;&amp; ⏎ z"
+
+
+def test_leaning_tail_names_the_category_the_target_tail_fires_on():
+    from saelab.diff.sentences import layer_sentences, leaning_tail
+
+    groups = ["corpus", "sport", "code"]
+    rng = __import__("random").Random(0)
+    rows = []
+    for j in range(200):  # 20 target-leaning latents that fire on sport; the rest spread over the three groups
+        fav = "sport" if j < 20 else rng.choice(["corpus", "code", "code", "sport"] if j > 40 else ["corpus", "code"])
+        rates = [0.01 if g != fav else 0.05 for g in groups]
+        rows.append(_latent(j, "shared", 0.40 + j * 0.001, 30 if j != 5 else 3, frequency_by_group=rates))
+    table = {"groups": groups, "latents": rows}
+    t = leaning_tail(table, "target")
+    assert t["group"] == "sport" and t["n"] == 20 and t["k"] == 19  # latent 5 fires 3 times: left out
+    assert t["lo"] == pytest.approx(0.400) and t["hi"] == pytest.approx(0.420) and t["n_all"] == 199
+    assert t["p"] < 1e-6
+    base = leaning_tail(table, "base")
+    assert base["p"] > 0.01  # no planted group on the base side: its largest group is not surprising
+    assert leaning_tail({"groups": groups, "latents": rows[:30]}, "target") is None  # too few latents to say
+    view = {"layer": 6, "named": None, "named_rows": [], "table": {
+        **table, "counts": {"shared": 200}, "n_alive": 200, "n_dead": 0, "d_sae": 200, "n_tokens": 9000}}
+    text = " ".join(layer_sentences(view))
+    assert "Of the 20 most target-leaning latents (lowest Δnorm, 0.400–0.420; each firing ≥ 20 times), 19 fire " \
+           "most on sport, the group where" in text

@@ -10,6 +10,10 @@ from typing import Any
 
 CORPUS = "corpus"
 SCALING_LIMIT = 0.3
+TAIL_N = 20
+"""Latents in each Δnorm tail (most target-leaning, most base-leaning) whose favourite group is counted."""
+TAIL_MIN_COUNT = 20
+"""Firings a latent needs to enter the tail count (a rate from a handful of firings is noise)."""
 
 
 def _pct(n: int, total: int) -> str:
@@ -62,6 +66,57 @@ def latent_focus(row: dict[str, Any], groups: list[str]) -> str:
     return f"; fires most on {groups[i]} ({100 * rates[i]:.1f}% of its tokens{ratio})"
 
 
+def favourite_group(row: dict[str, Any], groups: list[str]) -> str | None:
+    """The group (corpus or a category) where the latent fires at the highest rate, or None if unknown."""
+    rates = row.get("frequency_by_group")
+    if not rates or len(rates) != len(groups) or max(rates) <= 0:
+        return None
+    return groups[max(range(len(groups)), key=lambda g: rates[g])]
+
+
+def leaning_tail(table: dict[str, Any], side: str, n: int = TAIL_N,
+                 min_count: int = TAIL_MIN_COUNT) -> dict[str, Any] | None:
+    """Where the `n` latents that lean furthest to `side` ("target": lowest Δnorm; "base": highest) fire most,
+    against where all latents with ≥ `min_count` firings fire most.
+
+    Returns {group, k, n, share_all, n_all, p, lo, hi}: `k` of the `n` tail latents fire most on `group`
+    (the non-corpus group with the most tail latents), `share_all` is that group's share among all `n_all`
+    eligible latents, `p` the one-sided binomial probability of `k` or more under that share, multiplied by
+    the number of categories (Bonferroni: the group was picked as the tail's largest), and `lo`/`hi` the
+    tail's Δnorm range. None when there are fewer than 2·n eligible latents or no category groups.
+    """
+    from scipy.stats import binomtest
+
+    groups = table.get("groups") or []
+    rows = [r for r in table["latents"] if r["count"] >= min_count and favourite_group(r, groups) is not None]
+    if len(rows) < 2 * n or len(groups) < 2:
+        return None
+    rows.sort(key=lambda r: r["delta_norm"], reverse=side == "base")
+    tail = rows[:n]
+    fav_tail = [favourite_group(r, groups) for r in tail]
+    cats = [g for g in groups if g != CORPUS]
+    group = max(cats, key=lambda g: (fav_tail.count(g), -cats.index(g)))
+    k = fav_tail.count(group)
+    if k == 0:
+        return None
+    share = sum(favourite_group(r, groups) == group for r in rows) / len(rows)
+    p = min(1.0, len(cats) * binomtest(k, n, share, alternative="greater").pvalue) if 0 < share < 1 else 1.0
+    return {"side": side, "group": group, "k": k, "n": n, "share_all": share, "n_all": len(rows), "p": float(p),
+            "n_groups": len(cats), "lo": min(r["delta_norm"] for r in tail), "hi": max(r["delta_norm"] for r in tail)}
+
+
+def _tail_sentence(table: dict[str, Any], side: str) -> str:
+    t = leaning_tail(table, side)
+    if t is None:
+        return ""
+    which = "lowest" if side == "target" else "highest"
+    p = f"{t['p']:.1e}" if t["p"] < 1e-3 else f"{t['p']:.3f}"
+    return (f"Of the {t['n']} most {side}-leaning latents ({which} Δnorm, {t['lo']:.3f}–{t['hi']:.3f}; each firing "
+            f"≥ {TAIL_MIN_COUNT} times), {t['k']} fire most on {t['group']}, the group where "
+            f"{100 * t['share_all']:.1f}% of all {t['n_all']:,} such latents fire most (one-sided binomial p = {p}, "
+            f"Bonferroni-corrected for picking the largest of {t['n_groups']} categories).")
+
+
 def _named_phrase(rows: list[dict[str, Any]], group: str, kind: str, groups: list[str], n: int = 3) -> str:
     picked = [r for r in rows if r["group"] == group and r.get("explanation")][:n]
     if not picked:
@@ -85,6 +140,7 @@ def layer_sentences(view: dict[str, Any]) -> list[str]:
            f"({_pct(c.get('base-only', 0), alive)}){_where(t, 'base-only')}; {c.get('shared', 0):,} shared "
            f"({_pct(c.get('shared', 0), alive)}); {c.get('other', 0):,} other. {t['n_dead']:,} of "
            f"{t['d_sae']:,} latents never fired on the {t['n_tokens']:,} tokens."]
+    out += [x for x in (_tail_sentence(t, "target"), _tail_sentence(t, "base")) if x]
     s = t.get("scaling")
     if s and s.get("n_tested"):
         out.append(f"Latent scaling: {s['n_genuine']:,} of {s['n_tested']:,} tested exclusive latents have ν_ε and "
