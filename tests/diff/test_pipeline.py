@@ -241,3 +241,26 @@ def test_int8_on_cpu_is_dynamic_quantization_close_to_fp32():
     ref = ActivationReader(base.model, ["resid_post.1"])(x)["model.layers.1"]
     out = ActivationReader(_quantize_cpu(base).model, ["resid_post.1"])(x)["model.layers.1"]
     assert 0 < float((out - ref).norm() / ref.norm()) < 0.05
+
+
+def test_changed_settings_stop_with_a_cli_hint_until_overwrite(run, pair, tmp_path):
+    import dataclasses
+    import shutil
+
+    from saelab.errors import ArtifactError
+
+    src, _, corpus, cats = run
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    cfg = fast_config(corpus, categories=str(cats))
+    other_k = dataclasses.replace(cfg, crosscoder=dataclasses.replace(cfg.crosscoder, k=8))
+    with pytest.raises(ArtifactError, match=rf"layer {LAYER} crosscoder \(.*\) was made with other settings.*Rerun with --overwrite"):
+        run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=other_k, progress=False)
+    r = run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=other_k, progress=False, overwrite=True)
+    assert r.done["activations"] == "resumed" and r.done["crosscoder"] == "ran"
+    assert json.loads((out / "features" / f"layer_{LAYER:02d}" / "crosscoder" / "cfg.json").read_text())["k"] == 8
+    fewer = dataclasses.replace(other_k, n_tokens=4096)
+    with pytest.raises(ArtifactError, match=r"paired activations \(.*\) was made with other settings.*--overwrite"):
+        run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=fewer, progress=False)
+    r = run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=fewer, progress=False, overwrite=True)
+    assert r.done["activations"] == "ran"

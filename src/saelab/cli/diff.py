@@ -65,6 +65,9 @@ def register(app: typer.Typer) -> None:
         skip_visualization: bool = typer.Option(False, "--skip-visualization", help="No PNG plots (saves seconds)."),
         skip_report: bool = typer.Option(False, "--skip-report", help="No report.md / report.html."),
         batch_size: int = opt.BatchSize,
+        overwrite: bool = typer.Option(False, "--overwrite", help="Recompute the paired activations or a crosscoder "
+                                       "that --output-dir holds from other settings (without it such a rerun stops "
+                                       "with an error; finished stages with the same settings are always reused)."),
     ) -> None:
         """Diff a fine-tuned model against its base: paired activations on the corpus and prompt categories, a layer
         sweep (where the models diverge, per-token KL), a BatchTopK crosscoder per layer with its latent table
@@ -92,7 +95,7 @@ def register(app: typer.Typer) -> None:
         result = run_feature_interpretation_pipeline(
             base_model, target_model, output_dir, layers=_parse_layers(layers), config=config,
             crosscoder_file=crosscoder_file, device=device, quantization=quantization,  # type: ignore[arg-type]
-            cache_dir=cache_dir, skip=skip, report_format=report_format,  # type: ignore[arg-type]
+            cache_dir=cache_dir, skip=skip, report_format=report_format, overwrite=overwrite,  # type: ignore[arg-type]
             emit=lambda m: console.print(m, highlight=False, markup=False))
         console.print("stages: " + ", ".join(f"{k} {v}" for k, v in result.done.items()))
         console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items() if v))

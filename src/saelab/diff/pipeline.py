@@ -106,9 +106,9 @@ class _Run:
     """State shared by the stages of one pipeline run."""
 
     def __init__(self, out: Path, pair: Any, layers: list[int] | None, config: DiffConfig, skip: set[str],
-                 emit: Callable[[str], None], progress: bool) -> None:
+                 emit: Callable[[str], None], progress: bool, overwrite: bool = False) -> None:
         self.out, self.pair, self.config, self.skip, self.emit, self.progress = out, pair, config, skip, emit, progress
-        self.layers = layers
+        self.layers, self.overwrite = layers, overwrite
         self.seconds: dict[str, float] = {s: 0.0 for s in STAGES}
         self.done: dict[str, str] = {}
 
@@ -121,13 +121,26 @@ class _Run:
     def layer_dir(self, layer: int) -> Path:
         return self.out / "features" / f"layer_{layer:02d}"
 
+    def replacing(self, what: str, where: Path, fn: Callable[[bool], Any]) -> Any:
+        """`fn(resume=True)`; when the artifact on disk was made with other settings: redo it with
+        `fn(resume=False)` if overwriting, else an error that says how to choose."""
+        try:
+            return fn(True)
+        except ArtifactError as e:
+            if not self.overwrite:
+                raise ArtifactError(f"--output-dir {self.out}: its {what} ({where}) was made with other settings than "
+                                    "this run's. Rerun with --overwrite (Python: overwrite=True) to recompute it, or "
+                                    "choose another --output-dir.") from e
+            self.emit(f"{what}: made with other settings; recomputing (--overwrite)")
+            return fn(False)
+
 
 def run_feature_interpretation_pipeline(
     base_model: Any, target_model: Any, output_dir: str | Path, *, layers: Sequence[int] | None = None,
     config: DiffConfig = DiffConfig(), crosscoder_file: str | Path | None = None, device: str = "cpu",
     quantization: Quantization = "bf16", cache_dir: str | Path | None = None, skip: Iterable[str] = (),
     report_format: ReportFormat = "both", client: Any = None, emit: Callable[[str], None] | None = None,
-    progress: bool = True,
+    progress: bool = True, overwrite: bool = False,
 ) -> DiffResult:
     """Diff `target_model` against `base_model` at `layers`; write every stage's artifact under `output_dir`.
 
@@ -143,6 +156,8 @@ def run_feature_interpretation_pipeline(
         skip: stage names not to run (see `STAGES`); skipping `activations` reuses the ones on disk.
         client: an interp client for naming (tests); default: the configured explainer.
         emit: receives one line per finished stage (the CLI prints them).
+        overwrite: recompute the paired activations or a crosscoder that `output_dir` holds from other
+            settings (default: refuse, so a changed option never silently discards hours of work).
 
     Example:
         >>> r = run_feature_interpretation_pipeline("smollm2-135m", "pair/target", "diff-run", layers=[15])
@@ -162,7 +177,8 @@ def run_feature_interpretation_pipeline(
     coder_file = _load_crosscoder_file(crosscoder_file) if crosscoder_file is not None else None
     if coder_file is not None:
         layers = _crosscoder_layers(coder_file, layers)
-    run = _Run(out, pair, list(layers) if layers is not None else None, config, skip, emit or log.info, progress)
+    run = _Run(out, pair, list(layers) if layers is not None else None, config, skip, emit or log.info, progress,
+               overwrite)
     acts = _stage_activations(run)
     run.layers = acts.layers
     _write_run_config(run, acts, coder_file)
@@ -215,9 +231,9 @@ def _stage_activations(run: _Run) -> PairedActivations:
         base, target = run.pair.load()
         layers = run.layers if run.layers is not None else [base.n_layers // 2]
         windows = run.pair.windows(run.config, load_categories(run.config.categories))
-        acts = extract_activations_for_comparison(base, target, windows, layers, path, batch_size=run.config.batch_size,
-                                                  dtype=_torch_dtype(run.config.activation_dtype),
-                                                  progress=run.progress)
+        acts = run.replacing("paired activations", path, lambda resume: extract_activations_for_comparison(
+            base, target, windows, layers, path, batch_size=run.config.batch_size,
+            dtype=_torch_dtype(run.config.activation_dtype), resume=resume, progress=run.progress))
         hookpoints = {str(l): resolve_hookpoint(base.model, f"resid_post.{l}").name for l in acts.layers}
         write_json(path / "request.json", {**request, "layers": acts.layers, "hookpoints": hookpoints})
         return acts
@@ -283,8 +299,8 @@ def _stage_crosscoder(run: _Run, acts: PairedActivations, layer: int, coder_file
     hookpoints = read_json(run.out / "activations" / "request.json").get("hookpoints", {}) \
         if (run.out / "activations" / "request.json").exists() else {}
     hookpoint = hookpoints.get(str(layer), f"resid_post.{layer}")
-    coder, status = run.timed("crosscoder", lambda: train_or_resume(batches, cc, acts, layer, path, hookpoint,
-                                                                    run.progress))
+    coder, status = run.timed("crosscoder", lambda: run.replacing(f"layer {layer} crosscoder", path, lambda resume: (
+        train_or_resume(batches, cc, acts, layer, path, hookpoint, run.progress, resume=resume))))
     run.done["crosscoder"] = status
     if status == "ran":
         run.emit(f"crosscoder layer {layer}: {coder.d_sae:,} latents trained in {run.seconds['crosscoder']:.0f} s")
