@@ -24,9 +24,16 @@ from pathlib import Path
 
 import torch
 
+from activations import CEILING_GFLOPS  # bench/activations.py: this CPU's measured matmul peak
 from saelab.diff.demo import DEMO_DIFF, DEMO_LAYER, run_demo_diff
 
 FORWARDS = ("activations", "sweep")
+
+
+def crosscoder_flops_per_token(d_in: int, d_sae: int, n_models: int = 2) -> float:
+    """Dense encoder + decoder matmuls, forward and backward (3 × 2 × 2 · n_models·d_in · d_sae); the AuxK
+    pass and the elementwise work are left out, so the achieved GFLOP/s it gives is a lower bound."""
+    return 3 * 2 * 2 * n_models * d_in * d_sae
 
 
 def make_pair(root: Path) -> None:
@@ -61,6 +68,8 @@ def main() -> None:
     parts = {"model forwards (activations + sweep)": sum(s[k] for k in FORWARDS), "crosscoder training": s["crosscoder"],
              "latent table (encode, store, stats)": s["features"], "naming": s["naming"],
              "plots + report": s["visualization"] + s["report"]}
+    gflops = training["tokens_per_s"] * crosscoder_flops_per_token(cc["d_in"], cc["d_sae"]) / 1e9
+    dtype = "float32"  # the crosscoder trains in float32 (Adam moments and the decoder-norm selection need it)
     record = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or
         platform.machine(), "torch_threads": torch.get_num_threads(), "layer": DEMO_LAYER,
@@ -69,13 +78,15 @@ def main() -> None:
         "finetune_seconds": ft["train_seconds"], "diff_wall_seconds": wall, "stage_seconds": s,
         "fractions": {k: v / total for k, v in parts.items()},
         "crosscoder_tokens_per_s": training["tokens_per_s"], "crosscoder_tokens": training["tokens"],
-        "crosscoder_fvu_train": training["fvu"],
+        "crosscoder_fvu_train": training["fvu"], "crosscoder_gflops": gflops,
+        "ceiling_gflops": CEILING_GFLOPS[dtype], "ceiling_dtype": dtype,
         "paired_tokens": json.loads((run_dir / "activations" / "manifest.json").read_text())["n_tokens"],
     }
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(f"\n| what | measured |\n| --- | --- |")
     print(f"| crosscoder training ({cc['d_sae']:,} latents, k={cc['k']}, d_in {cc['d_in']} × 2) | "
-          f"**{training['tokens_per_s']:,.0f} tokens/s** over {training['tokens']:,} tokens |")
+          f"**{training['tokens_per_s']:,.0f} tokens/s** over {training['tokens']:,} tokens; ≥ {gflops:.0f} GFLOP/s, "
+          f"{100 * gflops / CEILING_GFLOPS[dtype]:.0f}% of the {dtype} ceiling ({CEILING_GFLOPS[dtype]:.0f}) |")
     print(f"| whole diff (fine-tuned pair given), explainer {named['explainer']} | **{wall:.0f} s** |")
     for k, v in parts.items():
         print(f"| {k} | {v:.0f} s ({100 * v / total:.0f}%) |")

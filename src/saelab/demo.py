@@ -171,6 +171,8 @@ def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
             auc = f"AUC {p['auc']:.3f}, " if isinstance(p.get("auc"), float) else ""
             emit(f"  {scorer} / {variant}: {auc}F1 {p['f1']:.3f}, balanced accuracy {p['balanced_accuracy']:.3f} "
                  f"over {p['n_examples']} examples, {p['n_failed']} failed")
+    if t := s.get("timings"):
+        emit("  seconds per latent: " + ", ".join(f"{k} {v['seconds_per_latent']:.1f}" for k, v in t.items()))
     emit(f"written: {out / 'summary.md'}")
 
 

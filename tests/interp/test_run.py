@@ -74,12 +74,17 @@ def test_an_unparseable_explanation_is_a_counted_failure_then_retried(planted):
 
 def test_a_rerun_does_nothing_and_overwrite_redoes_a_stage(planted):
     ws, tok = planted
-    run(_cfg(), ws, "synth", name="t", client=ScriptedClient(), tokenizer=tok, embed=_embed)
+    out = run(_cfg(), ws, "synth", name="t", client=ScriptedClient(), tokenizer=tok, embed=_embed)
+    timed = lambda: json.loads((out / "summary.json").read_text())["timings"]  # noqa: E731
+    first = timed()
+    assert first["explain/default"]["n_latents"] == first["score/detection/shuffled"]["n_latents"] == 6
+    assert first["score/fuzz/explanation"]["seconds_per_latent"] > 0
     again = ScriptedClient()
     run(_cfg(), ws, "synth", name="t", client=again, tokenizer=tok, embed=_embed)
-    assert again.calls == 0
+    assert again.calls == 0 and timed() == first  # nothing done, no time added
     run(_cfg(), ws, "synth", name="t", client=again, tokenizer=tok, embed=_embed, overwrite=["scores"])
     assert again.calls == 3 * 2 * 6 * 20  # 3 variants × (detection, fuzz) × 6 latents × 20 examples
+    assert timed()["score/detection/explanation"]["n_latents"] == 12 and "## Time" in (out / "summary.md").read_text()
 
 
 def test_changed_example_settings_are_refused_not_mixed(planted):

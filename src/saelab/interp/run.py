@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -123,6 +124,20 @@ def _load_explanations(directory: Path, latents: Iterable[int]) -> dict[int, Exp
     return out
 
 
+TIMINGS = "timings.json"
+
+
+def add_time(out: Path, key: str, seconds: float, n_latents: int) -> None:
+    """Add `seconds` spent on `n_latents` latents to `out/timings.json[key]` (summed over reruns)."""
+    if n_latents <= 0:
+        return
+    path = out / TIMINGS
+    t = read_json(path) if path.exists() else {}
+    old = t.get(key, {"seconds": 0.0, "n_latents": 0})
+    t[key] = {"seconds": round(old["seconds"] + seconds, 3), "n_latents": old["n_latents"] + n_latents}
+    write_json(path, t)
+
+
 def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], store: LatentStore,
                        windows: TokenWindows, tokenizer: Any, client_fn: Callable[[], Client],
                        out: Path) -> dict[str, dict[int, Explanation]]:
@@ -132,7 +147,7 @@ def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], s
         directory = out / "explanations" / name
         have = _load_explanations(directory, items)
         todo = [l for l in items if l not in have or have[l].failed]
-        n_new = 0
+        n_new, t0 = 0, time.perf_counter()
         if todo and name == TOP_TOKENS:
             for e in explain_top_tokens(store, windows, tokenizer, todo):
                 write_json(directory / f"{e.latent}.json", e.to_dict())
@@ -149,6 +164,7 @@ def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], s
                         write_json(directory / f"{e.latent}.json", e.to_dict())
                         have[e.latent], n_new = e, n_new + 1
                     advance(len(chunk))
+        add_time(out, f"explain/{name}", time.perf_counter() - t0, n_new)
         n_failed = sum(e.failed for e in have.values())
         log.info("explanations (%s): %d new, %d failed in all", name, n_new, n_failed)
         result[name] = have
@@ -184,14 +200,14 @@ def score_latent(scorer: Any, explanation: str, examples: LatentExamples, path: 
         old = None
     todo = [i for i in range(len(items)) if old is None or old["records"][i]["failed"]]
     if not todo:
-        return old
+        return {**old, "n_new": 0}
     records = old["records"] if old is not None else [None] * len(items)
     client = client_fn() if scorer.needs_client else None
     for i, r in zip(todo, scorer.score(explanation, [items[i] for i in todo], decode, client)):
         records[i] = r
     doc = {"latent": examples.latent, "scorer": scorer.name, "explanation": explanation, "records": records}
     write_json(path, doc)
-    return doc
+    return {**doc, "n_new": len(todo)}
 
 
 def stage_scores(config: InterpConfig, items: dict[int, LatentExamples], texts: dict[str, dict[int, str]],
@@ -205,12 +221,15 @@ def stage_scores(config: InterpConfig, items: dict[int, LatentExamples], texts: 
             if not scorer.uses_explanation:  # shown no explanation (intruder): every latent once, main variant
                 by_latent = {latent: "" for latent in items}
             todo = [latent for latent in by_latent if latent in items]
+            n_scored, t0 = 0, time.perf_counter()
             with token_progress(len(todo), f"{name} / {variant}", unit="latents") as advance:
                 for latent in todo:
-                    score_latent(scorer, by_latent[latent], items[latent],
-                                 out / "scores" / name / variant / f"{latent}.json", decode, client_fn,
-                                 config.examples.seed)
+                    doc = score_latent(scorer, by_latent[latent], items[latent],
+                                       out / "scores" / name / variant / f"{latent}.json", decode, client_fn,
+                                       config.examples.seed)
+                    n_scored += doc["n_new"] > 0
                     advance(1)
+            add_time(out, f"score/{name}/{variant}", time.perf_counter() - t0, n_scored)
             log.info("scores: %s / %s done for %d latents", name, variant, len(by_latent))
             if not scorer.uses_explanation:
                 break

@@ -75,11 +75,21 @@ def write_summary(out: Path, config: Any, items: dict, skipped: dict[int, str], 
                "explainer": config.explainer, "explanation_failures": explanation_failures,
                "scores": {s: {v: {k: t[k] for k in ("n_latents", "kind", "pooled", "failure_reasons")}
                               for v, t in d.items()} for s, d in table.items()},
-               "best_worst": best_worst(table, config, texts) if latents and texts else None}
+               "best_worst": best_worst(table, config, texts) if latents and texts else None,
+               "timings": _timings(out)}
     write_json(out / "summary.json", summary)
     write_json(out / "per_latent.json", {s: {v: t["per_latent"] for v, t in d.items()} for s, d in table.items()})
     write_text(out / "summary.md", markdown(summary))
     return summary
+
+
+def _timings(out: Path) -> dict[str, Any]:
+    """timings.json (stage → seconds and latents processed, summed over reruns) with seconds per latent."""
+    path = out / "timings.json"
+    if not path.exists():
+        return {}
+    return {k: {**v, "seconds_per_latent": round(v["seconds"] / v["n_latents"], 3)}
+            for k, v in read_json(path).items() if v.get("n_latents")}
 
 
 def _fmt(x: Any) -> str:
@@ -124,6 +134,11 @@ def markdown(s: dict[str, Any]) -> str:
         for variant, t in d.items():
             if t["failure_reasons"]:
                 lines.append(f"- {scorer} / {variant}: {t['failure_reasons']}")
+    if s.get("timings"):
+        lines += ["", "## Time", "", "Wall time of the work done (summed over reruns; a resumed stage counts only the "
+                  "latents it processed).", "", "| stage | latents | seconds | seconds per latent |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['n_latents']} | {v['seconds']:.1f} | {v['seconds_per_latent']:.2f} |"
+                  for k, v in s["timings"].items()]
     lines += ["", f"## Skipped latents ({len(s['skipped'])})", ""]
     lines += [f"- {k}: {v}" for k, v in list(s["skipped"].items())[:50]]
     if s["best_worst"]:
