@@ -8,6 +8,10 @@ training record (`cfg.json` extra.training.tokens_per_s). The fine-tune is NOT c
 diff's wall time (it makes the pair; `finetune_config.json` has its own time).
 
     flock /tmp/saelab-cpu.lock .venv/bin/python bench/diff.py [--root /tmp/saelab-bench-diff] [--explainer auto]
+
+`--from-demo WORKSPACE` reads the diff that a fresh `saelab demo` already ran (WORKSPACE/diff/run)
+instead of running it again: its `timings.json` must show every stage as `ran` (a resumed stage
+would hide its time), and the wall time is the sum of the stages.
 """
 
 from __future__ import annotations
@@ -48,22 +52,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="/tmp/saelab-bench-diff", help="workspace root (the fine-tuned target is kept)")
     ap.add_argument("--explainer", default="auto", help="auto | top-tokens | qwen2.5-coder-1.5b | smollm2-135m")
+    ap.add_argument("--from-demo", default=None, help="a workspace where `saelab demo` ran the diff fresh: read "
+                    "its timings instead of running the diff again")
     ap.add_argument("--out", default=str(Path(__file__).with_name("diff.json")))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    root = Path(args.root)
-    shutil.rmtree(root / "diff" / "run", ignore_errors=True)  # time a whole diff, not a resumed one
     config = replace(DEMO_DIFF, naming=replace(DEMO_DIFF.naming, explainer=args.explainer))
-    make_pair(root)  # timed on its own (finetune_config.json): not part of the diff's wall time
-    t0 = time.perf_counter()
-    result = run_demo_diff(root, print, config=config)  # reuses the pair made above
-    wall = time.perf_counter() - t0
-    run_dir = result.output_dir
+    if args.from_demo:
+        root = Path(args.from_demo)
+        run_dir = root / "diff" / "run"
+        timings = json.loads((run_dir / "timings.json").read_text())
+        not_ran = {k: v for k, v in timings["done"].items() if v != "ran"}
+        if not_ran:
+            raise SystemExit(f"--from-demo: {run_dir} did not run every stage fresh ({not_ran}); rerun the demo in a "
+                             "new workspace or drop --from-demo")
+        seconds, wall, source = timings["seconds"], sum(timings["seconds"].values()), "saelab demo (fresh workspace)"
+    else:
+        root = Path(args.root)
+        shutil.rmtree(root / "diff" / "run", ignore_errors=True)  # time a whole diff, not a resumed one
+        make_pair(root)  # timed on its own (finetune_config.json): not part of the diff's wall time
+        t0 = time.perf_counter()
+        result = run_demo_diff(root, print, config=config)  # reuses the pair made above
+        wall = time.perf_counter() - t0
+        run_dir, seconds, source = result.output_dir, result.seconds, "bench/diff.py"
     ft = json.loads((root / "diff" / "target" / "finetune_config.json").read_text())
     cc = json.loads((run_dir / "features" / f"layer_{DEMO_LAYER:02d}" / "crosscoder" / "cfg.json").read_text())
     training = cc["extra"]["training"]
     named = json.loads((run_dir / "features" / f"layer_{DEMO_LAYER:02d}" / "naming" / "named.json").read_text())
-    s = result.seconds
+    s = seconds
     total = sum(s.values())
     parts = {"model forwards (activations + sweep)": sum(s[k] for k in FORWARDS), "crosscoder training": s["crosscoder"],
              "latent table (encode, store, stats)": s["features"], "naming": s["naming"],
@@ -75,7 +91,7 @@ def main() -> None:
         platform.machine(), "torch_threads": torch.get_num_threads(), "layer": DEMO_LAYER,
         "config": {"n_tokens": config.n_tokens, "crosscoder": config.crosscoder.to_dict(),
                    "explainer": named["explainer"], "n_named": len(named["latents"])},
-        "finetune_seconds": ft["train_seconds"], "diff_wall_seconds": wall, "stage_seconds": s,
+        "source": source, "finetune_seconds": ft["train_seconds"], "diff_wall_seconds": wall, "stage_seconds": s,
         "fractions": {k: v / total for k, v in parts.items()},
         "crosscoder_tokens_per_s": training["tokens_per_s"], "crosscoder_tokens": training["tokens"],
         "crosscoder_fvu_train": training["fvu"], "crosscoder_gflops": gflops,

@@ -6,7 +6,8 @@ asks the in-process model every detection question twice:
 - generate-and-parse: greedy generation of a few tokens, then "yes"/"no" parsed from the text
   (what a client without log-probs, such as delphi's through OpenRouter, has to do).
 Reports examples/s of each, their agreement, F1 of each, the log-prob AUC, and unparseable answers.
-Also: seconds per latent of the run it reads (explain + scores), from that run's wall time if given.
+Also: seconds per latent of the run it reads (explain, then each scorer × explanation variant), from the
+`timings.json` that every `saelab autointerp` run writes.
 
     flock /tmp/saelab-cpu.lock .venv/bin/python bench/interp.py --workspace /tmp/wsi --run smollm2-20 \
         --explainer_model smollm2-135m --n_latents 10
@@ -80,6 +81,9 @@ def main() -> None:
                      **classification(gen)},
         "agreement": round(float(np.mean([a["prediction"] == b["prediction"] for a, b in both])), 4) if both else None,
         "mean_p_yes": round(float(np.mean([r["probability"] for r in lp if r["probability"] is not None])), 4),
+        "run_seconds_per_latent": {k: v["seconds"] / v["n_latents"] for k, v in (
+            read_json(run_dir / "timings.json").items() if (run_dir / "timings.json").exists() else [])},
+        "run_judge": cfg["config"]["explainer_model"],
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
