@@ -20,13 +20,14 @@ WORDS = ("the of and to in a is that for it as was with be by on not he this are
          "war government president congress nation people music film city water king church world").split()
 
 
-def make_tokenizer(prepend_bos: bool = False):
-    """A word-level fast tokenizer with specials <s>, </s>, <unk>; optional BOS prepending."""
+def make_tokenizer(prepend_bos: bool = False, extra_words: tuple[str, ...] = ()):
+    """A word-level fast tokenizer with specials <s>, </s>, <unk>; optional BOS prepending and extra words
+    in the model's own vocabulary (a tokenizer that cuts text differently)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    for w in dict.fromkeys(WORDS + list(".,;:!?")):
+    for w in dict.fromkeys(WORDS + list(".,;:!?") + list(extra_words)):
         vocab.setdefault(w, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])

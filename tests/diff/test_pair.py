@@ -31,8 +31,7 @@ def test_check_pair_returns_the_layers(pair):
 
 
 def test_different_tokenizers_are_refused_with_the_reason(pair):
-    other_vocab = make_tokenizer()
-    other_vocab.add_tokens(["zebra"])
+    other_vocab = make_tokenizer(extra_words=("zebra",))  # one more piece in the model's own vocabulary
     with pytest.raises(ModelError) as e:
         check_pair(pair[0], tiny_llama(other_vocab, spec="other"), [1])
     msg = str(e.value)
@@ -40,11 +39,22 @@ def test_different_tokenizers_are_refused_with_the_reason(pair):
     assert "same token" in msg and "one family" in msg
 
 
-def test_same_vocabulary_other_special_tokens_is_refused(pair):
+def test_other_special_tokens_are_a_note_not_a_refusal(pair, caplog):
+    """Like DeepSeek-R1-Distill-Qwen vs Qwen2: same pieces, renamed or added special tokens."""
+    from saelab.diff.pair import tokenizer_notes
+
     tok = make_tokenizer()
     tok.eos_token = "."
-    with pytest.raises(ModelError, match="eos_token_id"):
-        check_pair(pair[0], tiny_llama(tok, spec="other"), [1])
+    tok.add_special_tokens({"additional_special_tokens": ["<think>"]})
+    with caplog.at_level("WARNING"):
+        assert check_pair(pair[0], tiny_llama(tok, spec="other"), [1]) == [1]
+    notes = tokenizer_notes(pair[0].tokenizer, tok)
+    assert notes[0] == f"eos_token_id 2 vs {tok.convert_tokens_to_ids('.')}"
+    assert "1 only in the target" in notes[1] and "<think>" in notes[1]
+    assert "eos_token_id" in caplog.text
+    assert tokenizer_notes(pair[0].tokenizer, make_tokenizer()) == []
+    bos = make_tokenizer(prepend_bos=True)  # adds <s> to every text: the pieces are still the same
+    assert check_pair(pair[0], tiny_llama(bos, spec="bos"), [1]) == [1]
 
 
 def test_different_hidden_sizes_name_the_layer_and_sizes(pair):

@@ -137,7 +137,7 @@ def test_bad_pairs_and_inputs_are_refused(pair, inputs, tmp_path):
 
     corpus, _ = inputs
     base, target = pair
-    other_tok = type(target)(**{**target.__dict__, "tokenizer": make_tokenizer(prepend_bos=True)})
+    other_tok = type(target)(**{**target.__dict__, "tokenizer": make_tokenizer(extra_words=("zebra",))})
     with pytest.raises(ModelError, match="do not share a tokenizer"):
         run_feature_interpretation_pipeline(base, other_tok, tmp_path / "a", layers=[1], config=fast_config(corpus))
     wide, _ = tiny_pair(hidden=48)

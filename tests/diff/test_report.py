@@ -131,3 +131,10 @@ def test_leaning_tail_names_the_category_the_target_tail_fires_on():
     text = " ".join(layer_sentences(view))
     assert "Of the 20 most target-leaning latents (lowest Δnorm, 0.400–0.420; each firing ≥ 20 times), 19 fire " \
            "most on sport, the group where" in text
+
+
+def test_tokenizer_notes_are_listed_among_the_limits(run_dir):
+    cfg = json.loads((run_dir / "run_config.json").read_text())
+    _write(run_dir / "run_config.json", {**cfg, "tokenizer_notes": ["eos_token_id 2 vs 7"]})
+    md = generate_report(run_dir, "markdown")[0].read_text()
+    assert "differ in special tokens (eos\\_token\\_id 2 vs 7)" in md

@@ -209,6 +209,7 @@ def run_feature_interpretation_pipeline(
 def _stage_activations(run: _Run) -> PairedActivations:
     from ..models.hookpoints import resolve_hookpoint
     from .categories import load_categories
+    from .pair import tokenizer_notes
 
     path = run.out / "activations"
     request = _data_request(run)
@@ -235,7 +236,8 @@ def _stage_activations(run: _Run) -> PairedActivations:
             base, target, windows, layers, path, batch_size=run.config.batch_size,
             dtype=_torch_dtype(run.config.activation_dtype), resume=resume, progress=run.progress))
         hookpoints = {str(l): resolve_hookpoint(base.model, f"resid_post.{l}").name for l in acts.layers}
-        write_json(path / "request.json", {**request, "layers": acts.layers, "hookpoints": hookpoints})
+        write_json(path / "request.json", {**request, "layers": acts.layers, "hookpoints": hookpoints,
+                                           "tokenizer_notes": tokenizer_notes(base.tokenizer, target.tokenizer)})
         return acts
 
     acts = run.timed("activations", work)
@@ -463,7 +465,13 @@ def _write_run_config(run: _Run, acts: PairedActivations, coder_file: Any) -> No
         "data": {"corpus": run.config.corpus, "n_corpus_windows": n_c, "n_prompts": int(sum(cats.values())),
                  "categories": list(cats), "n_text_tokens": int(valid.sum()),
                  "n_prompt_tokens": int(valid[n_c:].sum()), "ctx_len": windows.ctx_len},
+        "tokenizer_notes": _request_file(run.out / "activations").get("tokenizer_notes", []),
         "skip": sorted(run.skip), "versions": versions()})
+
+
+def _request_file(path: Path) -> dict[str, Any]:
+    f = path / "request.json"
+    return read_json(f) if f.exists() else {}
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

@@ -212,6 +212,10 @@ def limits(run: dict[str, Any], sweep: dict[str, Any] | None, layers: list[dict[
         if n_excl and n_excl < 5:
             out.append(f"Layer {v['layer']}: only {n_excl} exclusive latents — too few to say what kind of change "
                        "dominates.")
+    if run.get("tokenizer_notes"):
+        out.append("The two tokenizers cut ordinary text identically but differ in special tokens ("
+                   + "; ".join(run["tokenizer_notes"]) + "). Both models read the base tokenizer's ids, so the "
+                   "target's activations next to those tokens may differ for that reason alone.")
     named = next((v["named"] for v in layers if v["named"]), None)
     out.append(_explainer_limit(named))
     out.append("Δnorm tags describe how this one crosscoder (one seed, "
