@@ -126,6 +126,12 @@ def test_leaning_tail_names_the_category_the_target_tail_fires_on():
     base = leaning_tail(table, "base")
     assert base["p"] > 0.01  # no planted group on the base side: its largest group is not surprising
     assert leaning_tail({"groups": groups, "latents": rows[:30]}, "target") is None  # too few latents to say
+    from saelab.diff.sentences import tail_table
+
+    tails = tail_table(table)
+    sport = next(r for r in tails["rows"] if r["group"] == "sport")
+    assert sport["target"] == 19 and sum(r["target"] for r in tails["rows"]) == 20 == sum(r["base"] for r in tails["rows"])
+    assert sum(r["share_all"] for r in tails["rows"]) == pytest.approx(1.0)
     view = {"layer": 6, "named": None, "named_rows": [], "table": {
         **table, "counts": {"shared": 200}, "n_alive": 200, "n_dead": 0, "d_sae": 200, "n_tokens": 9000}}
     text = " ".join(layer_sentences(view))

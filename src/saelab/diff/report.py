@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 
 from .._io import read_json, versions, write_cfg, write_text
 from ..report.render import format_number
-from .sentences import layer_sentences, limits, overview_sentences
+from .sentences import layer_sentences, limits, overview_sentences, tail_table
 
 ReportFormat = Literal["markdown", "html", "both"]
 REPORT_FORMATS = ("markdown", "html", "both")
@@ -110,7 +110,7 @@ def _layer_view(layer: int, table: dict[str, Any], named: dict[str, Any] | None,
         named_rows.append({**row, **n, "examples": examples.get(str(n["latent"]), [])})
     flagged = [r for r in table["latents"] if r.get("nu_eps") is not None]
     view = {"layer": layer, "table": table, "named": named, "named_rows": named_rows, "scaling_rows": flagged,
-            "examples": examples}
+            "examples": examples, "tails": tail_table(table)}
     view["sentences"] = layer_sentences(view)
     return view
 

@@ -105,6 +105,20 @@ def leaning_tail(table: dict[str, Any], side: str, n: int = TAIL_N,
             "n_groups": len(cats), "lo": min(r["delta_norm"] for r in tail), "hi": max(r["delta_norm"] for r in tail)}
 
 
+def tail_table(table: dict[str, Any], n: int = TAIL_N, min_count: int = TAIL_MIN_COUNT) -> dict[str, Any] | None:
+    """Per group: the share of all eligible latents whose favourite group it is, and how many of the `n` most
+    target-leaning and most base-leaning latents favour it (None when `leaning_tail` would say nothing)."""
+    groups = table.get("groups") or []
+    rows = [r for r in table["latents"] if r["count"] >= min_count and favourite_group(r, groups) is not None]
+    if len(rows) < 2 * n or len(groups) < 2:
+        return None
+    rows.sort(key=lambda r: r["delta_norm"])
+    fav = [favourite_group(r, groups) for r in rows]
+    return {"n": n, "n_all": len(rows), "min_count": min_count,
+            "rows": [{"group": g, "share_all": fav.count(g) / len(rows), "target": fav[:n].count(g),
+                      "base": fav[-n:].count(g)} for g in groups]}
+
+
 def _tail_sentence(table: dict[str, Any], side: str) -> str:
     t = leaning_tail(table, side)
     if t is None:
