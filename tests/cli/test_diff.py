@@ -13,13 +13,13 @@ def _one_thread(one_thread):
     yield
 
 
-def _save(directory, prepend_bos: bool = False, hidden: int = 32):
+def _save(directory, extra_words: tuple[str, ...] = (), hidden: int = 32):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from tests.conftest import make_tokenizer
 
     torch.manual_seed(0)
-    tok = make_tokenizer(prepend_bos=prepend_bos)
+    tok = make_tokenizer(extra_words=extra_words)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, eos_token_id=2,
                       bos_token_id=1, tie_word_embeddings=True)
@@ -35,7 +35,7 @@ def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     corpus = d / "corpus.txt"
     corpus.write_text("\n\n".join(english(60)))
-    return {"base": _save(d / "base"), "bos": _save(d / "bos", prepend_bos=True), "wide": _save(d / "wide", hidden=48),
+    return {"base": _save(d / "base"), "other": _save(d / "other", extra_words=("zebra",)), "wide": _save(d / "wide", hidden=48),
             "corpus": str(corpus), "dir": d}
 
 
@@ -51,7 +51,7 @@ def _diff(capsys, models, *args: str) -> str:
 
 
 def test_models_that_cannot_be_diffed(capsys, models):
-    assert "do not share a tokenizer" in _diff(capsys, models, "--target-model", models["bos"])
+    assert "do not share a tokenizer" in _diff(capsys, models, "--target-model", models["other"])
     assert "hidden size" in _diff(capsys, models, "--target-model", models["wide"], "--layers", "1")
     assert "does not exist" in _diff(capsys, models, "--target-model", "/no/such/model.gguf")
     assert "layers: got [7], out of range" in _diff(capsys, models, "--target-model", models["base"], "--layers", "7")
