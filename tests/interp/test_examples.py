@@ -48,7 +48,7 @@ def test_train_and_test_are_disjoint(planted, train_type, center):
 def test_test_examples_are_quantile_stratified(planted):
     ws, tok, store, windows = _setup(planted)
     cfg = ExampleConfig(example_ctx_len=8, n_examples_train=5, n_examples_test=10, n_quantiles=5, min_examples=5,
-                        center_examples=False)
+                        center_examples=False, train_type="quantiles")
     ex = build_examples(store, windows, 0, cfg, NegativeSource(store, 8))
     assert {e.quantile for e in ex.test} == set(range(5))
 

@@ -36,7 +36,7 @@ class ExampleConfig:
     """Non-activating examples used for scoring (and shown by the contrastive explainer)."""
     min_examples: int = 200
     """Latents with fewer activating examples are skipped (and listed as skipped)."""
-    train_type: TrainType = "quantiles"
+    train_type: TrainType = "top"
     """Training examples: `top` (strongest), `random`, `quantiles` (stratified), `mix` (half top, half quantiles)."""
     non_activating_source: NonActivatingSource = "random"
     """`random` windows; `neighbours` (where a co-occurring latent fires but this one does not; needs

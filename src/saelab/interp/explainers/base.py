@@ -42,11 +42,31 @@ def parse_marked(text: str | None) -> tuple[str | None, str | None]:
     return answer, None
 
 
+_BOILERPLATE = re.compile(r"^(?:the\s+)?(?:marked|highlighted)\s+tokens(?:\s+in\s+(?:all|these|the)(?:\s+the)?\s+"
+                          r"examples)?\s+(?:are|is|refer\s+to)\s+(?:all\s+)?", re.IGNORECASE)
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
 class Explainer:
     """Builds one prompt per latent; the client answers; `parse_marked` reads the answer."""
 
     name = "base"
     needs_client = True
+    worked_answers: tuple[str, ...] = ()
+    """Answers of the prompt's worked examples: an explanation that repeats one is a failure."""
+
+    def read(self, text: str | None) -> tuple[str | None, str | None]:
+        """(explanation, None) or (None, reason): the marked line, without "The marked tokens are …" filler."""
+        answer, reason = parse_marked(text)
+        if answer is None:
+            return None, reason
+        answer = _BOILERPLATE.sub("", answer).strip() or answer
+        if _normal(answer) in {_normal(w) for w in self.worked_answers}:
+            return None, "repeated a worked example's answer"
+        return answer, None
 
     def prompt(self, examples: LatentExamples, decode: Decode) -> Messages:
         raise NotImplementedError
@@ -69,6 +89,6 @@ class Explainer:
             if a.failed:
                 out.append(Explanation(ex.latent, None, self.name, True, a.reason, a.text))
                 continue
-            text, reason = parse_marked(a.text)
+            text, reason = self.read(a.text)
             out.append(Explanation(ex.latent, text, self.name, text is None, reason, a.text))
         return out

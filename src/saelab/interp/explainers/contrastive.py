@@ -16,14 +16,13 @@ CONTRAST = (" You also see texts where the feature does NOT fire: the explanatio
 
 class ContrastiveExplainer(Explainer):
     name = "contrastive"
+    worked_answers = tuple(answer for _, answer in WORKED)
 
     def __init__(self, show_activations: bool = False) -> None:
         self.show_activations = show_activations
 
     def prompt(self, examples: LatentExamples, decode: Decode) -> Messages:
         messages: Messages = [{"role": "system", "content": SYSTEM + CONTRAST}]
-        for user, answer in WORKED:
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
         negatives = "\n".join(f"Counterexample {i}: {plain(e, decode)}"
                               for i, e in enumerate(examples.train_non_activating, 1))
         block = example_block(examples, decode, self.show_activations)

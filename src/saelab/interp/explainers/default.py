@@ -1,6 +1,13 @@
 """`default` explainer: activating examples with firing tokens marked `<<like this>>` (and
-optionally activation values 0–10), two worked examples, and the answer on an
-`Explanation:` line."""
+optionally activation values 0–10), a few worked examples, and the answer on an
+`Explanation:` line.
+
+Worked examples are opt-in (`default-fewshot`). Given as user/assistant turns, Qwen2.5-Coder-1.5B
+answered "verbs of speaking or announcing" (the first worked answer then) for 8 of 20 real latents
+whose marked tokens were songs, club names or 'other'; given inline in the system message, it
+still repeated them for 4 of 6 latents and was generic for the rest. An answer that repeats a
+worked answer is a counted failure (`Explainer.worked_answers`), never an explanation.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +16,22 @@ from ..examples import LatentExamples
 from ..format import Decode, activation_list, marked
 from .base import Explainer
 
+WORKED = [
+    ("Example 1: it weighs 3 <<kg>>\nExample 2: add 200 <<grams>> of flour", "units of weight after a number"),
+    ("Example 1: Jean-<<Paul>> Sartre\nExample 2: Anne-<<Marie>> said", "the second part of hyphenated first names"),
+    ("Example 1: the Battle of <<Hastings>>\nExample 2: the Siege of <<Orleans>>",
+     "place names after 'Battle of' or 'Siege of'"),
+]
+"""(marked examples, answer): illustrations of how specific an answer should be."""
+
 SYSTEM = ("You are a careful researcher explaining what a feature of a language model detects. You see text "
           "examples; the tokens where the feature fires are marked <<like this>>. Find what the marked tokens "
-          "have in common (the words themselves, their meaning, or the context around them). Answer with one "
-          "line that starts with 'Explanation:' followed by a short phrase, nothing else.")
-
-WORKED = [
-    ("Example 1: and he <<said>> that the plan would work\n"
-     "Example 2: she <<told>> reporters on Monday\n"
-     "Example 3: the minister <<announced>> a new tax",
-     "Explanation: verbs of speaking or announcing"),
-    ("Example 1: prices rose by <<5>>% in <<2019>>\n"
-     "Example 2: about <<300>> people came\n"
-     "Example 3: chapter <<12>> of the book",
-     "Explanation: numbers written with digits"),
-]
+          "have in common: name the words themselves or the topic they share, as specifically as the examples "
+          "allow, not just a part of speech. Answer with one line: 'Explanation: <a phrase of at most 10 words>', "
+          "nothing else.")
+FEWSHOT_SYSTEM = SYSTEM + (" Illustrations, about OTHER features (never answer with theirs):\n"
+                           + "\n".join(f"- marked tokens like {ex.replace(chr(10), ' / ')} → Explanation: {answer}"
+                                        for ex, answer in WORKED))
 
 
 def example_block(examples: LatentExamples, decode: Decode, show_activations: bool) -> str:
@@ -37,14 +45,18 @@ def example_block(examples: LatentExamples, decode: Decode, show_activations: bo
 
 
 class DefaultExplainer(Explainer):
-    name = "default"
+    """`worked_examples=True` adds the illustrations (the `default-fewshot` explainer); measured on 20 real
+    latents with Qwen2.5-Coder-1.5B, the plain prompt gave specific answers where the few-shot ones were
+    copied or generic, so it is the default."""
 
-    def __init__(self, show_activations: bool = False) -> None:
-        self.show_activations = show_activations
+    name = "default"
+    worked_answers = tuple(answer for _, answer in WORKED)
+
+    def __init__(self, show_activations: bool = False, worked_examples: bool = False) -> None:
+        self.show_activations, self.worked_examples = show_activations, worked_examples
+        if worked_examples:
+            self.name = "default-fewshot"
 
     def prompt(self, examples: LatentExamples, decode: Decode) -> Messages:
-        messages: Messages = [{"role": "system", "content": SYSTEM}]
-        for user, answer in WORKED:
-            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-        messages.append({"role": "user", "content": example_block(examples, decode, self.show_activations)})
-        return messages
+        return [{"role": "system", "content": FEWSHOT_SYSTEM if self.worked_examples else SYSTEM},
+                {"role": "user", "content": example_block(examples, decode, self.show_activations)}]
