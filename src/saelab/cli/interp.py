@@ -69,7 +69,8 @@ def register(app: typer.Typer) -> None:
                                           "the odd text among --n_intruder_examples; one forward per "
                                           "non-activating example with N texts, once per latent), surprisal (two "
                                           "forwards per example; in-process only) and embedding (cheap)."),
-        explainer: str = typer.Option("default", "--explainer", help="default | contrastive | top-tokens (no LLM, "
+        explainer: str = typer.Option("default", "--explainer", help="default | default-fewshot (adds worked "
+                                      "examples, which small explainers copy) | contrastive | top-tokens (no LLM, "
                                       "seconds)."),
         explainer_model: str = typer.Option("qwen2.5-coder-1.5b", "--explainer_model", help="Embedded "
                                             "qwen2.5-coder-1.5b (default; 11x the parameters of smollm2-135m), smollm2-135m "
@@ -101,6 +102,9 @@ def register(app: typer.Typer) -> None:
                                          "skipped and listed. Lower it for small stores."),
         n_examples_train: int = typer.Option(40, "--n_examples_train", help="Examples shown to the explainer "
                                              "(prompt length, so explain time, grows with it)."),
+        train_type: str = typer.Option("top", "--train_type", help="Examples shown to the explainer: top "
+                                       "(strongest; the clearest pattern) | random | quantiles (stratified by "
+                                       "activation, as the test set) | mix."),
         n_examples_test: int = typer.Option(50, "--n_examples_test", help="Held-out activating examples scored "
                                             "(disjoint from training). Scoring time grows with it."),
         n_non_activating: int = typer.Option(50, "--n_non_activating", help="Non-activating examples scored."),
@@ -134,6 +138,7 @@ def register(app: typer.Typer) -> None:
         emit = lambda m: console.print(m, highlight=False, markup=False)  # noqa: E731
         ex = ExampleConfig(example_ctx_len=example_ctx_len, center_examples=center_examples,
                            n_examples_train=n_examples_train, n_examples_test=n_examples_test,
+                           train_type=train_type,  # type: ignore[arg-type]
                            n_non_activating=n_non_activating, min_examples=min_examples,
                            non_activating_source=non_activating_source, filter_bos=filter_bos,  # type: ignore[arg-type]
                            seed=seed)
