@@ -74,6 +74,16 @@ def favourite_group(row: dict[str, Any], groups: list[str]) -> str | None:
     return groups[max(range(len(groups)), key=lambda g: rates[g])]
 
 
+def _eligible(table: dict[str, Any], n: int, min_count: int) -> list[dict[str, Any]] | None:
+    """Latents firing ≥ `min_count` times with a known favourite group, by rising Δnorm; None if fewer than 2·n
+    or the table has no category groups."""
+    groups = table.get("groups") or []
+    rows = [r for r in table["latents"] if r["count"] >= min_count and favourite_group(r, groups) is not None]
+    if len(rows) < 2 * n or len(groups) < 2:
+        return None
+    return sorted(rows, key=lambda r: r["delta_norm"])
+
+
 def leaning_tail(table: dict[str, Any], side: str, n: int = TAIL_N,
                  min_count: int = TAIL_MIN_COUNT) -> dict[str, Any] | None:
     """Where the `n` latents that lean furthest to `side` ("target": lowest Δnorm; "base": highest) fire most,
@@ -88,10 +98,10 @@ def leaning_tail(table: dict[str, Any], side: str, n: int = TAIL_N,
     from scipy.stats import binomtest
 
     groups = table.get("groups") or []
-    rows = [r for r in table["latents"] if r["count"] >= min_count and favourite_group(r, groups) is not None]
-    if len(rows) < 2 * n or len(groups) < 2:
+    rows = _eligible(table, n, min_count)
+    if rows is None:
         return None
-    rows.sort(key=lambda r: r["delta_norm"], reverse=side == "base")
+    rows = rows[::-1] if side == "base" else rows
     tail = rows[:n]
     fav_tail = [favourite_group(r, groups) for r in tail]
     cats = [g for g in groups if g != CORPUS]
@@ -109,10 +119,9 @@ def tail_table(table: dict[str, Any], n: int = TAIL_N, min_count: int = TAIL_MIN
     """Per group: the share of all eligible latents whose favourite group it is, and how many of the `n` most
     target-leaning and most base-leaning latents favour it (None when `leaning_tail` would say nothing)."""
     groups = table.get("groups") or []
-    rows = [r for r in table["latents"] if r["count"] >= min_count and favourite_group(r, groups) is not None]
-    if len(rows) < 2 * n or len(groups) < 2:
+    rows = _eligible(table, n, min_count)
+    if rows is None:
         return None
-    rows.sort(key=lambda r: r["delta_norm"])
     fav = [favourite_group(r, groups) for r in rows]
     return {"n": n, "n_all": len(rows), "min_count": min_count,
             "rows": [{"group": g, "share_all": fav.count(g) / len(rows), "target": fav[:n].count(g),
