@@ -298,8 +298,7 @@ def _stage_crosscoder(run: _Run, acts: PairedActivations, layer: int, coder_file
     def batches():
         return training_batches(acts, layer, cc.batch_size, run.config.seed, held)
 
-    hookpoints = read_json(run.out / "activations" / "request.json").get("hookpoints", {}) \
-        if (run.out / "activations" / "request.json").exists() else {}
+    hookpoints = _request_file(run.out / "activations").get("hookpoints", {})
     hookpoint = hookpoints.get(str(layer), f"resid_post.{layer}")
     coder, status = run.timed("crosscoder", lambda: run.replacing(f"layer {layer} crosscoder", path, lambda resume: (
         train_or_resume(batches, cc, acts, layer, path, hookpoint, run.progress, resume=resume))))

@@ -53,25 +53,25 @@ def _where(table: dict[str, Any], tag: str) -> str:
     return f", most of them firing on {group} prompts ({100 * rate:.2f}% of its tokens per latent{ratio})"
 
 
-def latent_focus(row: dict[str, Any], groups: list[str]) -> str:
-    """Where one latent fires most, against its corpus rate ("" when it is the corpus or unknown)."""
-    rates = row.get("frequency_by_group")
-    if not rates or CORPUS not in groups:
-        return ""
-    i = max(range(len(groups)), key=lambda g: rates[g])
-    corpus = rates[groups.index(CORPUS)]
-    if groups[i] == CORPUS or rates[i] <= 0:
-        return "; fires most on corpus text"
-    ratio = f", {rates[i] / corpus:.1f}× its corpus rate" if corpus > 0 else ", never on the corpus"
-    return f"; fires most on {groups[i]} ({100 * rates[i]:.1f}% of its tokens{ratio})"
-
-
 def favourite_group(row: dict[str, Any], groups: list[str]) -> str | None:
     """The group (corpus or a category) where the latent fires at the highest rate, or None if unknown."""
     rates = row.get("frequency_by_group")
     if not rates or len(rates) != len(groups) or max(rates) <= 0:
         return None
     return groups[max(range(len(groups)), key=lambda g: rates[g])]
+
+
+def latent_focus(row: dict[str, Any], groups: list[str]) -> str:
+    """Where one latent fires most, against its corpus rate ("" when it is the corpus or unknown)."""
+    rates = row.get("frequency_by_group")
+    if not rates or CORPUS not in groups:
+        return ""
+    group = favourite_group(row, groups)
+    if group in (None, CORPUS):
+        return "; fires most on corpus text"
+    rate, corpus = rates[groups.index(group)], rates[groups.index(CORPUS)]
+    ratio = f", {rate / corpus:.1f}× its corpus rate" if corpus > 0 else ", never on the corpus"
+    return f"; fires most on {group} ({100 * rate:.1f}% of its tokens{ratio})"
 
 
 def _eligible(table: dict[str, Any], n: int, min_count: int) -> list[dict[str, Any]] | None:

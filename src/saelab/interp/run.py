@@ -35,7 +35,7 @@ from .explainers.base import Explanation
 from .explainers.top_tokens import NAME as TOP_TOKENS, explain_top_tokens
 from .format import token_decoder
 from .registry import make_explainer, make_scorer
-from .summary import write_summary
+from .summary import TIMINGS, write_summary
 
 log = logging.getLogger(__name__)
 STAGES = ("examples", "explanations", "scores")
@@ -122,9 +122,6 @@ def _load_explanations(directory: Path, latents: Iterable[int]) -> dict[int, Exp
         if path.exists():
             out[latent] = Explanation(**read_json(path))
     return out
-
-
-TIMINGS = "timings.json"
 
 
 def add_time(out: Path, key: str, seconds: float, n_latents: int) -> None:

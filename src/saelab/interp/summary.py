@@ -83,9 +83,13 @@ def write_summary(out: Path, config: Any, items: dict, skipped: dict[int, str], 
     return summary
 
 
+TIMINGS = "timings.json"
+"""Per run: {stage: {seconds, n_latents}}, summed over reruns (written by `run.add_time`)."""
+
+
 def _timings(out: Path) -> dict[str, Any]:
     """timings.json (stage → seconds and latents processed, summed over reruns) with seconds per latent."""
-    path = out / "timings.json"
+    path = out / TIMINGS
     if not path.exists():
         return {}
     return {k: {**v, "seconds_per_latent": round(v["seconds"] / v["n_latents"], 3)}

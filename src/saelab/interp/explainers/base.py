@@ -56,7 +56,7 @@ class Explainer:
     name = "base"
     needs_client = True
     worked_answers: tuple[str, ...] = ()
-    """Answers of the prompt's worked examples: an explanation that repeats one is a failure."""
+    """Answers of the worked examples the prompt shows: an explanation that repeats one is a failure."""
 
     def read(self, text: str | None) -> tuple[str | None, str | None]:
         """(explanation, None) or (None, reason): the marked line, without "The marked tokens are …" filler."""

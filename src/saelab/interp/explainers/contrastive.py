@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..clients.base import Messages
 from ..examples import LatentExamples
 from ..format import Decode, plain
-from .default import SYSTEM, WORKED, example_block
+from .default import SYSTEM, example_block
 from .base import Explainer
 
 CONTRAST = (" You also see texts where the feature does NOT fire: the explanation must say what separates "
@@ -16,7 +16,6 @@ CONTRAST = (" You also see texts where the feature does NOT fire: the explanatio
 
 class ContrastiveExplainer(Explainer):
     name = "contrastive"
-    worked_answers = tuple(answer for _, answer in WORKED)
 
     def __init__(self, show_activations: bool = False) -> None:
         self.show_activations = show_activations

@@ -50,12 +50,12 @@ class DefaultExplainer(Explainer):
     copied or generic, so it is the default."""
 
     name = "default"
-    worked_answers = tuple(answer for _, answer in WORKED)
 
     def __init__(self, show_activations: bool = False, worked_examples: bool = False) -> None:
         self.show_activations, self.worked_examples = show_activations, worked_examples
-        if worked_examples:
+        if worked_examples:  # only answers the model was shown can be copies
             self.name = "default-fewshot"
+            self.worked_answers = tuple(answer for _, answer in WORKED)
 
     def prompt(self, examples: LatentExamples, decode: Decode) -> Messages:
         return [{"role": "system", "content": FEWSHOT_SYSTEM if self.worked_examples else SYSTEM},
