@@ -48,6 +48,10 @@ def test_true_explanations_beat_shuffled_ones(planted, tmp_path):
     rec = json.loads((out / "scores/detection/explanation/0.json").read_text())["records"][0]
     assert {"tokens", "activations", "prediction", "probability", "correct", "failed"} <= set(rec)
     assert "| detection | shuffled |" in (out / "summary.md").read_text()
+    vs_chance = {(c["variant"], c["reference"]): c for c in s["comparisons"]["detection"]}
+    c = vs_chance["explanation", "shuffled"]
+    assert c["metric"] == "auc" and c["n_latents"] == len(PLANTED) and c["difference"] > 0.2 and c["above"]
+    assert "| detection | explanation | shuffled | auc |" in (out / "summary.md").read_text()
 
 
 class Mumbler(ScriptedClient):

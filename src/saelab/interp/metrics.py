@@ -3,7 +3,9 @@
 - classification (detection, fuzz, recall, embedding, surprisal): pooled = micro, every example of
   every latent in one confusion matrix;
 - simulation: Pearson r of predicted vs true activations, per example, per latent, over latents;
-- choice (intruder): accuracy against chance 1/N.
+- choice (intruder): accuracy against chance 1/N;
+- `compare`: one variant's per-latent score against another's on the same latents (paired bootstrap
+  CI of the mean difference, one-sided Wilcoxon signed-rank p) — "measurably above chance" as a measurement.
 """
 
 from __future__ import annotations
@@ -109,7 +111,41 @@ def choice_pooled(per_latent: dict[int, list[dict[str, Any]]]) -> dict[str, Any]
 
 
 def classification_pooled(per_latent: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
-    return classification(r for rs in per_latent.values() for r in rs)
+    """Micro (every example of every latent in one confusion matrix / one ROC), and `mean_latent_auc`, the
+    mean of the per-latent AUCs (macro): a judge that is more willing to say yes to one explanation than to
+    another shifts whole latents against each other in the micro AUC, never in the macro one."""
+    aucs = [m["auc"] for m in (classification(rs) for rs in per_latent.values()) if m["auc"] is not None]
+    return {**classification(r for rs in per_latent.values() for r in rs),
+            "mean_latent_auc": _mean(aucs), "n_latents_auc": len(aucs)}
+
+
+def compare(scores: dict[str, float | None], reference: dict[str, float | None], n_resamples: int = 2000,
+            seed: int = 0, confidence: float = 0.95) -> dict[str, Any] | None:
+    """Per-latent score minus the reference's on the latents where both exist: the mean difference, its
+    confidence interval (paired bootstrap over latents, BCa; percentile where BCa is undefined) and the
+    one-sided Wilcoxon signed-rank p of "higher than the reference". `above` is True when the interval's
+    lower end is above 0. None with fewer than 3 paired latents."""
+    from scipy import stats
+
+    keys = sorted(k for k in scores if scores[k] is not None and reference.get(k) is not None)
+    if len(keys) < 3:
+        return None
+    a = np.array([scores[k] for k in keys], np.float64)
+    d = a - np.array([reference[k] for k in keys], np.float64)
+    if np.all(d == d[0]):
+        low = high = float(d[0])
+    else:
+        ci = None
+        for method in ("BCa", "percentile"):
+            ci = stats.bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
+                                 method=method, random_state=np.random.default_rng(seed)).confidence_interval
+            if np.isfinite(ci.low) and np.isfinite(ci.high):
+                break
+        low, high = float(ci.low), float(ci.high)
+    p = float(stats.wilcoxon(d, alternative="greater").pvalue) if np.any(d != 0) else 1.0
+    return {"n_latents": len(keys), "mean": float(a.mean()), "mean_reference": float(a.mean() - d.mean()),
+            "difference": float(d.mean()), "ci_low": low, "ci_high": high, "confidence": confidence,
+            "p_one_sided": p, "above": bool(low > 0), "n_resamples": n_resamples}
 
 
 PER_LATENT = {"classification": classification, "simulation": simulation, "choice": choice}

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json, write_text
-from .metrics import PER_LATENT, POOLED
+from .metrics import PER_LATENT, POOLED, compare
 from .registry import scorer_class
 
-COLUMNS = ("precision", "recall", "f1", "balanced_accuracy", "auc")
+COLUMNS = ("precision", "recall", "f1", "balanced_accuracy", "auc", "mean_latent_auc")
 SIM_COLUMNS = ("mean_latent_r", "median_latent_r", "pooled_r", "mean_example_r")
 CHOICE_COLUMNS = ("accuracy", "chance", "mean_latent_accuracy", "mean_probability")
 
@@ -50,6 +50,32 @@ def score_table(out: Path, config: Any, latents: list[int], texts: dict[str, dic
     return table
 
 
+PAIRS = (("explanation", "shuffled"), ("top-tokens", "shuffled"), ("explanation", "top-tokens"))
+"""(variant, reference) pairs compared latent by latent: each against chance, and the LLM against the baseline."""
+
+
+def comparisons(table: dict[str, Any], seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Per scorer, each pair of PAIRS that was scored: `metrics.compare` of the per-latent key score (AUC where
+    every latent has one, else balanced accuracy; Pearson r for simulation)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for scorer, variants in table.items():
+        rows = []
+        for variant, reference in PAIRS:
+            if variant not in variants or reference not in variants:
+                continue
+            per, ref = variants[variant]["per_latent"], variants[reference]["per_latent"]
+            kind = variants[variant]["kind"]
+            metric = ("pearson_r" if kind == "simulation" else "accuracy" if kind == "choice"
+                      else "auc" if all(m.get("auc") is not None for m in per.values()) else "balanced_accuracy")
+            c = compare({l: m.get(metric) for l, m in per.items()}, {l: m.get(metric) for l, m in ref.items()},
+                        seed=seed)
+            if c is not None:
+                rows.append({"variant": variant, "reference": reference, "metric": metric, **c})
+        if rows:
+            out[scorer] = rows
+    return out
+
+
 def best_worst(table: dict[str, Any], config: Any, texts: dict[str, dict[int, str]], n: int = 5) -> dict[str, Any]:
     scorer = next((s for s in config.scorers if scorer_class(s).uses_explanation), config.scorers[0])
     variant = next(iter(texts))
@@ -75,6 +101,7 @@ def write_summary(out: Path, config: Any, items: dict, skipped: dict[int, str], 
                "explainer": config.explainer, "explanation_failures": explanation_failures,
                "scores": {s: {v: {k: t[k] for k in ("n_latents", "kind", "pooled", "failure_reasons")}
                               for v, t in d.items()} for s, d in table.items()},
+               "comparisons": comparisons(table, config.examples.seed),
                "best_worst": best_worst(table, config, texts) if latents and texts else None,
                "timings": _timings(out)}
     write_json(out / "summary.json", summary)
@@ -114,6 +141,26 @@ def _table(s: dict[str, Any], kind: str, columns: tuple[str, ...]) -> list[str]:
     return lines
 
 
+def _comparison_lines(comparisons: dict[str, list[dict[str, Any]]]) -> list[str]:
+    rows = [(scorer, c) for scorer, cs in comparisons.items() for c in cs]
+    if not rows:
+        return []
+    n = rows[0][1]["n_resamples"]
+    lines = ["", "## Above chance, above the baseline?", "",
+             "Latent by latent: each latent's score with one set of explanations minus the same latent's score with "
+             f"the reference set, on the same examples. Mean over latents, 95% CI by a paired bootstrap over latents "
+             f"({n:,} resamples), one-sided Wilcoxon signed-rank p. **Measurably above** when the CI's lower end is "
+             "above 0.", "",
+             "| scorer | explanations | reference | metric | latents | mean | reference mean | difference | 95% CI | p | "
+             "measurably above |", "|---" * 11 + "|"]
+    for scorer, c in rows:
+        lines.append(f"| {scorer} | {c['variant']} | {c['reference']} | {c['metric']} | {c['n_latents']} | "
+                     f"{c['mean']:.3f} | {c['mean_reference']:.3f} | {c['difference']:+.3f} | "
+                     f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['p_one_sided']:.3g} | "
+                     f"{'**yes**' if c['above'] else 'no'} |")
+    return lines
+
+
 def markdown(s: dict[str, Any]) -> str:
     lines = [f"# Auto-interpretation: {s['n_latents']} latents, explainer `{s['explainer']}`", "",
              "Reference points: `top-tokens` = the no-LLM baseline explanation; `shuffled` = each latent scored "
@@ -131,6 +178,7 @@ def markdown(s: dict[str, Any]) -> str:
         lines += ["", "Intruder: which of N texts with marked tokens does not belong to the latent; the explanation "
                   "is not shown, so there are no explanation variants: the reference point is chance, 1/N "
                   "(`chance`)."] + choice
+    lines += _comparison_lines(s.get("comparisons") or {})
     lines += ["", "## Failures", ""]
     for name, f in s["explanation_failures"].items():
         lines.append(f"- explanations `{name}`: {f['n_failed']} of {f['n']} failed {f['reasons'] or ''}")
