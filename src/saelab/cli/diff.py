@@ -29,8 +29,9 @@ def register(app: typer.Typer) -> None:
         device: str = opt.Device,
         cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Download directory for hub models "
                                                 "(default: the Hugging Face cache)."),
-        quantization: str = typer.Option("bf16", "--quantization", help="fp32 | fp16 | bf16 | int8. bf16 is ~2x "
-                                         "faster than fp32 on CPUs with AMX; int8 (CPU dynamic quantization, or "
+        quantization: str = typer.Option("auto", "--quantization", help="auto | fp32 | fp16 | bf16 | int8. auto: bf16 "
+                                         "where the CPU (AMX / AVX512-BF16) or GPU multiplies it fast (~2x fp32), "
+                                         "else fp32 (bf16 on a CPU without them is ~100x slower); int8 (CPU dynamic quantization, or "
                                          "bitsandbytes on CUDA) saves memory, is slower on CPU and changes the "
                                          "activations slightly; refused where the platform has no int8 kernels."),
         corpus: str = opt.Corpus,

@@ -33,8 +33,9 @@ def register(app: typer.Typer) -> None:
                                              help="Decoder layers that train, e.g. 10-19 or 4,8,12 (default: all, "
                                                   "plus the final norm). Embeddings never train."),
         precision: str = typer.Option(p.precision, "--precision",
-                                      help="bf16-autocast (fp32 weights, bf16 matmuls; faster on CPUs with AMX) "
-                                           "| fp32."),
+                                      help="auto | bf16-autocast (fp32 weights, bf16 matmuls; faster on CPUs "
+                                           "with AMX / AVX512-BF16) | fp32. auto picks bf16-autocast only where the "
+                                           "CPU has those units."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace a fine-tune made with other settings at --output-dir "
                                             "(one made with the same settings is reused)."),

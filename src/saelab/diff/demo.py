@@ -68,7 +68,7 @@ def run_demo_diff(root: str | Path, emit: Callable[[str], None], *, device: str 
     cats = demo_categories(part.heldout, p.slice, root / "diff" / "categories.json")
     result = run_feature_interpretation_pipeline(p.model, str(target), root / "diff" / "run", layers=list(layers),
                                                  config=replace(config, categories=str(cats)), device=device,
-                                                 quantization="bf16", emit=emit, client=client, progress=False)
+                                                 quantization="auto", emit=emit, client=client, progress=False)
     for line in key_sentences(result.output_dir):
         emit(line)
     return result

@@ -34,13 +34,13 @@ from .._io import versions
 from ..data.corpus import EMBEDDED_CORPORA, Corpus, Document, load_corpus
 from ..data.tokens import TokenizeConfig, tokenize_corpus
 from ..errors import ArtifactError, ConfigError
-from ..models.load import LoadedModel, load_model
+from ..models.load import LoadedModel, cpu_bf16, load_model
 from ..progress import token_progress
 
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "finetune_config.json"
-Precision = Literal["bf16-autocast", "fp32"]
+Precision = Literal["auto", "bf16-autocast", "fp32"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class FinetunePreset:
     layers_trainable: tuple[int, ...] | None = None
     """Decoder layers that train (None: all of them and the final norm). Embeddings never train."""
     model: str = "smollm2-135m"
-    precision: Precision = "bf16-autocast"
+    precision: Precision = "auto"
 
 
 # BBC sport reports (505 distinct articles: football, rugby, tennis, athletics, cricket) are
@@ -117,7 +117,7 @@ def default_other_texts(slice_name: str, n_docs: int = 200, seed: int = 0) -> li
 def finetune(lm_or_spec: LoadedModel | str, texts: Sequence[str] | CorpusSlice, out_dir: str | Path, *,
              steps: int, lr: float, batch_size: int, ctx_len: int, seed: int = 0,
              layers_trainable: Sequence[int] | None = None, heldout_texts: Sequence[str] | None = None,
-             other_texts: Sequence[str] | None = None, precision: Precision = "bf16-autocast",
+             other_texts: Sequence[str] | None = None, precision: Precision = "auto",
              n_eval_windows: int = 8, overwrite: bool = False, progress: bool = True) -> Path:
     """Fine-tune a causal LM on `texts`; save a Hugging Face model directory at `out_dir`.
 
@@ -129,7 +129,8 @@ def finetune(lm_or_spec: LoadedModel | str, texts: Sequence[str] | CorpusSlice, 
             The embeddings (tied to the unembedding in SmolLM2) never train.
         heldout_texts: slice text never trained on, for the loss before/after (default: 10% of `texts`).
         other_texts: text outside the slice (default: 200 Wikipedia leads) for the loss before/after.
-        precision: `bf16-autocast` (fp32 weights, bf16 matmuls) or `fp32`.
+        precision: `bf16-autocast` (fp32 weights, bf16 matmuls), `fp32`, or `auto` (bf16-autocast where the
+            CPU has bf16 matrix units, else fp32; the resolved one is recorded).
         overwrite: replace an existing directory made with other settings (one made with the
             same settings is reused as it is).
 
@@ -143,6 +144,8 @@ def finetune(lm_or_spec: LoadedModel | str, texts: Sequence[str] | CorpusSlice, 
     """
     out = Path(out_dir)
     _check_args(steps, lr, batch_size, ctx_len, precision)
+    if precision == "auto":
+        precision = "bf16-autocast" if cpu_bf16()[0] else "fp32"
     slice_name = texts.name if isinstance(texts, CorpusSlice) else "texts"
     train_texts, heldout = _split(texts, heldout_texts, seed)
     other = list(other_texts) if other_texts is not None else default_other_texts(slice_name, seed=seed)
@@ -189,8 +192,8 @@ def _check_args(steps: int, lr: float, batch_size: int, ctx_len: int, precision:
             raise ConfigError(f"{name}: got {value}; expected a positive integer.")
     if not 0 < lr < 1:
         raise ConfigError(f"lr: got {lr}; expected a learning rate in (0, 1), e.g. 1e-4.")
-    if precision not in ("bf16-autocast", "fp32"):
-        raise ConfigError(f"precision: got {precision!r}; expected 'bf16-autocast' or 'fp32'.")
+    if precision not in ("auto", "bf16-autocast", "fp32"):
+        raise ConfigError(f"precision: got {precision!r}; expected 'auto', 'bf16-autocast' or 'fp32'.")
 
 
 def _split(texts: Sequence[str] | CorpusSlice, heldout: Sequence[str] | None, seed: int) -> tuple[list[str], list[str]]:

@@ -20,13 +20,14 @@ from ..models.load import LoadedModel
 
 log = logging.getLogger(__name__)
 
-QUANT_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
+QUANT_DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
+"""`auto`: bf16 where the device multiplies it fast, else fp32 (`saelab.models.load.auto_dtype`)."""
 
 
 def check_quantization(quantization: str, device: str) -> None:
     """Refuse a quantization this platform cannot run, before any model is loaded."""
     if quantization not in QUANT_DTYPES:
-        raise ConfigError(f"--quantization: got {quantization!r}; expected one of: fp32, fp16, bf16, int8.")
+        raise ConfigError(f"--quantization: got {quantization!r}; expected one of: auto, fp32, fp16, bf16, int8.")
     if quantization != "int8":
         return
     if str(device).startswith("cuda"):
@@ -90,7 +91,7 @@ def _load_bnb(spec: str, device: str) -> LoadedModel:
 class ModelPair:
     """Base and target, as `LoadedModel`s given by the caller or loaded from specs on first use."""
 
-    def __init__(self, base: Any, target: Any, *, device: str = "cpu", quantization: str = "bf16",
+    def __init__(self, base: Any, target: Any, *, device: str = "cpu", quantization: str = "auto",
                  cache_dir: str | Path | None = None) -> None:
         check_quantization(quantization, device)
         self.specs = {"base": base, "target": target}

@@ -71,7 +71,7 @@ class NamingConfig:
     """Non-activating examples for detection (text chunks where the latent never fires)."""
     max_new_tokens: int = 40
     batch_size: int = 8
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
     """Dtype of an LLM explainer."""
     seed: int = 0
 

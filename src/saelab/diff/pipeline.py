@@ -35,7 +35,7 @@ from .report import REPORT_FORMATS, ReportFormat, generate_report
 log = logging.getLogger(__name__)
 
 STAGES = ("activations", "sweep", "crosscoder", "features", "naming", "visualization", "report")
-Quantization = Literal["fp32", "fp16", "bf16", "int8"]
+Quantization = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 QUANTIZATIONS = ("fp32", "fp16", "bf16", "int8")
 
 __all__ = ["DiffConfig", "DiffResult", "STAGES", "create_visualizations", "extract_activations_for_comparison",
@@ -138,7 +138,7 @@ class _Run:
 def run_feature_interpretation_pipeline(
     base_model: Any, target_model: Any, output_dir: str | Path, *, layers: Sequence[int] | None = None,
     config: DiffConfig = DiffConfig(), crosscoder_file: str | Path | None = None, device: str = "cpu",
-    quantization: Quantization = "bf16", cache_dir: str | Path | None = None, skip: Iterable[str] = (),
+    quantization: Quantization = "auto", cache_dir: str | Path | None = None, skip: Iterable[str] = (),
     report_format: ReportFormat = "both", client: Any = None, emit: Callable[[str], None] | None = None,
     progress: bool = True, overwrite: bool = False,
 ) -> DiffResult:

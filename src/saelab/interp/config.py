@@ -96,8 +96,8 @@ class InterpConfig:
     """Prompts per forward pass (transformers) or requests in flight (openai)."""
     show_activations: bool = False
     """Show activation values 0–10 after each marked token in the explainer prompt."""
-    dtype: str = "bfloat16"
-    """In-process explainer dtype."""
+    dtype: str = "auto"
+    """In-process explainer dtype (`auto`: bf16 where the device multiplies it fast, else float32)."""
     timeout_s: float = 60.0
     """Per-request timeout of the openai client."""
     max_retries: int = 4

@@ -69,7 +69,7 @@ def assemble_gguf(target: Path) -> Path:
     return target
 
 
-def load_explainer(spec: str, dtype: str = "bfloat16") -> Any:
+def load_explainer(spec: str, dtype: str = "auto") -> Any:
     """A `LoadedModel` for the explainer `spec` (the embedded name, or anything `load_model` takes)."""
     from ..models.embedded import cache_dir
     from ..models.load import load_model

@@ -1,0 +1,53 @@
+"""`--dtype auto`: bf16 only where the device multiplies bf16 matrices fast; float32 elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from saelab.errors import ConfigError
+from saelab.models import load as L
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    L.cpu_bf16.cache_clear()
+    yield
+    L.cpu_bf16.cache_clear()
+
+
+@pytest.mark.parametrize("flags, expected", [({"avx2", "fma"}, torch.float32),
+                                             ({"avx2", "avx512f", "avx512_bf16"}, torch.bfloat16),
+                                             ({"avx2", "amx_tile", "amx_bf16"}, torch.bfloat16)])
+def test_auto_reads_the_cpu_flags(monkeypatch, flags, expected):
+    monkeypatch.setattr(L, "_cpu_flags", lambda: flags)
+    assert L.parse_dtype("auto") == expected
+    fast, why = L.cpu_bf16()
+    assert fast == (expected == torch.bfloat16) and ("lacks" in why) != fast
+
+
+def test_without_flags_auto_measures_and_says_so(monkeypatch):
+    monkeypatch.setattr(L, "_cpu_flags", lambda: None)
+    fast, why = L.cpu_bf16()
+    assert why.startswith("bf16 matmul measured at") and L.parse_dtype("auto") in (torch.float32, torch.bfloat16)
+
+
+def test_explicit_dtypes_are_kept_and_bad_ones_list_auto():
+    assert L.parse_dtype("bfloat16") == torch.bfloat16 and L.parse_dtype("fp32") == torch.float32
+    with pytest.raises(ConfigError, match="dtype: got .float8.; expected one of: auto, "):
+        L.parse_dtype("float8")
+
+
+@pytest.mark.parametrize("flags, recorded", [({"avx2"}, "fp32"), ({"amx_bf16"}, "bf16-autocast")])
+def test_finetune_precision_auto_records_what_it_resolved_to(monkeypatch, tmp_path, flags, recorded):
+    import json
+
+    from tests.conftest import english
+    from tests.diff._models import tiny_llama
+
+    from saelab.diff.finetune import CorpusSlice, finetune
+
+    monkeypatch.setattr(L, "_cpu_flags", lambda: flags)
+    out = finetune(tiny_llama(), CorpusSlice("t/s", english(8, seed=1), english(2, seed=2)), tmp_path / "t",
+                   steps=1, lr=1e-2, batch_size=2, ctx_len=16, other_texts=english(2, seed=3), progress=False)
+    assert json.loads((out / "finetune_config.json").read_text())["precision"] == recorded
