@@ -98,8 +98,10 @@ class ScriptedClient(Client):
         out = []
         for m in prompts:
             text = m[-1]["content"]
-            word = re.search(r"Explanation: (\w+)", text).group(1)
-            body = text.split("Text:", 1)[1]
+            if m_ := re.search(r"^Text: (.*)\n\nDoes this text contain (\w+)", text, re.DOTALL):  # detection
+                body, word = m_.group(1), m_.group(2)
+            else:
+                word, body = re.search(r"Explanation: (\w+)", text).group(1), text.split("Text:", 1)[1]
             where = " ".join(re.findall(r"<<([^>]*)>>", body)) if "<<" in body else body
             out.append(Answer(prob_yes=0.9 if word in where.split() else 0.1))
         return out

@@ -109,8 +109,8 @@ def test_openai_run_counts_failures_resumes_only_them_and_never_writes_the_key(p
     ws, tok = planted
     secret = "sk-or-v1-TOPSECRET-987"
     monkeypatch.setenv("SAELAB_KEY", secret)
-    # detection / fuzz prompts about "music" fail on the first run
-    flaky = FakeServer(fail_if=lambda b: "500" if b.get("logprobs") and "Explanation: war" in
+    # detection prompts about "war" fail on the first run
+    flaky = FakeServer(fail_if=lambda b: "500" if b.get("logprobs") and "contain war?" in
                        b["messages"][-1]["content"] else None)
     small = ExampleConfig(example_ctx_len=8, n_examples_train=8, n_examples_test=5, n_non_activating=5,
                           min_examples=5)
