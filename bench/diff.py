@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import shutil
 import time
 from dataclasses import replace
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from activations import CEILING_GFLOPS  # bench/activations.py: this CPU's measured matmul peak
+from activations import CEILING_GFLOPS, cpu_name  # bench/activations.py: this CPU's measured matmul peak
 from saelab.diff.demo import DEMO_DIFF, DEMO_LAYER, run_demo_diff
 
 FORWARDS = ("activations", "sweep")
@@ -87,8 +86,7 @@ def main() -> None:
     gflops = training["tokens_per_s"] * crosscoder_flops_per_token(cc["d_in"], cc["d_sae"]) / 1e9
     dtype = "float32"  # the crosscoder trains in float32 (Adam moments and the decoder-norm selection need it)
     record = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or
-        platform.machine(), "torch_threads": torch.get_num_threads(), "layer": DEMO_LAYER,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_name(), "torch_threads": torch.get_num_threads(), "layer": DEMO_LAYER,
         "config": {"n_tokens": config.n_tokens, "crosscoder": config.crosscoder.to_dict(),
                    "explainer": named["explainer"], "n_named": len(named["latents"])},
         "source": source, "finetune_seconds": ft["train_seconds"], "diff_wall_seconds": wall, "stage_seconds": s,

@@ -63,7 +63,7 @@ def main() -> None:
         for it in scorer.items(ex, np.random.default_rng(0)):
             items.append((e["latent"], it))
             prompts.append(scorer.prompt(e["explanation"], it, decode))
-    client = TransformersClient(load_explainer(args.explainer_model, "bfloat16"), args.batch_size)
+    client = TransformersClient(load_explainer(args.explainer_model, "auto"), args.batch_size)
     client.judge(prompts[: args.batch_size])  # warm-up
     t0 = time.perf_counter()
     lp = [record(it, a) for (_, it), a in zip(items, client.judge(prompts))]

@@ -172,6 +172,12 @@ def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
             auc = f"AUC {p['auc']:.3f}, " if isinstance(p.get("auc"), float) else ""
             emit(f"  {scorer} / {variant}: {auc}F1 {p['f1']:.3f}, balanced accuracy {p['balanced_accuracy']:.3f} "
                  f"over {p['n_examples']} examples, {p['n_failed']} failed")
+    for scorer, rows in (s.get("comparisons") or {}).items():
+        for c in rows:
+            if c["reference"] == "shuffled":
+                emit(f"  {scorer}: {c['variant']} − shuffled, per-latent {c['metric']} {c['difference']:+.3f} "
+                     f"(95% CI {c['ci_low']:+.3f} … {c['ci_high']:+.3f}, {c['n_latents']} latents): "
+                     + ("measurably above chance" if c["above"] else "not measurably above chance"))
     if t := s.get("timings"):
         emit("  seconds per latent: " + ", ".join(f"{k} {v['seconds_per_latent']:.1f}" for k, v in t.items()))
     emit(f"written: {out / 'summary.md'}")
