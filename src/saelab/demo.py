@@ -166,11 +166,18 @@ def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
     s = read_json(out / "summary.json")
     emit(f"{s['n_latents']} latents of {name} explained by SmolLM2-135M (a quick preset: it proves the pipeline, "
          f"not the latents; --explainer_model qwen2.5-coder-1.5b for real explanations); {len(s['skipped'])} skipped")
+    for explainer, f in s["explanation_failures"].items():
+        if f["n_failed"]:
+            emit(f"  explanations {explainer}: {f['n_failed']} of {f['n']} failed {f['reasons']}")
     for scorer, variants in s["scores"].items():
         for variant, t in variants.items():
             p = t["pooled"]
+            if not p["n_examples"]:  # e.g. every explanation failed: nothing was scored with this set
+                emit(f"  {scorer} / {variant}: no examples scored ({t['n_latents']} latents), {p['n_failed']} failed")
+                continue
+            f = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
             auc = f"AUC {p['auc']:.3f}, " if isinstance(p.get("auc"), float) else ""
-            emit(f"  {scorer} / {variant}: {auc}F1 {p['f1']:.3f}, balanced accuracy {p['balanced_accuracy']:.3f} "
+            emit(f"  {scorer} / {variant}: {auc}F1 {f(p['f1'])}, balanced accuracy {f(p['balanced_accuracy'])} "
                  f"over {p['n_examples']} examples, {p['n_failed']} failed")
     for scorer, rows in (s.get("comparisons") or {}).items():
         for c in rows:

@@ -54,6 +54,24 @@ def test_true_explanations_beat_shuffled_ones(planted, tmp_path):
     assert "| detection | explanation | shuffled | auc |" in (out / "summary.md").read_text()
 
 
+class Prefilled(ScriptedClient):
+    """Continues a prefilled "Explanation:" and rambles on below it, as a small model does."""
+
+    can_prefill = True
+
+    def generate(self, prompts, max_tokens, prefix=""):
+        good = super().generate(prompts, max_tokens)
+        return [Answer(text=prefix + " " + (a.text or "").removeprefix("Explanation: ") + "\nExplanation: noise\nmore")
+                for a in good]
+
+
+def test_a_prefilled_answer_is_read_from_its_first_line(planted):
+    ws, tok = planted
+    out = run(_cfg(scorers=("detection",)), ws, "synth", name="p", client=Prefilled(), tokenizer=tok)
+    explained = {int(p.stem): json.loads(p.read_text())["explanation"] for p in (out / "explanations/default").iterdir()}
+    assert explained == dict(enumerate(PLANTED))
+
+
 class Mumbler(ScriptedClient):
     """Explains latent-0-like prompts in the wrong format."""
 
@@ -160,8 +178,14 @@ def test_in_process_client_reads_probabilities_from_logprobs(planted):
     cfg = InterpConfig(examples=EX, scorers=("detection",), max_latents=2, explainer="default", max_new_tokens=4)
     out = run(cfg, ws, "synth", name="tiny", client=client, tokenizer=tok)
     s = json.loads((out / "summary.json").read_text())
-    # a random model cannot follow the format: both explanations fail, and the summary says so
-    assert s["explanation_failures"]["default"]["n_failed"] == 2
+    # the in-process client starts each answer with "Explanation:", so even a random model answers in the
+    # format: what it wrote is the explanation (and scores like one), and an empty line is a counted failure
+    for f in (out / "explanations/default").iterdir():
+        e = json.loads(f.read_text())
+        assert e["raw"].startswith("Explanation:")
+        assert e["failed"] == (e["reason"] == "the 'Explanation:' line is empty or a placeholder")
+        assert e["failed"] or e["explanation"] == e["raw"].removeprefix("Explanation:").strip().splitlines()[0]
+    assert s["explanation_failures"]["default"]["n"] == 2
     assert s["scores"]["detection"]["top-tokens"]["pooled"]["auc"] is not None
 
 

@@ -43,6 +43,8 @@ class Client:
 
     name = "base"
     has_logprobs = False
+    can_prefill = False
+    """True when `generate(..., prefix=...)` starts the answer with `prefix` (the model continues it)."""
 
     def generate(self, prompts: list[Messages], max_tokens: int) -> list[Answer]:
         raise NotImplementedError

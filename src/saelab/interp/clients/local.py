@@ -56,6 +56,7 @@ class TransformersClient(Client):
 
     name = "transformers"
     has_logprobs = True
+    can_prefill = True
 
     def __init__(self, lm: Any, batch_size: int = 8, max_len: int = 4096) -> None:
         self.lm, self.batch_size, self.max_len = lm, batch_size, max_len
@@ -81,8 +82,8 @@ class TransformersClient(Client):
     def n_tokens(self, messages: Messages) -> int:
         return len(self.lm.tokenizer.encode(self.render(messages), add_special_tokens=False))
 
-    def _encode(self, prompts: list[Messages]) -> tuple[dict[str, torch.Tensor], list[bool]]:
-        texts = [self.render(m) for m in prompts]
+    def _encode(self, prompts: list[Messages], prefix: str = "") -> tuple[dict[str, torch.Tensor], list[bool]]:
+        texts = [self.render(m) + prefix for m in prompts]
         enc = self.lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         lengths = enc["attention_mask"].sum(1).tolist()
         return {k: v.to(self.lm.device) for k, v in enc.items()}, [n <= self.max_len for n in lengths]
@@ -211,14 +212,16 @@ class TransformersClient(Client):
         return out
 
     @torch.inference_mode()
-    def generate(self, prompts: list[Messages], max_tokens: int) -> list[Answer]:
+    def generate(self, prompts: list[Messages], max_tokens: int, prefix: str = "") -> list[Answer]:
+        """Greedy answers; `prefix` is written as the start of each answer (and returned with it), so that even
+        a small model that ignores the requested format answers in it."""
         tok, out = self.lm.tokenizer, []
         for batch in self._batches(prompts):
-            enc, fits = self._encode(batch)
+            enc, fits = self._encode(batch, prefix)
             ids = self.lm.model.generate(**enc, max_new_tokens=max_tokens, do_sample=False,
                                          pad_token_id=tok.pad_token_id)
             texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            out += [Answer(text=t) if ok else Answer(failed=True, reason=f"prompt longer than {self.max_len} tokens")
+            out += [Answer(text=prefix + t) if ok else Answer(failed=True, reason=f"prompt longer than {self.max_len} tokens")
                     for t, ok in zip(texts, fits)]
         return out
 
