@@ -184,7 +184,8 @@ def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
             if c["reference"] == "shuffled":
                 emit(f"  {scorer}: {c['variant']} − shuffled, per-latent {c['metric']} {c['difference']:+.3f} "
                      f"(95% CI {c['ci_low']:+.3f} … {c['ci_high']:+.3f}, {c['n_latents']} latents): "
-                     + ("measurably above chance" if c["above"] else "not measurably above chance"))
+                     + ("too few latents for a verdict" if c["above"] is None else
+                        "measurably above chance" if c["above"] else "not measurably above chance"))
     if t := s.get("timings"):
         emit("  seconds per latent: " + ", ".join(f"{k} {v['seconds_per_latent']:.1f}" for k, v in t.items()))
     emit(f"written: {out / 'summary.md'}")

@@ -43,5 +43,5 @@ def test_noise_around_zero_is_not_called_above():
 
 def test_latents_missing_on_either_side_are_left_out_and_too_few_give_none():
     c = compare({"1": 0.9, "2": 0.8, "3": None, "4": 0.7, "5": 0.6}, {"1": 0.5, "2": 0.5, "3": 0.5, "4": 0.5})
-    assert c["n_latents"] == 3
+    assert c["n_latents"] == 3 and c["difference"] > 0.2 and c["above"] is None  # too few latents for a verdict
     assert compare({"1": 0.9, "2": 0.8}, {"1": 0.5, "2": 0.5}) is None

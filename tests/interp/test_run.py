@@ -50,7 +50,8 @@ def test_true_explanations_beat_shuffled_ones(planted, tmp_path):
     assert "| detection | shuffled |" in (out / "summary.md").read_text()
     vs_chance = {(c["variant"], c["reference"]): c for c in s["comparisons"]["detection"]}
     c = vs_chance["explanation", "shuffled"]
-    assert c["metric"] == "auc" and c["n_latents"] == len(PLANTED) and c["difference"] > 0.2 and c["above"]
+    assert c["metric"] == "auc" and c["n_latents"] == len(PLANTED) and c["difference"] > 0.2
+    assert c["above"] is None and c["ci_low"] > 0  # 6 latents: a clear gain, but too few for a verdict
     assert "| detection | explanation | shuffled | auc |" in (out / "summary.md").read_text()
 
 

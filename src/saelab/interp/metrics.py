@@ -119,12 +119,17 @@ def classification_pooled(per_latent: dict[int, list[dict[str, Any]]]) -> dict[s
             "mean_latent_auc": _mean(aucs), "n_latents_auc": len(aucs)}
 
 
+MIN_VERDICT_LATENTS = 10
+"""Below this many paired latents a bootstrap CI is too unreliable to call anything "measurably above"."""
+
+
 def compare(scores: dict[str, float | None], reference: dict[str, float | None], n_resamples: int = 2000,
             seed: int = 0, confidence: float = 0.95) -> dict[str, Any] | None:
     """Per-latent score minus the reference's on the latents where both exist: the mean difference, its
     confidence interval (paired bootstrap over latents, BCa; percentile where BCa is undefined) and the
     one-sided Wilcoxon signed-rank p of "higher than the reference". `above` is True when the interval's
-    lower end is above 0. None with fewer than 3 paired latents."""
+    lower end is above 0 and p < 0.05, False when not, and None (no verdict) with fewer than
+    MIN_VERDICT_LATENTS latents. None with fewer than 3 paired latents."""
     from scipy import stats
 
     keys = sorted(k for k in scores if scores[k] is not None and reference.get(k) is not None)
@@ -145,7 +150,8 @@ def compare(scores: dict[str, float | None], reference: dict[str, float | None],
     p = float(stats.wilcoxon(d, alternative="greater").pvalue) if np.any(d != 0) else 1.0
     return {"n_latents": len(keys), "mean": float(a.mean()), "mean_reference": float(a.mean() - d.mean()),
             "difference": float(d.mean()), "ci_low": low, "ci_high": high, "confidence": confidence,
-            "p_one_sided": p, "above": bool(low > 0), "n_resamples": n_resamples}
+            "p_one_sided": p, "above": None if len(keys) < MIN_VERDICT_LATENTS else bool(low > 0 and p < 0.05),
+            "n_resamples": n_resamples}
 
 
 PER_LATENT = {"classification": classification, "simulation": simulation, "choice": choice}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json, write_text
-from .metrics import PER_LATENT, POOLED, compare
+from .metrics import MIN_VERDICT_LATENTS, PER_LATENT, POOLED, compare
 from .registry import scorer_class
 
 COLUMNS = ("precision", "recall", "f1", "balanced_accuracy", "auc", "mean_latent_auc")
@@ -150,14 +150,14 @@ def _comparison_lines(comparisons: dict[str, list[dict[str, Any]]]) -> list[str]
              "Latent by latent: each latent's score with one set of explanations minus the same latent's score with "
              f"the reference set, on the same examples. Mean over latents, 95% CI by a paired bootstrap over latents "
              f"({n:,} resamples), one-sided Wilcoxon signed-rank p. **Measurably above** when the CI's lower end is "
-             "above 0.", "",
+             f"above 0 and p < 0.05; no verdict (–) with fewer than {MIN_VERDICT_LATENTS} latents.", "",
              "| scorer | explanations | reference | metric | latents | mean | reference mean | difference | 95% CI | p | "
              "measurably above |", "|---" * 11 + "|"]
     for scorer, c in rows:
         lines.append(f"| {scorer} | {c['variant']} | {c['reference']} | {c['metric']} | {c['n_latents']} | "
                      f"{c['mean']:.3f} | {c['mean_reference']:.3f} | {c['difference']:+.3f} | "
                      f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['p_one_sided']:.3g} | "
-                     f"{'**yes**' if c['above'] else 'no'} |")
+                     f"{'–' if c['above'] is None else '**yes**' if c['above'] else 'no'} |")
     return lines
 
 
