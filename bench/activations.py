@@ -29,8 +29,9 @@ LAYER = 6
 @functools.lru_cache(maxsize=None)
 def ceiling_gflops(dtype: str) -> float:
     """This machine's matmul peak in `dtype`, measured here (never assumed: 175 fp32 / 645 bf16 GFLOP/s on the
-    2-core AMX Xeon of DESIGN.md §7; 80 fp32 / 0.28 bf16 on a 2-core AVX2 EPYC): the best of 3 products of
-    2048² matrices, or of one 512² product where that alone takes over 0.2 s (bf16 without bf16 units)."""
+    2-core AMX Xeon of DESIGN.md §7; 72–138 fp32 / 0.28–1.4 bf16 on a 2-core AVX2 EPYC, run to run):
+    the best of 3 products of 2048² matrices, or of one 512² product where that alone takes over 0.2 s
+    (bf16 without bf16 units)."""
     dt = getattr(torch, dtype)
 
     def best(n: int, reps: int) -> float:
@@ -56,17 +57,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-class _Ceilings(dict):
-    """CEILING_GFLOPS[dtype], measured on first use."""
-
-    def __missing__(self, dtype: str) -> float:
-        self[dtype] = ceiling_gflops(dtype)
-        return self[dtype]
-
-
-CEILING_GFLOPS = _Ceilings()
 
 
 def flops_per_token(cfg, n_layers: int, ctx: int, with_head: bool) -> float:
@@ -120,7 +110,7 @@ def main() -> None:
         f_theirs = flops_per_token(lm.config, lm.n_layers, args.ctx_len, with_head=True)
         rows.append({"dtype": dtype, "tokens": windows.n_tokens, "saelab_tok_s": ours, "hidden_states_tok_s": theirs,
                      "ratio": ours / theirs, "saelab_gflops": ours * f_ours / 1e9,
-                     "hidden_states_gflops": theirs * f_theirs / 1e9, "ceiling_gflops": CEILING_GFLOPS[dtype]})
+                     "hidden_states_gflops": theirs * f_theirs / 1e9, "ceiling_gflops": ceiling_gflops(dtype)})
     result = {"date": date.today().isoformat(), "machine": f"{cpu_name()}, {torch.get_num_threads()} threads",
               "torch": torch.__version__, "model": "smollm2-135m", "hookpoint": "resid_post.6",
               "batch_size": args.batch_size, "ctx_len": args.ctx_len, "rows": rows}

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from activations import CEILING_GFLOPS, cpu_name  # bench/activations.py: this CPU's measured matmul peak
+from activations import ceiling_gflops, cpu_name  # bench/activations.py: this CPU's measured matmul peak
 from saelab.diff.demo import DEMO_DIFF, DEMO_LAYER, run_demo_diff
 
 FORWARDS = ("activations", "sweep")
@@ -86,21 +86,22 @@ def main() -> None:
     gflops = training["tokens_per_s"] * crosscoder_flops_per_token(cc["d_in"], cc["d_sae"]) / 1e9
     dtype = "float32"  # the crosscoder trains in float32 (Adam moments and the decoder-norm selection need it)
     record = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_name(), "torch_threads": torch.get_num_threads(), "layer": DEMO_LAYER,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_name(),
+        "torch_threads": torch.get_num_threads(), "layer": DEMO_LAYER,
         "config": {"n_tokens": config.n_tokens, "crosscoder": config.crosscoder.to_dict(),
                    "explainer": named["explainer"], "n_named": len(named["latents"])},
         "source": source, "finetune_seconds": ft["train_seconds"], "diff_wall_seconds": wall, "stage_seconds": s,
         "fractions": {k: v / total for k, v in parts.items()},
         "crosscoder_tokens_per_s": training["tokens_per_s"], "crosscoder_tokens": training["tokens"],
         "crosscoder_fvu_train": training["fvu"], "crosscoder_gflops": gflops,
-        "ceiling_gflops": CEILING_GFLOPS[dtype], "ceiling_dtype": dtype,
+        "ceiling_gflops": ceiling_gflops(dtype), "ceiling_dtype": dtype,
         "paired_tokens": json.loads((run_dir / "activations" / "manifest.json").read_text())["n_tokens"],
     }
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(f"\n| what | measured |\n| --- | --- |")
     print(f"| crosscoder training ({cc['d_sae']:,} latents, k={cc['k']}, d_in {cc['d_in']} × 2) | "
           f"**{training['tokens_per_s']:,.0f} tokens/s** over {training['tokens']:,} tokens; ≥ {gflops:.0f} GFLOP/s, "
-          f"{100 * gflops / CEILING_GFLOPS[dtype]:.0f}% of the {dtype} ceiling ({CEILING_GFLOPS[dtype]:.0f}) |")
+          f"{100 * gflops / ceiling_gflops(dtype):.0f}% of the {dtype} ceiling ({ceiling_gflops(dtype):.0f}) |")
     print(f"| whole diff (fine-tuned pair given), explainer {named['explainer']} | **{wall:.0f} s** |")
     for k, v in parts.items():
         print(f"| {k} | {v:.0f} s ({100 * v / total:.0f}%) |")

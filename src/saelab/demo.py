@@ -25,7 +25,7 @@ class DemoConfig:
     corpus: str = "mixed-en"
     dtype: str = "auto"
     """Model dtype for streaming activations: `auto` takes bf16 where the CPU has bf16 matrix units (~2x fp32)
-    and float32 where it has not (bf16 would be ~100x slower there)."""
+    and float32 where it has not (bf16 measured 50–300x slower there)."""
     device: str = "cpu"
     hookpoint: str = "resid_post.6"
     train_tokens: int = 327_680
@@ -160,6 +160,7 @@ def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
     from ._io import read_json
     from .interp.config import demo_preset
     from .interp.run import run
+    from .interp.summary import fmt
 
     name = min(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
     out = run(demo_preset(max_latents=4), ws, name)  # the explainer dominates the demo's time
@@ -175,9 +176,8 @@ def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
             if not p["n_examples"]:  # e.g. every explanation failed: nothing was scored with this set
                 emit(f"  {scorer} / {variant}: no examples scored ({t['n_latents']} latents), {p['n_failed']} failed")
                 continue
-            f = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
             auc = f"AUC {p['auc']:.3f}, " if isinstance(p.get("auc"), float) else ""
-            emit(f"  {scorer} / {variant}: {auc}F1 {f(p['f1'])}, balanced accuracy {f(p['balanced_accuracy'])} "
+            emit(f"  {scorer} / {variant}: {auc}F1 {fmt(p['f1'])}, balanced accuracy {fmt(p['balanced_accuracy'])} "
                  f"over {p['n_examples']} examples, {p['n_failed']} failed")
     for scorer, rows in (s.get("comparisons") or {}).items():
         for c in rows:

@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
                                                 "(default: the Hugging Face cache)."),
         quantization: str = typer.Option("auto", "--quantization", help="auto | fp32 | fp16 | bf16 | int8. auto: bf16 "
                                          "where the CPU (AMX / AVX512-BF16) or GPU multiplies it fast (~2x fp32), "
-                                         "else fp32 (bf16 on a CPU without them is ~100x slower); int8 (CPU dynamic quantization, or "
+                                         "else fp32 (bf16 on a CPU without them ran 50-300x slower); int8 (CPU "
+                                         "dynamic quantization, or "
                                          "bitsandbytes on CUDA) saves memory, is slower on CPU and changes the "
                                          "activations slightly; refused where the platform has no int8 kernels."),
         corpus: str = opt.Corpus,

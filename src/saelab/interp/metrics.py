@@ -140,7 +140,6 @@ def compare(scores: dict[str, float | None], reference: dict[str, float | None],
     if np.all(d == d[0]):
         low = high = float(d[0])
     else:
-        ci = None
         for method in ("BCa", "percentile"):
             ci = stats.bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
                                  method=method, random_state=np.random.default_rng(seed)).confidence_interval

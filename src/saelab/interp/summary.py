@@ -123,7 +123,8 @@ def _timings(out: Path) -> dict[str, Any]:
             for k, v in read_json(path).items() if v.get("n_latents")}
 
 
-def _fmt(x: Any) -> str:
+def fmt(x: Any) -> str:
+    """A metric for a table: 3 decimals, or – where there is none."""
     return "–" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
@@ -137,7 +138,7 @@ def _table(s: dict[str, Any], kind: str, columns: tuple[str, ...]) -> list[str]:
     for scorer, variant, t in rows:
         p = t["pooled"]
         lines.append(f"| {scorer} | {variant if kind != 'choice' else 'none shown'} | {t['n_latents']} | "
-                     f"{p['n_examples']} | {p['n_failed']} | " + " | ".join(_fmt(p.get(c)) for c in columns) + " |")
+                     f"{p['n_examples']} | {p['n_failed']} | " + " | ".join(fmt(p.get(c)) for c in columns) + " |")
     return lines
 
 
@@ -197,5 +198,5 @@ def markdown(s: dict[str, Any]) -> str:
         bw = s["best_worst"]
         for part in ("best", "worst"):
             lines += ["", f"## {part.capitalize()} explained latents ({bw['scorer']}, {bw['metric']})", ""]
-            lines += [f"- {r['latent']} ({_fmt(r['score'])}): {r['explanation']}" for r in bw[part]]
+            lines += [f"- {r['latent']} ({fmt(r['score'])}): {r['explanation']}" for r in bw[part]]
     return "\n".join(lines) + "\n"

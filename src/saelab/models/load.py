@@ -40,8 +40,9 @@ def _cpu_flags() -> set[str] | None:
 @functools.lru_cache(maxsize=None)
 def cpu_bf16() -> tuple[bool, str]:
     """(whether bf16 matmuls are fast on this CPU, why). From the CPU's flags where Linux lists them (AMX or
-    AVX512-BF16: bf16 ~2–4× fp32; without them PyTorch falls back to a path ~100× slower than fp32, measured
-    0.28 vs 80 GFLOP/s on a 2-core AVX2 EPYC); elsewhere from one timed 512² matmul in each dtype."""
+    AVX512-BF16: bf16 ~2–4× fp32; without them PyTorch falls back to a path 50–300× slower than fp32 (measured
+    on a 2-core AVX2 EPYC: bf16 0.28 GFLOP/s at 2048² and 1.4 at 512², fp32 72–138 at 2048²); elsewhere
+    from one timed 512² matmul in each dtype."""
     flags = _cpu_flags()
     if flags is not None:
         has = [f for f in _BF16_FLAGS if f in flags]
@@ -60,7 +61,7 @@ def cpu_bf16() -> tuple[bool, str]:
 
 def auto_dtype(device: torch.device) -> tuple[torch.dtype, str]:
     """The model dtype `auto` stands for on `device`, and why: bf16 on a GPU that supports it and on a CPU
-    with bf16 matrix units, float32 elsewhere (a bf16 model on a CPU without them is ~100× slower)."""
+    with bf16 matrix units, float32 elsewhere (a bf16 model on a CPU without them ran 50–300× slower)."""
     if device.type == "cuda":
         ok = torch.cuda.is_bf16_supported()
         return (torch.bfloat16, "GPU supports bf16") if ok else (torch.float32, "GPU lacks bf16")

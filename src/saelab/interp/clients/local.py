@@ -221,8 +221,7 @@ class TransformersClient(Client):
             ids = self.lm.model.generate(**enc, max_new_tokens=max_tokens, do_sample=False,
                                          pad_token_id=tok.pad_token_id)
             texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            out += [Answer(text=prefix + t) if ok else Answer(failed=True, reason=f"prompt longer than {self.max_len} tokens")
-                    for t, ok in zip(texts, fits)]
+            out += [Answer(text=prefix + t) if ok else self._too_long() for t, ok in zip(texts, fits)]
         return out
 
     @torch.inference_mode()
