@@ -50,6 +50,11 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` as it reads back from JSON (tuples become lists, paths strings), to compare with a stored file."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
@@ -84,3 +89,4 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+

@@ -123,9 +123,9 @@ def stage_evals(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: 
     out = ws.root / "evals" / f"{a}__{b}"
     config = EvalConfig(n_tokens=cfg.eval_tokens, ce_n_tokens=cfg.ce_tokens, batch_size=cfg.batch_size,
                         metrics=("reconstruction", "sparsity", "downstream"))
-    r = compare(a, b, ws, lm, windows, out, config)
+    r = compare(a, b, ws, lm, windows, out, config, resume=True)
     emit(r["summary_text"].rstrip())
-    emit(f"written: {out}")
+    emit(f"{'kept (same dictionaries, settings and tokens)' if r['reused'] else 'written'}: {out}")
     return r
 
 
@@ -135,7 +135,7 @@ def stage_match(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
     from .match.run import run
 
     narrow, wide = sorted(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
-    out = run(MatchConfig(), ws, wide, narrow)
+    out = run(MatchConfig(), ws, wide, narrow, resume=True)
     emit(read_json(out / "cfg.json")["headline"]["text"])
     emit(f"written: {out}/matches.parquet, families.json, summary.md")
 

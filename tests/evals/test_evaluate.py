@@ -93,3 +93,24 @@ def test_dense_baselines(tiny_llama, windows, tmp_path):
     assert next(r for r in pca["rows"] if r["metric"] == "sparsity.dead_fraction")["winner"] == "not applicable"
     with pytest.raises(ConfigError, match="dense:pca, dense:pca:K or dense:linear"):
         compare("a", "dense:svd", ws, tiny_llama, windows, tmp_path / "c3", CFG, progress=False)
+
+
+def test_compare_resume_keeps_a_whole_comparison_and_redoes_a_changed_one(tiny_llama, windows, tmp_path):
+    ws, out = Workspace(tmp_path / "ws"), tmp_path / "cmp"
+    torch.manual_seed(0)
+    for name in ("a", "b"):
+        SparseCoder(CoderConfig(architecture="topk", d_in=32, d_sae=64, k=4, hookpoint=HP)).save(ws.dictionary(name))
+    first = compare("a", "b", ws, tiny_llama, windows, out, CFG, progress=False, resume=True)
+    again = compare("a", "b", ws, tiny_llama, windows, out, CFG, progress=False, resume=True)
+    assert not first["reused"] and again["reused"]
+    assert again["rows"] == first["rows"] and again["summary_text"] == first["summary_text"]
+    assert again["a"]["reconstruction"]["fvu"] == first["a"]["reconstruction"]["fvu"]
+    # other settings, or other weights under the same name, are computed afresh
+    other = EvalConfig(n_tokens=80, ce_n_tokens=64, batch_size=4, metrics=CFG.metrics)
+    assert not compare("a", "b", ws, tiny_llama, windows, out, other, progress=False, resume=True)["reused"]
+    SparseCoder(CoderConfig(architecture="topk", d_in=32, d_sae=64, k=8, hookpoint=HP)).save(ws.dictionary("b"))
+    changed = compare("a", "b", ws, tiny_llama, windows, out, other, progress=False, resume=True)
+    assert not changed["reused"]
+    assert next(r for r in changed["rows"] if r["metric"] == "sparsity.l0")["b"] > 4
+    # without resume a comparison is always computed
+    assert not compare("a", "b", ws, tiny_llama, windows, out, other, progress=False)["reused"]

@@ -172,3 +172,21 @@ def test_top_tokens_and_vectorised_jaccard_equal_brute_force(ws, truth):
     rows = np.array([0, 3, 5, 5]), np.array([1, 3, 16, 0])
     want = [jaccard(token_set(top[i]), token_set(top[j])) for i, j in zip(*rows)]
     np.testing.assert_allclose(jaccard_rows(top[rows[0]], top[rows[1]]), want, rtol=1e-6)
+
+
+def test_resume_keeps_a_whole_match_and_redoes_one_of_other_weights_or_settings(ws, truth, tmp_path):
+    other = Workspace(tmp_path / "ws")
+    saved_windows(other)
+    for name in ("narrow", "wide"):
+        copy_dictionary(ws, name, other, name)
+    out = run(MatchConfig(), other, "wide", "narrow", resume=True)
+    stamp = (out / "cfg.json").stat().st_mtime_ns
+    assert run(MatchConfig(), other, "wide", "narrow", resume=True) == out
+    assert (out / "cfg.json").stat().st_mtime_ns == stamp  # kept, not rewritten
+    run(MatchConfig(same_threshold=0.8), other, "wide", "narrow", resume=True)
+    assert read_json(out / "cfg.json")["config"]["same_threshold"] == 0.8
+    stamp = (out / "cfg.json").stat().st_mtime_ns
+    c = coder(truth.wide * 0.5, hookpoint="model.layers.1")  # other weights under the same name
+    c.save(other.dictionary("wide"))
+    run(MatchConfig(same_threshold=0.8), other, "wide", "narrow", resume=True)
+    assert (out / "cfg.json").stat().st_mtime_ns != stamp

@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from .._io import write_cfg, write_json, write_text
+from .._io import json_safe, read_json, write_cfg, write_json, write_text
 from ..activations.stream import StreamConfig, stream_activations
 from ..coders import load_dictionary
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError
+from ..latents.manifest import dictionary_hash
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
 from ..workspace import Workspace
@@ -114,13 +115,39 @@ def run_eval(spec: str, workspace: Workspace, lm: LoadedModel, windows: TokenWin
     return m
 
 
+def _stored_comparison(out_dir: Path, want: dict[str, Any]) -> dict[str, Any] | None:
+    """The comparison written in `out_dir` when its cfg.json matches `want` on every key, else None."""
+    try:
+        cfg = read_json(out_dir / "cfg.json")
+        if any(cfg.get(k) != v for k, v in want.items()):
+            return None
+        names = cfg["names"]
+        ma, mb = (read_json(out_dir / f"{_safe(n)}_metrics.json") for n in names)
+        rows = read_json(out_dir / "comparison.json")["rows"]
+        text = (out_dir / "summary.txt").read_text()
+    except (OSError, KeyError, ValueError):
+        return None
+    return {"a": ma, "b": mb, "rows": rows, "summary_text": text, "out_dir": str(out_dir), "reused": True}
+
+
 def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
             out_dir: Path, config: EvalConfig = EvalConfig(), names: tuple[str, str] | None = None,
-            progress: bool = True) -> dict[str, Any]:
-    """Evaluate two dictionaries (or a dictionary and `dense:pca` / `dense:linear`) on the same tokens."""
+            progress: bool = True, resume: bool = False) -> dict[str, Any]:
+    """Evaluate two dictionaries (or a dictionary and `dense:pca` / `dense:linear`) on the same tokens.
+
+    With `resume`, a comparison already in `out_dir` of the same dictionaries (by `dictionary_hash`, the
+    identity the latent store uses), settings, model and tokens is read back instead of recomputed (the
+    result then has `reused: True`)."""
     a = load_reconstructor(spec_a, workspace, lm.device)
-    b = (fit_dense_baseline(spec_b, a, lm, windows, config, progress) if spec_b.startswith("dense:")
-         else load_reconstructor(spec_b, workspace, lm.device))
+    b_dict = None if spec_b.startswith("dense:") else load_reconstructor(spec_b, workspace, lm.device)
+    hashes = [dictionary_hash(a.coder), None if b_dict is None else dictionary_hash(b_dict.coder)]
+    want = {"artifact": "comparison", "a": spec_a, "b": spec_b, "dictionary_hashes": hashes,
+            "config": json_safe(dataclasses.asdict(config)), "model": json_safe(lm.describe()),
+            "tokens_hash": windows.tokens_hash}
+    if resume and (stored := _stored_comparison(out_dir, want)) is not None:
+        log.info("evals: %s holds this comparison already (same weights, settings and tokens); reusing it", out_dir)
+        return stored
+    b = fit_dense_baseline(spec_b, a, lm, windows, config, progress) if b_dict is None else b_dict
     names = names or (a.name, b.name)
     if len(set(names)) < 2:
         names = (f"{names[0]} (a)", f"{names[1]} (b)")
@@ -136,9 +163,8 @@ def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, win
     results = {names[0]: ma, names[1]: mb}
     plots.fvu_vs_l0(results, out_dir / "fvu_vs_l0.png")
     plots.frequency_histograms(results, out_dir / "firing_frequency.png")
-    write_cfg(out_dir, {"artifact": "comparison", "a": spec_a, "b": spec_b, "names": list(names),
-                        "config": dataclasses.asdict(config), "model": lm.describe(), "tokens_hash": windows.tokens_hash})
-    return {"a": ma, "b": mb, "rows": rows, "summary_text": text, "out_dir": str(out_dir)}
+    write_cfg(out_dir, {**want, "names": list(names)})  # written last: its presence means the comparison is whole
+    return {"a": ma, "b": mb, "rows": rows, "summary_text": text, "out_dir": str(out_dir), "reused": False}
 
 
 def _safe(name: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .._io import read_json, versions, write_json
+from .._io import json_safe, read_json, versions, write_json
 from ..data.tokens import TokenWindows, load_token_windows
 from ..errors import ArtifactError, ConfigError, choices_message
 from ..latents.store import LatentStore
@@ -107,12 +107,6 @@ def _check_same_examples(config: InterpConfig, out: Path) -> None:
         raise ArtifactError(f"{out} holds examples drawn with other settings ({read_json(path)}); rerun with "
                             "--overwrite examples (or another --name).")
     write_json(path, want)
-
-
-def json_safe(d: dict[str, Any]) -> dict[str, Any]:
-    import json
-
-    return json.loads(json.dumps(d))
 
 
 def _load_explanations(directory: Path, latents: Iterable[int]) -> dict[int, Explanation]:

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path, write_cfg, write_json
+from .._io import atomic_path, json_safe, read_json, write_cfg, write_json
 from ..errors import ConfigError
+from ..latents.manifest import dictionary_hash
 from ..workspace import Workspace
 from .analysis import MatchAnalysis, analyse, curves, encoder_cosines
 from .config import MatchConfig
@@ -25,6 +26,23 @@ log = logging.getLogger(__name__)
 def match_dir(workspace: Workspace, a: str, b: str) -> Path:
     """Where the analysis of (a, b) lives: `workspace/match/A__B`."""
     return workspace.root / "match" / f"{a}__{b}"
+
+
+def inputs(side: Side) -> dict[str, Any]:
+    """What a match of `side` depends on: its weights, and the store its activation signals come from."""
+    st = side.store
+    return {"dictionary_hash": dictionary_hash(side.coder),
+            "store": None if st is None else {k: st.cfg.get(k) for k in ("dictionary_hash", "tokens_hash", "complete")}}
+
+
+def _is_current(out: Path, workspace: Workspace, a: str, b: str, config: MatchConfig) -> bool:
+    """`out` holds a whole match of these dictionaries (same weights, stores and settings)."""
+    if not (out / "cfg.json").exists():
+        return False
+    cfg = read_json(out / "cfg.json")
+    want = {"a": a, "b": b, "config": json_safe(config.to_dict()),
+            "inputs": [inputs(Side.load(workspace, a)), inputs(Side.load(workspace, b))]}
+    return all(cfg.get(k) == v for k, v in want.items())
 
 
 def build_index(workspace: Workspace, a: str, b: str, config: MatchConfig) -> MatchIndex:
@@ -105,12 +123,16 @@ def counts(analysis: MatchAnalysis) -> dict[str, dict[str, int]]:
     return out
 
 
-def run(config: MatchConfig, workspace: Workspace, a: str, b: str, out_dir: Path | None = None) -> Path:
+def run(config: MatchConfig, workspace: Workspace, a: str, b: str, out_dir: Path | None = None,
+        resume: bool = False) -> Path:
     """Match dictionary `a` against dictionary `b` (names in `workspace`), all pairs.
 
     Decoder (and encoder) cosine where both read the same hookpoint of the same model,
     Pearson correlation of activations where both were cached over the same windows,
     top-token overlap where stores and tokens exist; the report says which were used.
+
+    With `resume`, a whole match already in the output directory, of the same weights, latent stores and
+    settings, is kept as it is.
 
     Returns: the artifact directory (`workspace/match/A__B` unless `out_dir`).
 
@@ -118,6 +140,10 @@ def run(config: MatchConfig, workspace: Workspace, a: str, b: str, out_dir: Path
         >>> path = run(MatchConfig(), Workspace.at("ws"), "ultra", "full")
         >>> pd.read_parquet(path / "matches.parquet").query("one_to_one and above_chance")
     """
+    if resume and _is_current(out_dir or match_dir(workspace, a, b), workspace, a, b, config):
+        log.info("match %s × %s: %s holds it already (same weights, stores and settings)", a, b,
+                 out_dir or match_dir(workspace, a, b))
+        return out_dir or match_dir(workspace, a, b)
     t0 = time.perf_counter()
     index = build_index(workspace, a, b, config)
     t_index = time.perf_counter() - t0
@@ -137,7 +163,7 @@ def run(config: MatchConfig, workspace: Workspace, a: str, b: str, out_dir: Path
     headline = write_summary(out, workspace, index, analysis, config)
     timings = {"index": round(t_index, 2), **{k: round(v, 2) for k, v in analysis.timings.items()},
                "write": round(time.perf_counter() - t1, 2), "total": round(time.perf_counter() - t0, 2)}
-    write_cfg(out, {"artifact": "match", "a": a, "b": b, "d_sae_a": index.a.d_sae, "d_sae_b": index.b.d_sae,
+    write_cfg(out, {"artifact": "match", "a": a, "b": b, "inputs": [inputs(index.a), inputs(index.b)], "d_sae_a": index.a.d_sae, "d_sae_b": index.b.d_sae,
                     "config": config.to_dict(), "primary_signal": analysis.primary, "signals_used": index.signals,
                     "signals_not_used": index.reasons, "baseline": analysis.baseline, "chance": analysis.chance,
                     "match_threshold": analysis.match_threshold, "encoder_agreement": analysis.encoder_agreement,
