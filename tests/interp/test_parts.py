@@ -7,11 +7,12 @@ import pytest
 
 from saelab.data.tokens import load_token_windows
 from saelab.interp.config import ExampleConfig
-from saelab.interp.examples import Example, build_examples
+from saelab.interp.examples import Example, LatentExamples, build_examples
 from saelab.interp.explainers import ContrastiveExplainer, parse_marked
-from saelab.interp.format import marked, token_decoder
+from saelab.interp.format import marked, marked_tally, token_decoder
 from saelab.interp.metrics import auc, classification
 from saelab.interp.negatives import NeighbourSource
+from saelab.interp.registry import make_explainer
 from saelab.latents.store import LatentStore
 
 from .conftest import PLANTED
@@ -21,6 +22,7 @@ from .conftest import PLANTED
     ("Explanation: verbs of speaking", ("verbs of speaking", None)),
     ("Let me think.\nThe tokens are names.\nExplanation: first names of people", ("first names of people", None)),
     ("**Explanation:** \"cities\"", ("cities", None)),
+    ("Explanation: 'which', 'In', 'should'", ("'which', 'In', 'should'", None)),
     ("The feature is about cities.", (None, "no 'Explanation:' line in the answer")),
     ("", (None, "empty answer")),
     ("Explanation: ", (None, "the 'Explanation:' line is empty or a placeholder")),
@@ -52,6 +54,45 @@ def test_marks_wrap_runs_of_firing_tokens(planted):
     ids = tok.convert_tokens_to_ids(["the", "king", "war", "of", "city"])
     e = Example(0, 0, ids, [0, 1.0, 2.0, 0, 0.5], 0, 0)
     assert marked(e, token_decoder(tok)) == "the<< king war>> of<< city>>"
+
+
+WORDS = {1: " the", 2: " Madrid", 3: " Liverpool", 4: " won", 5: "Madrid", 6: " "}
+
+
+def _words(ids):
+    return [WORDS[i] for i in ids]
+
+
+def _tally_examples():
+    train = [Example(0, 0, [1, 2, 4], [0.0, 2.0, 0.0], 0), Example(1, 0, [3, 4, 6], [1.5, 0.0, 0.3], 1),
+             Example(2, 0, [5, 1, 3], [0.5, 0.0, 0.7], 2)]
+    return LatentExamples(latent=7, n_activating=3, train=train, test=[], non_activating=[],
+                          non_activating_source="random")
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("Explanation: The marked tokens are names of football clubs", "names of football clubs"),
+    ("Explanation: The marked tokens, most frequent first, are 'at' and 'on'", "'at' and 'on'"),
+    ("Explanation: marked tokens in all the examples are all dates", "dates"),
+    ("Explanation: The marked tokens most frequently appear as '.'", "The marked tokens most frequently appear as '.'"),
+])
+def test_explainer_reads_the_answer_without_filler(answer, expected):
+    assert make_explainer("default").read(answer) == (expected, None)
+
+
+def test_marked_tokens_are_counted_stripped_most_frequent_first():
+    train = _tally_examples().train
+    assert marked_tally(train, _words) == [("Madrid", 2), ("Liverpool", 2)]  # " Madrid" and "Madrid" are one word
+    assert marked_tally(train, _words, n=1) == [("Madrid", 2)]
+
+
+def test_only_the_tally_explainer_counts_the_marked_tokens():
+    plain = make_explainer("default").prompt(_tally_examples(), _words)
+    assert "<< Madrid>>" in plain[1]["content"] and "counted" not in plain[0]["content"] + plain[1]["content"]
+    tally = make_explainer("default-tally")
+    system, user = (m["content"] for m in tally.prompt(_tally_examples(), _words))
+    assert user.endswith("Marked tokens, most frequent first: 'Madrid' ×2, 'Liverpool' ×2") and "<< Madrid>>" in user
+    assert "counted" in system and tally.name == "default-tally" and not tally.worked_answers
 
 
 def test_contrastive_prompt_shows_training_negatives_only(planted):

@@ -69,7 +69,8 @@ def register(app: typer.Typer) -> None:
                                           "the odd text among --n_intruder_examples; one forward per "
                                           "non-activating example with N texts, once per latent), surprisal (two "
                                           "forwards per example; in-process only) and embedding (cheap)."),
-        explainer: str = typer.Option("default", "--explainer", help="default | default-fewshot (adds worked "
+        explainer: str = typer.Option("default", "--explainer", help="default | default-tally (adds the marked "
+                                      "tokens counted over the examples; same speed) | default-fewshot (adds worked "
                                       "examples, which small explainers copy) | contrastive | top-tokens (no LLM, "
                                       "seconds)."),
         explainer_model: str = typer.Option("qwen2.5-coder-1.5b", "--explainer_model", help="Embedded "

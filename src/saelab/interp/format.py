@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable, Sequence
 
 from .examples import Example
@@ -51,3 +52,13 @@ def activation_list(example: Example, decode: Decode, scale: float) -> str:
     pairs = [f"{pieces[i]!r} ({round(10 * a / scale) if scale > 0 else 0})"
              for i, a in enumerate(example.activations) if a > 0]
     return ", ".join(pairs)
+
+
+def marked_tally(examples: Sequence[Example], decode: Decode, n: int = 10) -> list[tuple[str, int]]:
+    """The `n` most frequent firing tokens of `examples` (stripped of spaces; blank ones left out), with
+    how many times each fires, most frequent first (ties in order of first appearance)."""
+    counts: Counter[str] = Counter()
+    for e in examples:
+        pieces = decode(e.tokens)
+        counts.update(p.strip() for p, a in zip(pieces, e.activations) if a > 0 and p.strip())
+    return counts.most_common(n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-EXPLAINERS = ("default", "default-fewshot", "contrastive", "top-tokens")
+EXPLAINERS = ("default", "default-fewshot", "default-tally", "contrastive", "top-tokens")
 SCORERS = ("detection", "fuzz", "recall", "simulation", "intruder", "embedding", "surprisal")
 PROVIDERS = ("transformers", "openai", "openrouter")
 
@@ -28,6 +28,6 @@ def make_scorer(name: str, config: Any = None):
 def make_explainer(name: str, show_activations: bool = False):
     from .explainers import ContrastiveExplainer, DefaultExplainer
 
-    if name == "default-fewshot":
-        return DefaultExplainer(show_activations, worked_examples=True)
+    if name in ("default-fewshot", "default-tally"):
+        return DefaultExplainer(show_activations, worked_examples=name == "default-fewshot", tally=name == "default-tally")
     return {"default": DefaultExplainer, "contrastive": ContrastiveExplainer}[name](show_activations)

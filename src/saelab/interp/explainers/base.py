@@ -36,14 +36,17 @@ def parse_marked(text: str | None) -> tuple[str | None, str | None]:
     found = _MARKED_LINE.findall(text)
     if not found:
         return None, "no 'Explanation:' line in the answer"
-    answer = found[-1].strip().strip("*_\"'` ").strip()
+    answer = found[-1].strip().strip("*_` ").strip()
+    if len(answer) >= 2 and answer[0] == answer[-1] and answer[0] in "\"'" and answer[0] not in answer[1:-1]:
+        answer = answer[1:-1].strip()  # one quoted answer; "'at' and 'on'" keeps its quotes
     if not answer or answer.startswith("<") or answer in {"...", "[your explanation]"}:
         return None, "the 'Explanation:' line is empty or a placeholder"
     return answer, None
 
 
-_BOILERPLATE = re.compile(r"^(?:the\s+)?(?:marked|highlighted)\s+tokens(?:\s+in\s+(?:all|these|the)(?:\s+the)?\s+"
-                          r"examples)?\s+(?:are|is|refer\s+to)\s+(?:all\s+)?", re.IGNORECASE)
+_BOILERPLATE = re.compile(r"^(?:the\s+)?(?:marked|highlighted)\s+tokens(?:,?\s+most\s+frequent(?:ly)?\s+first,?)?"
+                          r"(?:\s+in\s+(?:all|these|the)(?:\s+the)?\s+examples)?\s+(?:are|is|refer\s+to)\s+(?:all\s+)?",
+                          re.IGNORECASE)
 
 
 def _normal(text: str) -> str:

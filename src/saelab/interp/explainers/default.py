@@ -2,6 +2,8 @@
 optionally activation values 0–10), a few worked examples, and the answer on an
 `Explanation:` line.
 
+`default-tally` adds, after the examples, the marked tokens counted over them (most frequent first).
+
 Worked examples are opt-in (`default-fewshot`). Given as user/assistant turns, Qwen2.5-Coder-1.5B
 answered "verbs of speaking or announcing" (the first worked answer then) for 8 of 20 real latents
 whose marked tokens were songs, club names or 'other'; given inline in the system message, it
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from ..clients.base import Messages
 from ..examples import LatentExamples
-from ..format import Decode, activation_list, marked
+from ..format import Decode, activation_list, marked, marked_tally
 from .base import Explainer
 
 WORKED = [
@@ -29,6 +31,8 @@ SYSTEM = ("You are a careful researcher explaining what a feature of a language 
           "have in common: name the words themselves or the topic they share, as specifically as the examples "
           "allow, not just a part of speech. Answer with one line: 'Explanation: <a phrase of at most 10 words>', "
           "nothing else.")
+TALLY_SYSTEM = SYSTEM.replace("Find what the marked tokens", "After the examples, the marked tokens are counted, "
+                              "most frequent first. Find what the marked tokens")
 FEWSHOT_SYSTEM = SYSTEM + (" Illustrations, about OTHER features (never answer with theirs):\n"
                            + "\n".join(f"- marked tokens like {ex.replace(chr(10), ' / ')} → Explanation: {answer}"
                                         for ex, answer in WORKED))
@@ -51,12 +55,20 @@ class DefaultExplainer(Explainer):
 
     name = "default"
 
-    def __init__(self, show_activations: bool = False, worked_examples: bool = False) -> None:
-        self.show_activations, self.worked_examples = show_activations, worked_examples
+    def __init__(self, show_activations: bool = False, worked_examples: bool = False, tally: bool = False) -> None:
+        if worked_examples and tally:
+            raise ValueError("explainer: worked examples and the tally are separate explainers; pick one.")
+        self.show_activations, self.worked_examples, self.tally = show_activations, worked_examples, tally
         if worked_examples:  # only answers the model was shown can be copies
             self.name = "default-fewshot"
             self.worked_answers = tuple(answer for _, answer in WORKED)
+        if tally:
+            self.name = "default-tally"
 
     def prompt(self, examples: LatentExamples, decode: Decode) -> Messages:
-        return [{"role": "system", "content": FEWSHOT_SYSTEM if self.worked_examples else SYSTEM},
-                {"role": "user", "content": example_block(examples, decode, self.show_activations)}]
+        system = FEWSHOT_SYSTEM if self.worked_examples else TALLY_SYSTEM if self.tally else SYSTEM
+        user = example_block(examples, decode, self.show_activations)
+        if self.tally:
+            user += "\nMarked tokens, most frequent first: " + ", ".join(
+                f"{w!r} ×{c}" for w, c in marked_tally(examples.train, decode))
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
