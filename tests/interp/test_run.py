@@ -124,6 +124,40 @@ def test_changed_example_settings_are_refused_not_mixed(planted):
         overwrite=["examples", "explanations", "scores"])
 
 
+class Counting(ScriptedClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.explained = 0
+
+    def generate(self, prompts, max_tokens):
+        self.explained += len(prompts)
+        return super().generate(prompts, max_tokens)
+
+
+def test_explanations_are_reused_only_from_the_same_prompt_and_model(planted, caplog):
+    from dataclasses import replace
+
+    ws, tok = planted
+    cfg = _cfg(scorers=("embedding",))
+    out = run(cfg, ws, "synth", name="t", client=Counting(), tokenizer=tok, embed=_embed)
+    first = {p.name: json.loads(p.read_text()) for p in (out / "explanations/default").glob("*.json")}
+    assert first and all(e["source"] for e in first.values())
+    # new test examples, the same train examples: the explanations stand
+    fewer = replace(cfg, examples=replace(EX, n_examples_test=7))
+    client = Counting()
+    run(fewer, ws, "synth", name="t", client=client, tokenizer=tok, embed=_embed, overwrite=["examples"])
+    assert client.explained == 0
+    # another explainer model (or train examples) under the same name: explained again, with a warning
+    client = Counting()
+    run(replace(fewer, explainer_model="another-model"), ws, "synth", name="t", client=client, tokenizer=tok,
+        embed=_embed)
+    assert client.explained == len(first) and "by another model" in caplog.text
+    client = Counting()
+    more = replace(fewer, explainer_model="another-model", examples=replace(EX, n_examples_test=7, n_examples_train=5))
+    run(more, ws, "synth", name="t", client=client, tokenizer=tok, embed=_embed, overwrite=["examples"])
+    assert client.explained == len(first)
+
+
 def test_openai_run_counts_failures_resumes_only_them_and_never_writes_the_key(planted, monkeypatch, caplog):
     ws, tok = planted
     secret = "sk-or-v1-TOPSECRET-987"

@@ -13,10 +13,12 @@ rerun redoes only failed explanations and failed records. `overwrite` names stag
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -137,7 +139,12 @@ def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], s
     for name in dict.fromkeys([TOP_TOKENS, config.explainer]):
         directory = out / "explanations" / name
         have = _load_explanations(directory, items)
-        todo = [l for l in items if l not in have or have[l].failed]
+        sources = {} if name == TOP_TOKENS else explanation_sources(config, name, items, tokenizer)
+        stale = [l for l in have if l in sources and have[l].source != sources[l]]
+        if stale:
+            log.warning("explanations (%s): %d made from other examples or by another model (%s); explaining them "
+                        "again", name, len(stale), ", ".join(map(str, stale[:10])) + (" …" if len(stale) > 10 else ""))
+        todo = [l for l in items if l not in have or have[l].failed or l in stale]
         n_new, t0 = 0, time.perf_counter()
         if todo and name == TOP_TOKENS:
             for e in explain_top_tokens(store, windows, tokenizer, todo):
@@ -152,6 +159,7 @@ def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], s
                     chunk = todo[i : i + config.batch_size]
                     for e in explainer.explain([items[l] for l in chunk], decode, client,
                                                config.explainer_model_max_len, config.max_new_tokens):
+                        e = replace(e, source=sources[e.latent])
                         write_json(directory / f"{e.latent}.json", e.to_dict())
                         have[e.latent], n_new = e, n_new + 1
                     advance(len(chunk))
@@ -160,6 +168,15 @@ def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], s
         log.info("explanations (%s): %d new, %d failed in all", name, n_new, n_failed)
         result[name] = have
     return result
+
+
+def explanation_sources(config: InterpConfig, name: str, items: dict[int, LatentExamples],
+                        tokenizer: Any) -> dict[int, str]:
+    """{latent: hash of (provider, model, answer length, the explainer's prompt)}: what an explanation was made from."""
+    explainer, decode = make_explainer(name, config.show_activations), token_decoder(tokenizer)
+    model = json.dumps([config.explainer_provider, config.explainer_model, config.max_new_tokens])  # not the URL
+    return {l: hashlib.sha256((model + json.dumps(explainer.prompt(ex, decode))).encode()).hexdigest()[:16]
+            for l, ex in items.items()}
 
 
 def shuffled(explanations: dict[int, Explanation], seed: int) -> dict[int, str]:

@@ -24,6 +24,8 @@ class Explanation:
     reason: str | None = None
     raw: str | None = None
     """the model's whole answer (kept to audit the parser)"""
+    source: str | None = None
+    """hash of the model and the prompt it answered: a rerun reuses the explanation only when both are the same"""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
