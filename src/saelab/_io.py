@@ -55,6 +55,16 @@ def json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_json_default))
 
 
+def cfg_matches(directory: str | os.PathLike, want: dict[str, Any]) -> bool:
+    """`directory/cfg.json` exists and equals `want` (compared as JSON) on every key of `want`: the stored
+    result was made from the same inputs, so a resumed run can keep it."""
+    path = Path(directory) / CFG_NAME
+    if not path.exists():
+        return False
+    cfg, want = read_json(path), json_safe(want)
+    return all(cfg.get(k) == v for k, v in want.items())
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)

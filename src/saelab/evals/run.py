@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .._io import json_safe, read_json, write_cfg, write_json, write_text
+from .._io import cfg_matches, read_json, write_cfg, write_json, write_text
 from ..activations.stream import StreamConfig, stream_activations
 from ..coders import load_dictionary
 from ..data.tokens import TokenWindows
@@ -117,11 +117,10 @@ def run_eval(spec: str, workspace: Workspace, lm: LoadedModel, windows: TokenWin
 
 def _stored_comparison(out_dir: Path, want: dict[str, Any]) -> dict[str, Any] | None:
     """The comparison written in `out_dir` when its cfg.json matches `want` on every key, else None."""
+    if not cfg_matches(out_dir, want):
+        return None
     try:
-        cfg = read_json(out_dir / "cfg.json")
-        if any(cfg.get(k) != v for k, v in want.items()):
-            return None
-        names = cfg["names"]
+        names = read_json(out_dir / "cfg.json")["names"]
         ma, mb = (read_json(out_dir / f"{_safe(n)}_metrics.json") for n in names)
         rows = read_json(out_dir / "comparison.json")["rows"]
         text = (out_dir / "summary.txt").read_text()
@@ -142,7 +141,7 @@ def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, win
     b_dict = None if spec_b.startswith("dense:") else load_reconstructor(spec_b, workspace, lm.device)
     hashes = [dictionary_hash(a.coder), None if b_dict is None else dictionary_hash(b_dict.coder)]
     want = {"artifact": "comparison", "a": spec_a, "b": spec_b, "dictionary_hashes": hashes,
-            "config": json_safe(dataclasses.asdict(config)), "model": json_safe(lm.describe()),
+            "config": dataclasses.asdict(config), "model": lm.describe(),
             "tokens_hash": windows.tokens_hash}
     if resume and (stored := _stored_comparison(out_dir, want)) is not None:
         log.info("evals: %s holds this comparison already (same weights, settings and tokens); reusing it", out_dir)

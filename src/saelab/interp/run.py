@@ -142,8 +142,9 @@ def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], s
         sources = {} if name == TOP_TOKENS else explanation_sources(config, name, items, tokenizer)
         stale = [l for l in have if l in sources and have[l].source != sources[l]]
         if stale:
+            shown = ", ".join(map(str, stale[:10])) + (" …" if len(stale) > 10 else "")
             log.warning("explanations (%s): %d made from other examples or by another model (%s); explaining them "
-                        "again", name, len(stale), ", ".join(map(str, stale[:10])) + (" …" if len(stale) > 10 else ""))
+                        "again", name, len(stale), shown)
         todo = [l for l in items if l not in have or have[l].failed or l in stale]
         n_new, t0 = 0, time.perf_counter()
         if todo and name == TOP_TOKENS:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path, json_safe, read_json, write_cfg, write_json
+from .._io import atomic_path, cfg_matches, write_cfg, write_json
 from ..errors import ConfigError
 from ..latents.manifest import dictionary_hash
 from ..workspace import Workspace
@@ -35,21 +35,12 @@ def inputs(side: Side) -> dict[str, Any]:
             "store": None if st is None else {k: st.cfg.get(k) for k in ("dictionary_hash", "tokens_hash", "complete")}}
 
 
-def _is_current(out: Path, workspace: Workspace, a: str, b: str, config: MatchConfig) -> bool:
-    """`out` holds a whole match of these dictionaries (same weights, stores and settings)."""
-    if not (out / "cfg.json").exists():
-        return False
-    cfg = read_json(out / "cfg.json")
-    want = {"a": a, "b": b, "config": json_safe(config.to_dict()),
-            "inputs": [inputs(Side.load(workspace, a)), inputs(Side.load(workspace, b))]}
-    return all(cfg.get(k) == v for k, v in want.items())
-
-
-def build_index(workspace: Workspace, a: str, b: str, config: MatchConfig) -> MatchIndex:
-    """Load both dictionaries (and stores) and compute every signal that applies."""
+def build_index(workspace: Workspace, a: str, b: str, config: MatchConfig,
+                sides: tuple[Side, Side] | None = None) -> MatchIndex:
+    """Load both dictionaries (and stores; or take `sides` already loaded) and compute every signal that applies."""
     if a == b:
         raise ConfigError(f"b: got {b!r}, the same dictionary as a; match two different dictionaries.")
-    sa, sb = Side.load(workspace, a), Side.load(workspace, b)
+    sa, sb = sides or (Side.load(workspace, a), Side.load(workspace, b))
     tokens = None
     if sa.store is not None and sb.store is not None and (workspace.tokens / "cfg.json").exists():
         from ..data.tokens import load_token_windows
@@ -140,15 +131,16 @@ def run(config: MatchConfig, workspace: Workspace, a: str, b: str, out_dir: Path
         >>> path = run(MatchConfig(), Workspace.at("ws"), "ultra", "full")
         >>> pd.read_parquet(path / "matches.parquet").query("one_to_one and above_chance")
     """
-    if resume and _is_current(out_dir or match_dir(workspace, a, b), workspace, a, b, config):
-        log.info("match %s × %s: %s holds it already (same weights, stores and settings)", a, b,
-                 out_dir or match_dir(workspace, a, b))
-        return out_dir or match_dir(workspace, a, b)
+    out = out_dir or match_dir(workspace, a, b)
     t0 = time.perf_counter()
-    index = build_index(workspace, a, b, config)
+    sides = (Side.load(workspace, a), Side.load(workspace, b)) if a != b else None
+    used = [inputs(side) for side in sides] if sides else None
+    if resume and cfg_matches(out, {"a": a, "b": b, "config": config.to_dict(), "inputs": used}):
+        log.info("match %s × %s: %s holds it already (same weights, stores and settings)", a, b, out)
+        return out
+    index = build_index(workspace, a, b, config, sides)
     t_index = time.perf_counter() - t0
     analysis = analyse(index, config)
-    out = out_dir or match_dir(workspace, a, b)
     out.mkdir(parents=True, exist_ok=True)
     t1 = time.perf_counter()
     index.save(out)
@@ -163,8 +155,9 @@ def run(config: MatchConfig, workspace: Workspace, a: str, b: str, out_dir: Path
     headline = write_summary(out, workspace, index, analysis, config)
     timings = {"index": round(t_index, 2), **{k: round(v, 2) for k, v in analysis.timings.items()},
                "write": round(time.perf_counter() - t1, 2), "total": round(time.perf_counter() - t0, 2)}
-    write_cfg(out, {"artifact": "match", "a": a, "b": b, "inputs": [inputs(index.a), inputs(index.b)], "d_sae_a": index.a.d_sae, "d_sae_b": index.b.d_sae,
-                    "config": config.to_dict(), "primary_signal": analysis.primary, "signals_used": index.signals,
+    write_cfg(out, {"artifact": "match", "a": a, "b": b, "inputs": used, "d_sae_a": index.a.d_sae,
+                    "d_sae_b": index.b.d_sae, "config": config.to_dict(), "primary_signal": analysis.primary,
+                    "signals_used": index.signals,
                     "signals_not_used": index.reasons, "baseline": analysis.baseline, "chance": analysis.chance,
                     "match_threshold": analysis.match_threshold, "encoder_agreement": analysis.encoder_agreement,
                     "counts": counts(analysis), "headline": headline, "curves": curves(analysis),

@@ -26,13 +26,13 @@ WORKED = [
 ]
 """(marked examples, answer): illustrations of how specific an answer should be."""
 
-SYSTEM = ("You are a careful researcher explaining what a feature of a language model detects. You see text "
-          "examples; the tokens where the feature fires are marked <<like this>>. Find what the marked tokens "
-          "have in common: name the words themselves or the topic they share, as specifically as the examples "
-          "allow, not just a part of speech. Answer with one line: 'Explanation: <a phrase of at most 10 words>', "
-          "nothing else.")
-TALLY_SYSTEM = SYSTEM.replace("Find what the marked tokens", "After the examples, the marked tokens are counted, "
-                              "most frequent first. Find what the marked tokens")
+_INTRO = ("You are a careful researcher explaining what a feature of a language model detects. You see text "
+          "examples; the tokens where the feature fires are marked <<like this>>. ")
+_TASK = ("Find what the marked tokens have in common: name the words themselves or the topic they share, as "
+         "specifically as the examples allow, not just a part of speech. Answer with one line: 'Explanation: <a "
+         "phrase of at most 10 words>', nothing else.")
+SYSTEM = _INTRO + _TASK
+TALLY_SYSTEM = _INTRO + "After the examples, the marked tokens are counted, most frequent first. " + _TASK
 FEWSHOT_SYSTEM = SYSTEM + (" Illustrations, about OTHER features (never answer with theirs):\n"
                            + "\n".join(f"- marked tokens like {ex.replace(chr(10), ' / ')} → Explanation: {answer}"
                                         for ex, answer in WORKED))
