@@ -158,3 +158,24 @@ def register(app: typer.Typer) -> None:
         out = run(config, ws, store, name=name or store, out_dir=out_dir, overwrite=_split(overwrite))
         console.print((out / "summary.md").read_text(), markup=False, highlight=False)
         emit(f"outputs in {out}")
+
+    @app.command("autointerp-merge")
+    def autointerp_merge(
+        runs: list[str] = typer.Argument(..., help="Finished interp runs over disjoint latents: names under "
+                                         "workspace/interp/ or run directories."),
+        name: str = typer.Option(..., "--name", help="The merged run: written to workspace/interp/NAME."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing NAME."),
+        workspace: Optional[str] = opt.WorkspaceOpt,
+    ) -> None:
+        """Merge interp runs made the same way over different latents (e.g. `--latents` slices run on
+        several machines or days) into one run whose summary pools every latent: pooled metrics, both
+        baselines and the latent-by-latent comparisons with their CIs. Copies records, runs no model;
+        refuses runs whose settings differ (named) or whose latents overlap. Seconds."""
+        from ..interp import find_run, merge
+        from ..workspace import Workspace
+        from . import console
+
+        ws = Workspace.at(workspace)
+        out = merge([find_run(ws, None, r) for r in runs], ws.root / "interp" / name, overwrite=overwrite)
+        console.print((out / "summary.md").read_text(), markup=False, highlight=False)
+        console.print(f"outputs in {out}", highlight=False, markup=False)

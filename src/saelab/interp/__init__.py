@@ -9,6 +9,7 @@ from .config import ExampleConfig, InterpConfig, demo_preset
 from .examples import Example, LatentExamples, build_examples
 from .explainers import ContrastiveExplainer, DefaultExplainer, Explainer, Explanation, parse_marked
 from .load import find_run, load_explanations
+from .merge import merge
 from .metrics import auc, classification, pearson
 from .run import interp_dir, make_client, run
 from .scorers import Detection, EmbeddingScorer, Fuzz, Intruder, Recall, Scorer, Simulation, Surprisal
@@ -18,4 +19,4 @@ __all__ = ["Answer", "Client", "ContrastiveExplainer", "DefaultExplainer", "Dete
            "ExampleConfig", "Explainer", "Explanation", "Fuzz", "InterpConfig", "Intruder", "LatentExamples",
            "OpenAIClient", "OpenRouterClient", "Recall", "Scorer", "Simulation", "Surprisal", "TOP_TOKENS_KIND",
            "TransformersClient", "auc", "build_examples", "classification", "demo_preset", "find_run", "interp_dir",
-           "load_explanations", "make_client", "parse_marked", "pearson", "run", "top_token_explanations"]
+           "load_explanations", "make_client", "merge", "parse_marked", "pearson", "run", "top_token_explanations"]
