@@ -132,12 +132,16 @@ def stage_evals(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: 
 def stage_match(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
     from ._io import read_json
     from .match import MatchConfig
-    from .match.run import run
+    from .match.run import match_dir, run
 
     narrow, wide = sorted(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
+    cfg_path = match_dir(ws, wide, narrow) / "cfg.json"
+    before = cfg_path.stat().st_mtime_ns if cfg_path.exists() else None
     out = run(MatchConfig(), ws, wide, narrow, resume=True)
     emit(read_json(out / "cfg.json")["headline"]["text"])
-    emit(f"written: {out}/matches.parquet, families.json, summary.md")
+    kept = before is not None and (out / "cfg.json").stat().st_mtime_ns == before
+    emit(f"{'kept (same dictionaries, settings and tokens)' if kept else 'written'}: "
+         f"{out}/matches.parquet, families.json, summary.md")
 
 
 def stage_cooc_sfal(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: Emit) -> None:
