@@ -49,7 +49,9 @@ def test_merged_summary_pools_the_latents_of_both_runs(planted):
     assert cfg["config"]["latents"] == list(range(len(PLANTED)))
     timings = s["timings"]
     assert timings["score/detection/explanation"]["n_latents"] == len(PLANTED)
-    assert "| detection | explanation | shuffled | auc | 6 |" in (out / "summary.md").read_text()
+    md = (out / "summary.md").read_text()
+    assert "| detection | explanation | shuffled | auc | 6 |" in md
+    assert f"- `{a}`: 3 latents: 0–2" in md and f"- `{b}`: 3 latents: 3–5" in md
 
 
 def test_runs_made_differently_or_overlapping_are_refused(planted):

@@ -123,7 +123,8 @@ def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) 
         write_json(tmp / "examples" / "skipped.json", {str(k): v for k, v in skipped.items()})
         explained = {p.name: _load_explanations(p, owner) for p in sorted((tmp / "explanations").glob("*"))
                      if p.is_dir()}
-        write_summary(tmp, config, dict.fromkeys(owner), skipped, explained, _texts(tmp, config))
+        write_summary(tmp, config, dict.fromkeys(owner), skipped, explained, _texts(tmp, config),
+                      merged_from=[{"run": str(r), "latents": _latents(r)} for r in runs])
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

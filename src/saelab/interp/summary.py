@@ -89,8 +89,10 @@ def best_worst(table: dict[str, Any], config: Any, texts: dict[str, dict[int, st
 
 
 def write_summary(out: Path, config: Any, items: dict, skipped: dict[int, str], explained: dict,
-                  texts: dict[str, dict[int, str]], partial: bool = False) -> dict[str, Any]:
-    """`partial`: scoring was interrupted; the table holds what was scored (its `latents` column says how many)."""
+                  texts: dict[str, dict[int, str]], partial: bool = False,
+                  merged_from: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`partial`: scoring was interrupted; the table holds what was scored (its `latents` column says how many).
+    `merged_from`: [{run, latents}] of the runs an `autointerp-merge` pooled."""
     latents = sorted(items)
     table = score_table(out, config, latents, texts)
     explanation_failures = {name: {"n_failed": sum(e.failed for e in d.values()), "n": len(d),
@@ -104,6 +106,8 @@ def write_summary(out: Path, config: Any, items: dict, skipped: dict[int, str], 
                "comparisons": comparisons(table, config.examples.seed),
                "best_worst": best_worst(table, config, texts) if latents and texts else None,
                "timings": _timings(out)}
+    if merged_from:
+        summary["merged_from"] = merged_from
     write_json(out / "summary.json", summary)
     write_json(out / "per_latent.json", {s: {v: t["per_latent"] for v, t in d.items()} for s, d in table.items()})
     write_text(out / "summary.md", markdown(summary))
@@ -162,10 +166,26 @@ def _comparison_lines(comparisons: dict[str, list[dict[str, Any]]]) -> list[str]
     return lines
 
 
+def _spans(latents: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] → '6 latents: 0–2, 5, 7–8'."""
+    parts, run = [], []
+    for latent in sorted(latents):
+        if run and latent != run[-1] + 1:
+            parts.append(run)
+            run = []
+        run.append(latent)
+    parts += [run] if run else []
+    return f"{len(latents)} latents: " + ", ".join(f"{p[0]}–{p[-1]}" if len(p) > 1 else f"{p[0]}" for p in parts)
+
+
 def markdown(s: dict[str, Any]) -> str:
     lines = [f"# Auto-interpretation: {s['n_latents']} latents, explainer `{s['explainer']}`", "",
              "Reference points: `top-tokens` = the no-LLM baseline explanation; `shuffled` = each latent scored "
              "with another latent's explanation (measured chance)."]
+    if s.get("merged_from"):
+        lines += ["", "Merged (`saelab autointerp-merge`) from runs made with the same settings; each latent's records, "
+                  "and its shuffled explanation, are those of its own run:", ""]
+        lines += [f"- `{m['run']}`: {_spans(m['latents'])}" for m in s["merged_from"]]
     if s.get("partial"):
         lines += ["", "**Partial:** scoring was interrupted; each row holds the latents scored so far (`latents`). "
                   "Rerun the same command to finish: finished latents are not scored again."]
