@@ -33,19 +33,35 @@ def test_missing_parts_say_how_to_install_them(tmp_path, monkeypatch):
         em.part_files()
 
 
+COFFEE = ("a cup of <espresso> after lunch", "an iced <latte> please", "the <cappuccino> was hot",
+          "two <mocha> s to go", "one <americano> and a muffin")
+
+
+def _coffee_examples():
+    """One latent whose five train examples fire on a coffee drink each, and a word-piece decoder for them."""
+    from saelab.interp.examples import Example, LatentExamples
+
+    pieces, train = [], []
+    for sentence in COFFEE:
+        ids, acts = [], []
+        for i, word in enumerate(sentence.split()):
+            pieces.append(("" if i == 0 else " ") + word.strip("<>"))
+            ids.append(len(pieces) - 1)
+            acts.append(5.0 if word.startswith("<") else 0.0)
+        train.append(Example(window=0, start=0, tokens=ids, activations=acts, chunk=0))
+    return LatentExamples(0, len(train), train, [], [], "random"), lambda ids: [pieces[i] for i in ids]
+
+
 @pytest.mark.explainer
-@pytest.mark.xfail(strict=False, reason="measured 2026-11-22: with the default prompt without worked examples, "
-                   "Qwen2.5-Coder-1.5B answers 'nouns that describe beverages', not 'coffee' (the old few-shot "
-                   "prompt said 'Coffee' but copied its worked answer on 8 of 20 real latents); open trade-off")
-def test_the_embedded_explainer_names_what_coffee_drinks_share():
+@pytest.mark.parametrize("tally", [False, True], ids=["default", "default-tally"])
+def test_the_embedded_explainer_names_what_coffee_drinks_share(tally):
+    """The issue's check, through the explainers users run (prompt, "Explanation:" prefill, parser). Measured
+    2026-12-02: default → "names of coffee drinks."; default-tally → "coffee drinks, specifically espresso, …".
+    (Asked without the prefill, in a 20-token answer, the default prompt had said "nouns that describe beverages".)"""
     from saelab.interp.clients import TransformersClient
-    from saelab.interp.explainers.base import parse_marked
-    from saelab.interp.explainers.default import SYSTEM
+    from saelab.interp.explainers.default import DefaultExplainer
 
     client = TransformersClient(em.load_explainer(em.EMBEDDED_EXPLAINER), batch_size=1)
-    messages = [{"role": "system", "content": SYSTEM},  # the default explainer's prompt: system, then the examples
-                {"role": "user", "content": "Example 1: a cup of <<espresso>>\nExample 2: iced <<latte>> please\n"
-                 "Example 3: the <<cappuccino>> was hot\nExample 4: two <<mocha>>s\nExample 5: <<americano>>"}]
-    [answer] = client.generate([messages], 20)
-    text, reason = parse_marked(answer.text)
-    assert reason is None and "coffee" in text.lower()
+    latent, decode = _coffee_examples()
+    [e] = DefaultExplainer(tally=tally).explain([latent], decode, client, 4096, 60)
+    assert not e.failed and "coffee" in e.explanation.lower(), e
