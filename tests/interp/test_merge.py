@@ -63,6 +63,11 @@ def test_runs_made_differently_or_overlapping_are_refused(planted):
     other = _run(planted, "other", [3, 4], scorers=("detection",))
     with pytest.raises(ConfigError, match="scorers"):
         merge([a, other], ws.root / "interp" / "x")
+    retrained = _run(planted, "retrained", [3, 4])  # the same dictionary name, other weights
+    cfg = json.loads((retrained / "run_config.json").read_text())
+    (retrained / "run_config.json").write_text(json.dumps({**cfg, "dictionary_hash": "0123456789abcdef"}))
+    with pytest.raises(ConfigError, match="dictionary_hash: 'synthetic' vs '0123456789abcdef'"):
+        merge([a, retrained], ws.root / "interp" / "x")
     overlap = _run(planted, "overlap", [2, 3])
     with pytest.raises(ConfigError, match="latent 2 is in both"):
         merge([a, overlap], ws.root / "interp" / "x")

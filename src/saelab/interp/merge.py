@@ -54,7 +54,8 @@ def _config(cfg: dict[str, Any]) -> InterpConfig:
 def _check(runs: list[Path], cfgs: list[dict[str, Any]]) -> None:
     first, ref = runs[0], cfgs[0]
     for run, cfg in zip(runs[1:], cfgs[1:]):
-        diff = [f"{k}: {ref[k]!r} vs {cfg.get(k)!r}" for k in ("dictionary", "tokens_hash") if cfg.get(k) != ref[k]]
+        diff = [f"{k}: {ref.get(k)!r} vs {cfg.get(k)!r}" for k in ("dictionary", "tokens_hash", "dictionary_hash")
+                if cfg.get(k) != ref.get(k) and (k != "dictionary_hash" or None not in (cfg.get(k), ref.get(k)))]
         a, b = ref["config"], cfg["config"]
         diff += [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b))
                  if k not in MAY_DIFFER and a.get(k) != b.get(k)]
@@ -73,7 +74,7 @@ def _variants(run: Path, scorer: str) -> list[str]:
 
 
 def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) -> Path:
-    """Merge the finished interp runs `runs` (directories, disjoint latents) into `out`: a run directory of
+    """Merge the finished interp runs `runs` (directories, disjoint latents, one dictionary) into `out`: a run directory of
     the same layout, whose summary covers every latent. `out` is written whole or not at all.
 
     Example:

@@ -317,7 +317,8 @@ def _run_config(config: InterpConfig, store: LatentStore, dictionary: str, clien
     described = made[0].describe() if made else ({"provider": config.explainer_provider,
                                                   "model": config.explainer_model, "note": "not loaded this run"})
     return {"artifact": "interp", "dictionary": dictionary, "store": str(store.path),
-            "tokens_hash": store.tokens_hash, "hookpoint": store.cfg.get("hookpoint"), "config": asdict(config),
+            "tokens_hash": store.tokens_hash, "dictionary_hash": store.cfg.get("dictionary_hash"),
+            "hookpoint": store.cfg.get("hookpoint"), "config": asdict(config),
             "client": described, "versions": versions()}
 
 
