@@ -74,8 +74,8 @@ def _variants(run: Path, scorer: str) -> list[str]:
 
 
 def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) -> Path:
-    """Merge the finished interp runs `runs` (directories, disjoint latents, one dictionary) into `out`: a run directory of
-    the same layout, whose summary covers every latent. `out` is written whole or not at all.
+    """Merge the finished interp runs `runs` (directories, disjoint latents, one dictionary) into `out`: a run
+    directory of the same layout, whose summary covers every latent. `out` is written whole or not at all.
 
     Example:
         >>> merge(["ws/interp/qwen-a", "ws/interp/qwen-b"], "ws/interp/qwen-ab")
@@ -98,9 +98,10 @@ def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) 
             raise ArtifactError(f"out: {out} exists; pass overwrite=True (--overwrite) to replace it.")
     cfgs = [read_json(r / "run_config.json") for r in runs]
     _check(runs, cfgs)
+    slices = {run: _latents(run) for run in runs}
     owner: dict[int, Path] = {}
-    for run in runs:
-        for latent in _latents(run):
+    for run, latents in slices.items():
+        for latent in latents:
             if latent in owner:
                 raise ConfigError(f"runs: latent {latent} is in both {owner[latent]} and {run}; merged runs must "
                                   "cover disjoint latents.")
@@ -109,11 +110,12 @@ def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) 
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would become the run's own mode
     try:
-        _copy(runs, owner, config, tmp)
+        _copy(runs, owner, tmp)
         write_json(tmp / "run_config.json", {
             **{k: v for k, v in cfgs[0].items() if k != "versions"}, "config": _as_dict(config),
-            "merged_from": [{"run": str(r.resolve()), "latents": _latents(r), "client": c.get("client")}
+            "merged_from": [{"run": str(r.resolve()), "latents": slices[r], "client": c.get("client")}
                             for r, c in zip(runs, cfgs)],
             "versions": versions()})
         skipped = {}
@@ -125,7 +127,7 @@ def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) 
         explained = {p.name: _load_explanations(p, owner) for p in sorted((tmp / "explanations").glob("*"))
                      if p.is_dir()}
         write_summary(tmp, config, dict.fromkeys(owner), skipped, explained, _texts(tmp, config),
-                      merged_from=[{"run": str(r), "latents": _latents(r)} for r in runs])
+                      merged_from=[{"run": str(r), "latents": slices[r]} for r in runs])
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -139,7 +141,7 @@ def _as_dict(config: InterpConfig) -> dict[str, Any]:
     return json_safe(asdict(config))
 
 
-def _copy(runs: list[Path], owner: dict[int, Path], config: InterpConfig, tmp: Path) -> None:
+def _copy(runs: list[Path], owner: dict[int, Path], tmp: Path) -> None:
     """Each latent's examples, explanations and score records from the run that made them; summed timings."""
     (tmp / "examples").mkdir(parents=True, exist_ok=True)
     if (runs[0] / "examples" / "config.json").exists():

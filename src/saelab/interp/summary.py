@@ -183,8 +183,8 @@ def markdown(s: dict[str, Any]) -> str:
              "Reference points: `top-tokens` = the no-LLM baseline explanation; `shuffled` = each latent scored "
              "with another latent's explanation (measured chance)."]
     if s.get("merged_from"):
-        lines += ["", "Merged (`saelab autointerp-merge`) from runs made with the same settings; each latent's records, "
-                  "and its shuffled explanation, are those of its own run:", ""]
+        lines += ["", "Merged (`saelab autointerp-merge`) from runs made with the same settings; each latent's "
+                  "records, and its shuffled explanation, are those of its own run:", ""]
         lines += [f"- `{m['run']}`: {_spans(m['latents'])}" for m in s["merged_from"]]
     if s.get("partial"):
         lines += ["", "**Partial:** scoring was interrupted; each row holds the latents scored so far (`latents`). "
