@@ -34,12 +34,21 @@ def test_help_lists_delphi_parameters(capsys, monkeypatch):
     (("--scorers", "telepathy"), "scorers: got ['telepathy']; expected one of: detection, embedding, fuzz, intruder, "
                                  "recall, simulation, surprisal"),
     (("--explainer", "oracle"), "explainer: got 'oracle'"),
+    (("--latents", "20-x"), "latents: got '20-x'; expected latent ids and inclusive ranges"),
+    (("--latents", "9-3"), "latents: got '9-3'"),
     (("--explainer_provider", "vllm"), "explainer_provider: got 'vllm'; expected one of: transformers, openai"),
 ])
 def test_unknown_names_list_the_valid_ones(tmp_path, capsys, args, expected):
     assert _cli("autointerp", "tiny", "synth", "-w", str(tmp_path), *args) == 2
     err = capsys.readouterr().err
     assert expected in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_latents_take_ids_and_inclusive_ranges():
+    from saelab.cli.interp import _latent_ids
+
+    assert _latent_ids(["5", "20-22", "1,2, 21"]) == (5, 20, 21, 22, 1, 2)
+    assert _latent_ids([]) is None
 
 
 class _BagOfWords:  # stands in for all-MiniLM-L6-v2 (its load is most of this test's time)

@@ -19,6 +19,20 @@ def _split(values: list[str]) -> list[str]:
     return [v for item in values for v in item.replace(",", " ").split() if v]
 
 
+def _latent_ids(values: list[str]) -> tuple[int, ...] | None:
+    """--latents values: ids and inclusive ranges, repeated or comma-separated ("5", "20-59", "1,2,9-11")."""
+    from ..errors import ConfigError
+
+    ids: list[int] = []
+    for item in _split(values):
+        lo, sep, hi = item.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())) or (sep and int(hi) < int(lo)):
+            raise ConfigError(f"latents: got {item!r}; expected latent ids and inclusive ranges, like --latents 5 "
+                              "--latents 20-59 or --latents 1,2,9-11.")
+        ids += range(int(lo), int(hi if sep else lo) + 1)
+    return tuple(dict.fromkeys(ids)) or None
+
+
 def _ensure_store(ws, model: str, sparse_model: str, dataset_repo: str, dataset_split: str, dataset_column: str,
                   cache_ctx_len: int, n_tokens: int, batch_size: int, dtype: str, emit) -> str:
     """The name of a complete latent store for SPARSE_MODEL, building tokens and the cache if needed."""
@@ -61,7 +75,10 @@ def register(app: typer.Typer) -> None:
                                      "tokens: more examples per latent, slower cache (~2k tok/s on CPU)."),
         max_latents: Optional[int] = typer.Option(None, "--max_latents", help="Explain the first N latents with "
                                                   "enough examples. Time grows linearly with it."),
-        latents: list[int] = typer.Option([], "--latents", help="Explicit latent ids (repeatable)."),
+        latents: list[str] = typer.Option([], "--latents", help="Explicit latent ids and inclusive ranges, "
+                                          "repeatable or comma-separated (5, 20-59, 1,2,9-11); with --max_latents, "
+                                          "the first N of them with enough examples. Slices of one dictionary "
+                                          "run as separate --name runs pool with `saelab autointerp-merge`."),
         scorers: list[str] = typer.Option(["detection", "fuzz", "embedding"], "--scorers", help="detection, fuzz, "
                                           "recall (LLM: one forward per example per variant), simulation (predicts "
                                           "0-10 per token, Pearson r; one forward per example with ~4x detection's "
@@ -143,7 +160,7 @@ def register(app: typer.Typer) -> None:
                            n_non_activating=n_non_activating, min_examples=min_examples,
                            non_activating_source=non_activating_source, filter_bos=filter_bos,  # type: ignore[arg-type]
                            seed=seed)
-        config = InterpConfig(examples=ex, max_latents=max_latents, latents=tuple(latents) or None,
+        config = InterpConfig(examples=ex, max_latents=max_latents, latents=_latent_ids(latents),
                               explainer=explainer, scorers=tuple(_split(scorers)),
                               explainer_provider=explainer_provider, explainer_model=explainer_model,
                               base_url=base_url, api_key_env=api_key_env,
