@@ -106,6 +106,30 @@ def test_report_without_model_or_optional_stages(workspace, tmp_path):
     assert not (index.parent / "match").exists() and not (index.parent / "sfal").exists()
 
 
+def test_the_interp_run_shown_can_be_chosen_by_name(workspace, tmp_path):
+    import os
+    import shutil
+
+    from saelab.errors import ArtifactError
+
+    ws_copy = type(workspace)(tmp_path / "ws")
+    shutil.copytree(workspace.root, ws_copy.root)
+    other = ws_copy.root / "interp" / "narrow-merged"
+    shutil.copytree(ws_copy.root / "interp" / "narrow-run", other)
+    path = other / "explanations" / "default" / "2.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "explanation": "the chosen run's words"}))
+    newest = ws_copy.root / "interp" / "narrow-run"
+    os.utime(newest, (newest.stat().st_atime, other.stat().st_mtime + 10))  # the default pick: the newest
+    page = lambda index: (index.parent / "narrow" / "latents" / "2.html").read_text(encoding="utf-8")  # noqa: E731
+    assert "the chosen run&#39;s words" not in page(run(ReportConfig(max_latent_pages=3), ws_copy, tmp_path / "a"))
+    index = run(ReportConfig(max_latent_pages=3, interp_runs=("narrow-merged",)), ws_copy, tmp_path / "b")
+    assert "the chosen run&#39;s words" in page(index)
+    with pytest.raises(ConfigError, match="both runs of 'narrow'"):
+        run(ReportConfig(interp_runs=("narrow-merged", "narrow-run")), ws_copy, tmp_path / "c")
+    with pytest.raises(ArtifactError, match="no interp run at nope"):
+        run(ReportConfig(interp_runs=("nope",)), ws_copy, tmp_path / "c")
+
+
 def test_autoescape_is_on_for_every_template():
     env = environment()
     for name in env.list_templates():

@@ -19,7 +19,11 @@ def register(app: typer.Typer) -> None:
                model: Optional[str] = typer.Option(None, "--model",
                                                    help="Model for token text and logit effects (default: the "
                                                         "workspace's; 'none': tokenizer only, no logit effects)."),
-               n_examples: int = typer.Option(10, "--n-examples", help="Top-activating examples per latent page.")) -> None:
+               n_examples: int = typer.Option(10, "--n-examples", help="Top-activating examples per latent page."),
+               interp_run: list[str] = typer.Option([], "--interp-run", help="Interp run to show for the dictionary "
+                                                    "it explained (a name under workspace/interp/ or a directory; "
+                                                    "repeatable, one per dictionary). Default: interp/DICTIONARY, "
+                                                    "else the newest run of it.")) -> None:
         """Write a static HTML report of every stage that has run (index, dictionary, latent, matching, SFAL pages);
         open index.html in a browser, no server needed."""
         from ..report import ReportConfig, run
@@ -28,6 +32,7 @@ def register(app: typer.Typer) -> None:
         from . import console
 
         ws = Workspace.at(workspace)
-        config = ReportConfig(max_latent_pages=max_latent_pages, n_top_examples=n_examples)
+        config = ReportConfig(max_latent_pages=max_latent_pages, n_top_examples=n_examples,
+                              interp_runs=tuple(interp_run))
         index = run(config, ws, out, for_workspace(ws, model))
         console.print(f"report written: open [bold]{index.resolve().as_uri()}[/]", highlight=False, soft_wrap=True)

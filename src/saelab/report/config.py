@@ -34,6 +34,9 @@ class ReportConfig:
     """Bins of a latent's activation-value histogram."""
     seed: int = 0
     """Seed of the quantile sample."""
+    interp_runs: tuple[str, ...] = ()
+    """Interp runs to show (names under workspace/interp/ or directories), each for the dictionary its
+    run_config.json names; other dictionaries show their preferred run (`saelab.interp.load.interp_runs`)."""
 
     def __post_init__(self) -> None:
         for name in ("max_latent_pages", "n_top_examples", "n_quantiles", "per_quantile", "context_before",

@@ -17,7 +17,7 @@ from typing import Any
 
 from .._io import CFG_NAME, read_json, write_cfg
 from ..data.tokens import load_token_windows
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ConfigError
 from ..latents.store import LatentStore
 from ..workspace import Workspace
 from . import sources
@@ -30,7 +30,27 @@ from .table import DictionaryData, partner_closure
 log = logging.getLogger(__name__)
 
 
-def gather(ws: Workspace, matches: list[sources.MatchRun]) -> list[DictionaryData]:
+def chosen_interp_runs(ws: Workspace, names: tuple[str, ...]) -> dict[str, Path]:
+    """{dictionary: run directory} of the interp runs asked for by name; two for one dictionary is an error."""
+    from ..interp.load import find_run
+
+    chosen: dict[str, Path] = {}
+    for name in names:
+        run_dir = find_run(ws, None, name)
+        assert run_dir is not None  # find_run raises for a named run that does not exist
+        dictionary = (read_json(run_dir / "run_config.json") if (run_dir / "run_config.json").exists()
+                      else {}).get("dictionary")
+        if not dictionary:
+            raise ArtifactError(f"interp_runs: {run_dir} has no run_config.json naming its dictionary.")
+        if dictionary in chosen:
+            raise ConfigError(f"interp_runs: {chosen[dictionary]} and {run_dir} are both runs of {dictionary!r}; "
+                              "name one per dictionary.")
+        chosen[dictionary] = run_dir
+    return chosen
+
+
+def gather(ws: Workspace, matches: list[sources.MatchRun],
+           interp_runs: dict[str, Path] | None = None) -> list[DictionaryData]:
     """Every dictionary with a complete latent store, with what the other stages say about it."""
     out = []
     for d in sorted(p for p in (ws.root / "latents").glob("*") if (p / CFG_NAME).exists()):
@@ -39,7 +59,7 @@ def gather(ws: Workspace, matches: list[sources.MatchRun]) -> list[DictionaryDat
         except ArtifactError as e:
             log.warning("skipped %s: %s", d.name, e)
             continue
-        data = DictionaryData(d.name, store, sources.interp(ws, d.name),
+        data = DictionaryData(d.name, store, sources.interp(ws, d.name, (interp_runs or {}).get(d.name)),
                               matches=[m for m in matches if d.name in (m.cfg.get("a"), m.cfg.get("b"))])
         sfal = sources.sfal(ws, d.name)
         if sfal and sfal["rows"]:
@@ -68,7 +88,7 @@ def run(config: ReportConfig, workspace: Workspace, out: str | Path | None = Non
     view = view or ModelView.ids_only()
     windows = load_token_windows(workspace.tokens)
     matches = sources.matches(workspace)
-    dicts = gather(workspace, matches)
+    dicts = gather(workspace, matches, chosen_interp_runs(workspace, config.interp_runs))
     site = Site(out, {"workspace": str(workspace.root), "dictionaries": [d.name for d in dicts],
                       "match_names": [m.name for m in matches], "sfal_names": [d.name for d in dicts if d.sfal_rows]})
     _copy_static(out)

@@ -133,11 +133,14 @@ def sfal(ws: Workspace, dictionary: str) -> dict[str, Any] | None:
     return {"summary": read_json(d / "summary.json"), "rows": rows, "cfg": json_or_none(d / CFG_NAME)}
 
 
-def interp(ws: Workspace, dictionary: str) -> InterpRun | None:
-    """`interp/DICTIONARY/`: explanations/<explainer>/<latent>.json, scores/<scorer>/<variant>/<latent>.json,
+def interp(ws: Workspace, dictionary: str, run_dir: Path | None = None) -> InterpRun | None:
+    """The interp run `run_dir`, else the dictionary's preferred one (`interp/DICTIONARY/`, else the newest
+    that names it): explanations/<explainer>/<latent>.json, scores/<scorer>/<variant>/<latent>.json,
     per_latent.json, summary.json (the layout of `saelab.interp.run`). The variant shown is the
     explainer's own explanation (`explanation`), else the top-tokens baseline."""
-    d = _interp_dir(ws, dictionary)
+    from ..interp.load import find_run
+
+    d = run_dir or find_run(ws, dictionary)
     if d is None:
         return None
     summary = json_or_none(d / "summary.json")
@@ -160,16 +163,6 @@ def interp(ws: Workspace, dictionary: str) -> InterpRun | None:
     for sdir in sorted(p for p in (d / "scores").glob("*") if (p / variant).is_dir()):
         run.record_paths[sdir.name] = sdir / variant
     return run
-
-
-def _interp_dir(ws: Workspace, dictionary: str) -> Path | None:
-    """The interp run of `dictionary`: `interp/DICTIONARY/`, else the newest `interp/RUN/` whose
-    run_config.json names it."""
-    runs = [p for p in (ws.root / "interp").glob("*") if (p / "explanations").is_dir()]
-    if ws.root / "interp" / dictionary in runs:
-        return ws.root / "interp" / dictionary
-    mine = [p for p in runs if (json_or_none(p / "run_config.json") or {}).get("dictionary") == dictionary]
-    return max(mine, key=lambda p: p.stat().st_mtime) if mine else None
 
 
 def _key_metric(m: dict[str, Any]) -> float | None:
