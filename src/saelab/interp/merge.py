@@ -112,9 +112,9 @@ def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would become the run's own mode
     try:
-        _copy(runs, owner, tmp)
+        _copy(slices, tmp)
         write_json(tmp / "run_config.json", {
-            **{k: v for k, v in cfgs[0].items() if k != "versions"}, "config": _as_dict(config),
+            **{k: v for k, v in cfgs[0].items() if k != "versions"}, "config": json_safe(asdict(config)),
             "merged_from": [{"run": str(r.resolve()), "latents": slices[r], "client": c.get("client")}
                             for r, c in zip(runs, cfgs)],
             "versions": versions()})
@@ -137,18 +137,14 @@ def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) 
     return out
 
 
-def _as_dict(config: InterpConfig) -> dict[str, Any]:
-    return json_safe(asdict(config))
-
-
-def _copy(runs: list[Path], owner: dict[int, Path], tmp: Path) -> None:
+def _copy(slices: dict[Path, list[int]], tmp: Path) -> None:
     """Each latent's examples, explanations and score records from the run that made them; summed timings."""
+    first = next(iter(slices))
     (tmp / "examples").mkdir(parents=True, exist_ok=True)
-    if (runs[0] / "examples" / "config.json").exists():
-        shutil.copy2(runs[0] / "examples" / "config.json", tmp / "examples" / "config.json")
+    if (first / "examples" / "config.json").exists():
+        shutil.copy2(first / "examples" / "config.json", tmp / "examples" / "config.json")
     timings: dict[str, dict[str, float]] = {}
-    for run in runs:
-        mine = [l for l, r in owner.items() if r == run]
+    for run, mine in slices.items():
         files = [run / "examples" / f"{l}.json" for l in mine]
         files += [p for d in (run / "explanations").glob("*") for l in mine if (p := d / f"{l}.json").exists()]
         files += [p for s in (run / "scores").glob("*") for v in s.glob("*") for l in mine

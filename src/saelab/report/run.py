@@ -38,8 +38,7 @@ def chosen_interp_runs(ws: Workspace, names: tuple[str, ...]) -> dict[str, Path]
     for name in names:
         run_dir = find_run(ws, None, name)
         assert run_dir is not None  # find_run raises for a named run that does not exist
-        dictionary = (read_json(run_dir / "run_config.json") if (run_dir / "run_config.json").exists()
-                      else {}).get("dictionary")
+        dictionary = (sources.json_or_none(run_dir / "run_config.json") or {}).get("dictionary")
         if not dictionary:
             raise ArtifactError(f"interp_runs: {run_dir} has no run_config.json naming its dictionary.")
         if dictionary in chosen:
