@@ -93,6 +93,18 @@ def write_cfg(directory: str | os.PathLike, cfg: dict[str, Any]) -> None:
     write_json(Path(directory) / CFG_NAME, {**cfg, "versions": versions()})
 
 
+def state_dict_hash(module: Any) -> str:
+    """sha256 (16 hex) of a module's tensors (names, dtypes, shapes, bytes): its weights' identity."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

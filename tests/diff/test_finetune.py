@@ -1,5 +1,6 @@
 """Fine-tuning makes a real pair: a Hugging Face directory that load_model reads, with its record."""
 
+import copy
 import importlib.util
 import json
 import subprocess
@@ -53,6 +54,26 @@ def test_same_settings_reuse_other_settings_refused_or_overwritten(base, tmp_pat
         _run(base, out, steps=3)
     _run(base, out, steps=3, overwrite=True)
     assert json.loads((out / "finetune_config.json").read_text())["steps"] == 3
+
+
+def test_the_base_is_known_by_its_weights_not_its_path(base, tmp_path):
+    from dataclasses import replace
+
+    out = _run(base, tmp_path / "t")
+    rec = json.loads((out / "finetune_config.json").read_text())
+    assert rec["base_weights"] == base.weights_hash and rec["base_path"] == base.path
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    moved = replace(base, path="/elsewhere/the-same-model")  # a cache moved: the same weights
+    assert _run(moved, out) == out and (out / "model.safetensors").stat().st_mtime_ns == stamp
+    legacy = {k: v for k, v in rec.items() if k != "base_weights"}  # written before base_weights existed
+    (out / "finetune_config.json").write_text(json.dumps(legacy))
+    assert _run(base, out) == out and (out / "model.safetensors").stat().st_mtime_ns == stamp
+    (out / "finetune_config.json").write_text(json.dumps(rec))
+    other = replace(base, model=copy.deepcopy(base.model))  # other weights under the same path
+    with torch.no_grad():
+        next(other.model.parameters()).add_(1.0)
+    with pytest.raises(ArtifactError, match=r"base_weights differ.*delete"):
+        _run(other, out)
 
 
 @pytest.mark.parametrize("kw,needle", [

@@ -142,6 +142,21 @@ def test_shuffled_batches_hold_the_same_rows(pair, windows, tmp_path):
     assert next(iter(acts.batches(2, 8))).dtype == torch.float32  # stored bf16, read as float32
 
 
+def test_a_model_is_known_by_its_weights_not_its_path(pair, windows, tmp_path):
+    from dataclasses import replace
+
+    base, target = pair
+    extract_activations_for_comparison(base, target, windows, [1], tmp_path, progress=False)
+    stamps = lambda: {p: p.stat().st_mtime_ns for p in (tmp_path / "layer_01").iterdir()}  # noqa: E731
+    before = stamps()
+    moved = replace(base, path="/elsewhere/the-same-model")  # a cache moved: the same weights
+    extract_activations_for_comparison(moved, target, windows, [1], tmp_path, progress=False)
+    assert before and stamps() == before  # resumed: no shard written again
+    with pytest.raises(ArtifactError, match="made differently"):  # other weights under the base's path
+        extract_activations_for_comparison(replace(target, path=base.path), target, windows, [1], tmp_path,
+                                           progress=False)
+
+
 def test_other_inputs_are_refused_unless_recomputed(pair, windows, tmp_path):
     extract_activations_for_comparison(*pair, windows, [1], tmp_path, progress=False)
     with pytest.raises(ArtifactError, match="made differently"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -137,7 +138,7 @@ def test_bad_pairs_and_inputs_are_refused(pair, inputs, tmp_path):
 
     corpus, _ = inputs
     base, target = pair
-    other_tok = type(target)(**{**target.__dict__, "tokenizer": make_tokenizer(extra_words=("zebra",))})
+    other_tok = dataclasses.replace(target, tokenizer=make_tokenizer(extra_words=("zebra",)))
     with pytest.raises(ModelError, match="do not share a tokenizer"):
         run_feature_interpretation_pipeline(base, other_tok, tmp_path / "a", layers=[1], config=fast_config(corpus))
     wide, _ = tiny_pair(hidden=48)

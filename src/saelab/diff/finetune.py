@@ -150,12 +150,15 @@ def finetune(lm_or_spec: LoadedModel | str, texts: Sequence[str] | CorpusSlice, 
     train_texts, heldout = _split(texts, heldout_texts, seed)
     other = list(other_texts) if other_texts is not None else default_other_texts(slice_name, seed=seed)
     lm = lm_or_spec if isinstance(lm_or_spec, LoadedModel) else load_model(lm_or_spec, dtype="float32")
-    request = {"base_model": lm.spec, "base_path": lm.path, "slice": slice_name, "n_train_documents": len(train_texts),
-               "steps": steps, "lr": lr, "batch_size": batch_size, "ctx_len": ctx_len, "seed": seed,
+    # The base is identified by its weights, not by where a cache put them (a moved cache is the same model).
+    request = {"base_model": lm.spec, "base_weights": lm.weights_hash, "slice": slice_name,
+               "n_train_documents": len(train_texts), "steps": steps, "lr": lr, "batch_size": batch_size,
+               "ctx_len": ctx_len, "seed": seed,
                "layers_trainable": sorted(layers_trainable) if layers_trainable is not None else None,
                "precision": precision}
-    if _reusable(out, request, overwrite):
+    if _reusable(out, request, overwrite, lm.path):
         return out
+    request["base_path"] = lm.path  # recorded, not compared
 
     torch.manual_seed(seed)
     model = copy.deepcopy(lm.model).float()
@@ -209,20 +212,23 @@ def _split(texts: Sequence[str] | CorpusSlice, heldout: Sequence[str] | None, se
     return [texts[i] for i in order[n_held:]], [texts[i] for i in order[:n_held]]
 
 
-def _reusable(out: Path, request: dict[str, Any], overwrite: bool) -> bool:
+def _reusable(out: Path, request: dict[str, Any], overwrite: bool, base_path: str) -> bool:
     cfg = out / CONFIG_NAME
     if not cfg.exists():
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise ArtifactError(f"{out} exists and is not a saelab fine-tune; choose another output directory.")
         return False
     old = json.loads(cfg.read_text())
-    if all(old.get(k) == v for k, v in request.items()):
+    if "base_weights" not in old and old.get("base_path") == base_path:  # recorded before base_weights existed
+        old["base_weights"] = request["base_weights"]
+    changed = [k for k, v in request.items() if old.get(k) != v]
+    if not changed:
         log.info("reusing the fine-tuned model in %s (same settings)", out)
         return True
     if not overwrite:
-        changed = [k for k, v in request.items() if old.get(k) != v]
         raise ArtifactError(f"{out} holds a fine-tune made with other settings ({', '.join(changed)} differ); "
-                            "choose another output directory, or overwrite it (--overwrite).")
+                            f"choose another output directory, or overwrite it (--overwrite; `saelab demo`: "
+                            f"delete {out}).")
     return False
 
 

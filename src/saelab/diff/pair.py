@@ -248,7 +248,8 @@ def extract_activations_for_comparison(
                           "expected positive integers.")
     out = Path(out_dir)
     names, group = window_groups(windows)
-    cfg = {"artifact": "paired_activations", "base": base.describe(), "target": target.describe(),
+    cfg = {"artifact": "paired_activations", "base": {**base.describe(), "weights": base.weights_hash},
+           "target": {**target.describe(), "weights": target.weights_hash},
            "layers": layers, "hookpoints": [f"resid_post.{layer}" for layer in layers], "d_model": base.d_model,
            "tokens_hash": windows.tokens_hash, "n_windows": windows.n_windows, "ctx_len": windows.ctx_len,
            "shard_windows": shard_windows, "dtype": str(dtype).removeprefix("torch."), "groups": names,
@@ -283,8 +284,10 @@ def _prepare(out: Path, cfg: dict[str, Any], windows: TokenWindows, resume: bool
     cfg_path = out / "cfg.json"
     if cfg_path.exists():
         old = read_json(cfg_path)
+        # a model is the same when its weights are (older artifacts, without weights: when its path is)
         same = all(old.get(k) == v for k, v in cfg.items() if k not in ("base", "target")) and \
-            all(old[k]["path"] == cfg[k]["path"] for k in ("base", "target"))
+            all(old[k].get("weights", cfg[k]["weights"] if old[k]["path"] == cfg[k]["path"] else None)
+                == cfg[k]["weights"] for k in ("base", "target"))
         if not resume or not same:
             if resume:
                 raise ArtifactError(

@@ -251,7 +251,7 @@ def _stage_sweep(run: _Run, acts: PairedActivations) -> None:
 
     path = run.out / "activations" / "sweep"
     request = {"tokens_hash": acts.cfg["tokens_hash"], "n_sweep_windows": run.config.n_sweep_windows,
-               "base": acts.cfg["base"]["path"], "target": acts.cfg["target"]["path"]}
+               **{k: acts.cfg[k].get("weights", acts.cfg[k]["path"]) for k in ("base", "target")}}
     if "sweep" in run.skip:
         run.done["sweep"] = "skipped"
         return

@@ -13,7 +13,6 @@ on disk but not listed (killed between rename and listing) is simply computed ag
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .._io import CFG_NAME, atomic_path, read_json, write_cfg, write_json
+from .._io import CFG_NAME, atomic_path, read_json, state_dict_hash, write_cfg, write_json
 from ..errors import ArtifactError
 from .shard import ShardRecord
 
@@ -38,12 +37,7 @@ IDENTITY_FIELDS = ("tokens_hash", "dictionary_hash", "hookpoint", "d_in", "d_sae
 
 def dictionary_hash(coder: Any) -> str:
     """sha256 of a dictionary's tensors (names, dtypes, shapes, bytes): its identity."""
-    h = hashlib.sha256()
-    for name, t in sorted(coder.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    return state_dict_hash(coder)
 
 
 def prepare_store(store: Path, identity: dict[str, Any], overwrite: bool) -> None:
