@@ -112,5 +112,16 @@ def test_compare_resume_keeps_a_whole_comparison_and_redoes_a_changed_one(tiny_l
     changed = compare("a", "b", ws, tiny_llama, windows, out, other, progress=False, resume=True)
     assert not changed["reused"]
     assert next(r for r in changed["rows"] if r["metric"] == "sparsity.l0")["b"] > 4
+    # the same model from another path (a moved cache) keeps it; other model weights do not
+    from dataclasses import replace
+
+    moved = replace(tiny_llama, path="/elsewhere/the-same-model")
+    assert compare("a", "b", ws, moved, windows, out, other, progress=False, resume=True)["reused"]
+    import copy
+
+    tuned = replace(tiny_llama, model=copy.deepcopy(tiny_llama.model))
+    with torch.no_grad():
+        next(tuned.model.parameters()).mul_(1.01)
+    assert not compare("a", "b", ws, tuned, windows, out, other, progress=False, resume=True)["reused"]
     # without resume a comparison is always computed
     assert not compare("a", "b", ws, tiny_llama, windows, out, other, progress=False)["reused"]

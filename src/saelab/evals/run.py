@@ -140,8 +140,10 @@ def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, win
     a = load_reconstructor(spec_a, workspace, lm.device)
     b_dict = None if spec_b.startswith("dense:") else load_reconstructor(spec_b, workspace, lm.device)
     hashes = [dictionary_hash(a.coder), None if b_dict is None else dictionary_hash(b_dict.coder)]
+    # the model by its weights, not its path: a moved model cache is the same model
+    model = {k: v for k, v in lm.describe().items() if k != "path"}
     want = {"artifact": "comparison", "a": spec_a, "b": spec_b, "dictionary_hashes": hashes,
-            "config": dataclasses.asdict(config), "model": lm.describe(),
+            "config": dataclasses.asdict(config), "model": {**model, "weights": lm.weights_hash},
             "tokens_hash": windows.tokens_hash}
     if resume and (stored := _stored_comparison(out_dir, want)) is not None:
         log.info("evals: %s holds this comparison already (same weights, settings and tokens); reusing it", out_dir)
@@ -162,7 +164,7 @@ def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, win
     results = {names[0]: ma, names[1]: mb}
     plots.fvu_vs_l0(results, out_dir / "fvu_vs_l0.png")
     plots.frequency_histograms(results, out_dir / "firing_frequency.png")
-    write_cfg(out_dir, {**want, "names": list(names)})  # written last: its presence means the comparison is whole
+    write_cfg(out_dir, {**want, "names": list(names), "model_path": lm.path})  # last: the comparison is whole
     return {"a": ma, "b": mb, "rows": rows, "summary_text": text, "out_dir": str(out_dir), "reused": False}
 
 
