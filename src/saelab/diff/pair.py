@@ -279,15 +279,18 @@ def extract_activations_for_comparison(
     return PairedActivations(out)
 
 
+def _same_model(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """The same weights (an artifact written before weights were recorded: the same path)."""
+    return old["weights"] == new["weights"] if "weights" in old else old["path"] == new["path"]
+
+
 def _prepare(out: Path, cfg: dict[str, Any], windows: TokenWindows, resume: bool) -> None:
     """Start, resume, or (resume=False) restart the artifact at `out`."""
     cfg_path = out / "cfg.json"
     if cfg_path.exists():
         old = read_json(cfg_path)
-        # a model is the same when its weights are (older artifacts, without weights: when its path is)
         same = all(old.get(k) == v for k, v in cfg.items() if k not in ("base", "target")) and \
-            all(old[k].get("weights", cfg[k]["weights"] if old[k]["path"] == cfg[k]["path"] else None)
-                == cfg[k]["weights"] for k in ("base", "target"))
+            all(_same_model(old[k], cfg[k]) for k in ("base", "target"))
         if not resume or not same:
             if resume:
                 raise ArtifactError(

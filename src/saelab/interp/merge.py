@@ -26,7 +26,7 @@ from .._io import json_safe, read_json, versions, write_json
 from ..errors import ArtifactError, ConfigError
 from .config import ExampleConfig, InterpConfig
 from .explainers.top_tokens import NAME as TOP_TOKENS
-from .run import _load_explanations
+from .run import _load_explanations, add_time
 from .registry import scorer_class
 from .summary import TIMINGS, write_summary
 
@@ -143,7 +143,6 @@ def _copy(slices: dict[Path, list[int]], tmp: Path) -> None:
     (tmp / "examples").mkdir(parents=True, exist_ok=True)
     if (first / "examples" / "config.json").exists():
         shutil.copy2(first / "examples" / "config.json", tmp / "examples" / "config.json")
-    timings: dict[str, dict[str, float]] = {}
     for run, mine in slices.items():
         files = [run / "examples" / f"{l}.json" for l in mine]
         files += [p for d in (run / "explanations").glob("*") for l in mine if (p := d / f"{l}.json").exists()]
@@ -153,12 +152,8 @@ def _copy(slices: dict[Path, list[int]], tmp: Path) -> None:
             dst = tmp / src.relative_to(run)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-        if (run / TIMINGS).exists():
-            for key, t in read_json(run / TIMINGS).items():
-                acc = timings.setdefault(key, {"seconds": 0.0, "n_latents": 0})
-                acc["seconds"] = round(acc["seconds"] + t["seconds"], 3)
-                acc["n_latents"] += t["n_latents"]
-    write_json(tmp / TIMINGS, timings)
+        for key, t in (read_json(run / TIMINGS) if (run / TIMINGS).exists() else {}).items():
+            add_time(tmp, key, t["seconds"], t["n_latents"])
 
 
 def _texts(run: Path, config: InterpConfig) -> dict[str, dict[int, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .._io import sha256_file, state_dict_hash
 from ..errors import ConfigError, ModelError, choices_message
 from .embedded import EMBEDDED_MODELS, ensure_converted, gguf_to_safetensors, cache_dir
 from .hookpoints import decoder_layers_path
@@ -108,14 +110,12 @@ class LoadedModel:
         """sha256 (16 hex) of the weight files the model was loaded from (*.safetensors, *.bin, *.gguf, in name
         order), else of its in-memory weights: the model's identity wherever a cache put it (~0.4 s per
         500 MB, once per LoadedModel)."""
-        import hashlib
-
-        from .._io import sha256_file, state_dict_hash
-
-        where = Path(self.path) if self.path else None
-        files = ([where] if where is not None and where.is_file() else
-                 sorted(p for ext in ("*.safetensors", "*.bin", "*.gguf") for p in where.glob(ext))
-                 if where is not None and where.is_dir() else [])
+        where = Path(self.path) if self.path else Path("/nonexistent")
+        if where.is_file():
+            files = [where]
+        else:
+            files = sorted(p for ext in ("*.safetensors", "*.bin", "*.gguf") for p in where.glob(ext)) \
+                if where.is_dir() else []
         if not files:
             return state_dict_hash(self.model)
         h = hashlib.sha256()
