@@ -46,8 +46,11 @@ def parse_marked(text: str | None) -> tuple[str | None, str | None]:
     return answer, None
 
 
-_BOILERPLATE = re.compile(r"^(?:the\s+)?(?:marked|highlighted)\s+tokens(?:,?\s+most\s+frequent(?:ly)?\s+first,?)?"
-                          r"(?:\s+in\s+(?:all|these|the)(?:\s+the)?\s+examples)?\s+(?:are|is|refer\s+to)\s+(?:all\s+)?",
+_BOILERPLATE = re.compile(r"^(?:the\s+)?(?:marked|highlighted)\s+tokens(?:"
+                          r"(?:,?\s+most\s+frequent(?:ly)?\s+first,?)?"
+                          r"(?:\s+in\s+(?:all|these|the)(?:\s+the)?\s+examples)?\s+(?:are|is|refer\s+to)\s+(?:all\s+)?"
+                          # "The marked tokens 'to' and 'of' are …": the quoted tokens stay, the filler goes
+                          r"|\s+(?=['\"‘“]))",
                           re.IGNORECASE)
 
 
