@@ -2,7 +2,7 @@
 
     python bench/interp_verdict.py RUN_DIR --scorers detection --scorers fuzz [--alpha 0.05]
 
-Reads RUN_DIR/per_latent.json (written by every `saelab autointerp` summary) and, for each named scorer,
+Reads RUN_DIR/per_latent.json and summary.json (written by every `saelab autointerp` summary) and, for each named scorer,
 compares the per-latent key score of the LLM explanations with the shuffled baseline on the same latents
 (`saelab.interp.metrics.compare`, the summary's own test), Bonferroni-corrected over the scorers named:
 each at one-sided Wilcoxon p < alpha / m with a (1 - alpha / m) paired-bootstrap CI whose lower end is
@@ -13,27 +13,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from saelab.interp.metrics import compare
+from saelab.interp.summary import comparison_metric
 
 
-def key(m: dict) -> float | None:
-    """The summary's key metric: AUC where it exists, else balanced accuracy."""
-    return m.get("auc") if m.get("auc") is not None else m.get("balanced_accuracy")
-
-
-def verdict(per_latent: dict, scorers: list[str], alpha: float, seed: int) -> dict:
+def verdict(per_latent: dict, kinds: dict, scorers: list[str], alpha: float, seed: int) -> dict:
+    """`per_latent`: per_latent.json; `kinds`: {scorer: metric kind} from summary.json."""
     m = len(scorers)
     rows = []
     for scorer in scorers:
         if scorer not in per_latent or not {"explanation", "shuffled"} <= set(per_latent[scorer]):
             raise SystemExit(f"--scorers: {scorer!r} has no explanation and shuffled scores in this run; "
                              f"it has {sorted(per_latent)}")
-        variants = per_latent[scorer]
-        c = compare({l: key(v) for l, v in variants["explanation"].items()},
-                    {l: key(v) for l, v in variants["shuffled"].items()}, seed=seed, confidence=1 - alpha / m)
+        per, ref = per_latent[scorer]["explanation"], per_latent[scorer]["shuffled"]
+        metric = comparison_metric(kinds[scorer], per)  # the metric the summary's own comparison uses
+        c = compare({l: v.get(metric) for l, v in per.items()}, {l: v.get(metric) for l, v in ref.items()},
+                    seed=seed, confidence=1 - alpha / m)
         if c is None:
             raise SystemExit(f"{scorer}: fewer than 3 latents scored with both sets")
         c["passes"] = bool(c["ci_low"] > 0 and c["p_one_sided"] < alpha / m)
@@ -49,10 +46,13 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=22, help="bootstrap seed (the run's --seed)")
     args = ap.parse_args()
-    path = args.run_dir / "per_latent.json"
-    if not path.exists():
-        raise SystemExit(f"run_dir: {path} does not exist (run `saelab autointerp` to the summary first)")
-    v = verdict(json.loads(path.read_text()), args.scorers, args.alpha, args.seed)
+    paths = [args.run_dir / "per_latent.json", args.run_dir / "summary.json"]
+    for path in paths:
+        if not path.exists():
+            raise SystemExit(f"run_dir: {path} does not exist (run `saelab autointerp` to the summary first)")
+    per_latent, summary = (json.loads(p.read_text()) for p in paths)
+    kinds = {s: next(iter(v.values()))["kind"] for s, v in summary["scores"].items()}
+    v = verdict(per_latent, kinds, args.scorers, args.alpha, args.seed)
     conf = 100 * (1 - v["per_scorer_alpha"])
     print(f"Bonferroni over {v['m']} scorers: each at one-sided p < {v['per_scorer_alpha']:.4f}, "
           f"{conf:.2f}% CI lower end > 0")
@@ -63,7 +63,6 @@ def main() -> None:
               f"{r['difference']:+.3f} | [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['p_one_sided']:.4f} | "
               f"{'yes' if r['passes'] else 'no'} |")
     print(f"verdict: {'PASS' if v['passes'] else 'FAIL'}")
-    sys.exit(0)
 
 
 if __name__ == "__main__":

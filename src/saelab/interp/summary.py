@@ -54,6 +54,13 @@ PAIRS = (("explanation", "shuffled"), ("top-tokens", "shuffled"), ("explanation"
 """(variant, reference) pairs compared latent by latent: each against chance, and the LLM against the baseline."""
 
 
+def comparison_metric(kind: str, per_latent: dict[str, dict[str, Any]]) -> str:
+    """The per-latent score two explanation sets are compared on: AUC where every latent has one, else
+    balanced accuracy; Pearson r for simulation; accuracy for intruder."""
+    return ("pearson_r" if kind == "simulation" else "accuracy" if kind == "choice"
+            else "auc" if all(m.get("auc") is not None for m in per_latent.values()) else "balanced_accuracy")
+
+
 def comparisons(table: dict[str, Any], seed: int) -> dict[str, list[dict[str, Any]]]:
     """Per scorer, each pair of PAIRS that was scored: `metrics.compare` of the per-latent key score (AUC where
     every latent has one, else balanced accuracy; Pearson r for simulation)."""
@@ -64,9 +71,7 @@ def comparisons(table: dict[str, Any], seed: int) -> dict[str, list[dict[str, An
             if variant not in variants or reference not in variants:
                 continue
             per, ref = variants[variant]["per_latent"], variants[reference]["per_latent"]
-            kind = variants[variant]["kind"]
-            metric = ("pearson_r" if kind == "simulation" else "accuracy" if kind == "choice"
-                      else "auc" if all(m.get("auc") is not None for m in per.values()) else "balanced_accuracy")
+            metric = comparison_metric(variants[variant]["kind"], per)
             c = compare({l: m.get(metric) for l, m in per.items()}, {l: m.get(metric) for l, m in ref.items()},
                         seed=seed)
             if c is not None:
