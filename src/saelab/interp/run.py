@@ -226,7 +226,10 @@ def stage_scores(config: InterpConfig, items: dict[int, LatentExamples], texts: 
         scorer = make_scorer(name, config)
         if name == "embedding" and embed is not None:
             scorer._embed = embed
-        for variant, by_latent in texts.items():
+        # chance (shuffled) right after the explanations, the top-tokens baseline last: a run stopped part-way
+        # (its partial summary) can already say whether the explanations beat chance
+        for variant in sorted(texts, key=lambda v: v == TOP_TOKENS):
+            by_latent = texts[variant]
             if not scorer.uses_explanation:  # shown no explanation (intruder): every latent once, main variant
                 by_latent = {latent: "" for latent in items}
             todo = [latent for latent in by_latent if latent in items]
