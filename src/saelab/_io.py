@@ -7,6 +7,7 @@ renamed over the target: a reader sees the old file or the new one, never half o
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -75,8 +76,30 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+@functools.lru_cache(maxsize=1)
+def source_commit() -> str | None:
+    """The git commit saelab runs from ("+dirty" with uncommitted changes), when it runs from a checkout.
+
+    The package version stays 0.1.0 from commit to commit; the commit is what says which code made a result.
+    None for an installed wheel, without git, or if git does not answer within 5 s.
+    """
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", str(here), *a], capture_output=True, text=True,  # noqa: E731
+                                        timeout=5)
+        head = run("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = run("status", "--porcelain", "--untracked-files=no", "--", ".").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def versions() -> dict[str, str]:
-    """Versions of saelab and the libraries that shape its numbers, for cfg.json."""
+    """Versions of saelab (and its git commit, from a checkout) and the libraries that shape its numbers."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
@@ -85,6 +108,9 @@ def versions() -> dict[str, str]:
             out[name] = version(name)
         except PackageNotFoundError:
             pass
+    commit = source_commit()
+    if commit is not None:
+        out["saelab_commit"] = commit
     return out
 
 
