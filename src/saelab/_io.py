@@ -81,7 +81,8 @@ def source_commit() -> str | None:
     """The git commit saelab runs from ("+dirty" with uncommitted changes), when it runs from a checkout.
 
     The package version stays 0.1.0 from commit to commit; the commit is what says which code made a result.
-    None for an installed wheel, without git, or if git does not answer within 5 s.
+    None for an installed wheel (even one inside some other git repository), without git, or if git does not
+    answer within 5 s.
     """
     import subprocess
 
@@ -89,9 +90,10 @@ def source_commit() -> str | None:
     try:
         run = lambda *a: subprocess.run(["git", "-C", str(here), *a], capture_output=True, text=True,  # noqa: E731
                                         timeout=5)
-        head = run("rev-parse", "HEAD")
-        if head.returncode != 0:
+        # saelab's own files must be tracked there: an installed copy under a user's repository is not a checkout
+        if run("ls-files", "--error-unmatch", "__init__.py").returncode != 0:
             return None
+        head = run("rev-parse", "HEAD")
         dirty = run("status", "--porcelain", "--untracked-files=no", "--", ".").stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
