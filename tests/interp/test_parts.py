@@ -83,6 +83,22 @@ def test_explainer_reads_the_answer_without_filler(answer, expected):
     assert make_explainer("default").read(answer) == (expected, None)
 
 
+@pytest.mark.parametrize("answer, expected", [
+    # cut off by the answer's token budget (real Qwen answers on the demo's ultra SAE)
+    ('Explanation: "of" (7 times), "every" (1 time), "great', '"of" (7 times), "every" (1 time)'),
+    ("Explanation: 'March' (1 time), 'something' (1 time", "'March' (1 time)"),
+    ("Explanation: 'F' (F), 'told' (told), 'telling' (", "'F' (F), 'told' (told)"),
+    ("Explanation: 'to' (1 time), 'l' (", "'to' (1 time)"),
+    # whole: kept as they are
+    ("Explanation: 'of' (3 times), 'don't' (1 time)", "'of' (3 times), 'don't' (1 time)"),
+    ("Explanation: '.', ',' and 'in'.", "'.', ',' and 'in'."),
+    ("Explanation: names of clubs (football", "names of clubs (football"),
+    ("Explanation: ‘hope’, ‘wish", "‘hope’"),
+])
+def test_a_list_item_cut_off_by_the_token_budget_is_dropped(answer, expected):
+    assert make_explainer("default-tally").read(answer) == (expected, None)
+
+
 def test_marked_tokens_are_counted_stripped_most_frequent_first():
     train = _tally_examples().train
     assert marked_tally(train, _words) == [("Madrid", 2), ("Liverpool", 2)]  # " Madrid" and "Madrid" are one word
