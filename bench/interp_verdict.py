@@ -60,7 +60,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in v["rows"]:
         print(f"| {r['scorer']} | {r['n_latents']} | {r['mean']:.3f} | {r['mean_reference']:.3f} | "
-              f"{r['difference']:+.3f} | [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['p_one_sided']:.4f} | "
+              f"{r['difference']:+.3f} | [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['p_one_sided']:.3g} | "
               f"{'yes' if r['passes'] else 'no'} |")
     print(f"verdict: {'PASS' if v['passes'] else 'FAIL'}")
 
