@@ -93,6 +93,7 @@ def test_explainer_reads_the_answer_without_filler(answer, expected):
     ("Explanation: 'of' (3 times), 'don't' (1 time)", "'of' (3 times), 'don't' (1 time)"),
     ("Explanation: '.', ',' and 'in'.", "'.', ',' and 'in'."),
     ("Explanation: names of clubs (football", "names of clubs (football"),
+    ("Explanation: ',' (2 times), '(' (1 time)", "',' (2 times), '(' (1 time)"),
     ("Explanation: ‘hope’, ‘wish", "‘hope’"),
 ])
 def test_a_list_item_cut_off_by_the_token_budget_is_dropped(answer, expected):

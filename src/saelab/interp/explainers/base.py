@@ -55,13 +55,15 @@ _BOILERPLATE = re.compile(r"^(?:the\s+)?(?:marked|highlighted)\s+tokens(?:"
 
 
 _CLOSING = {'"': '"', "'": "'", "‘": "’", "“": "”"}
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|‘[^’]*’|“[^”]*”")
 
 
 def _cut_off(item: str) -> bool:
     """Whether one list item was cut off by the answer's token budget: an unclosed parenthesis, or an
     opening quote that never closes (`"great`, `'something' (1 time`, `'telling' (`)."""
     item = item.strip()
-    if item.count("(") > item.count(")"):
+    bare = _QUOTED.sub("", item)  # a quoted token "(" is not an open parenthesis
+    if bare.count("(") > bare.count(")"):
         return True
     if not item or item[0] not in _CLOSING:
         return False
