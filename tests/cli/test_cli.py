@@ -38,3 +38,20 @@ def test_bad_hookpoint_and_sizes_on_the_real_model(tmp_path):
     assert r.returncode == 2 and "n_tokens: got 0" in r.stderr
     r = saelab("tokens", "-w", str(tmp_path / "c"), "--ctx-len", "100000")
     assert r.returncode == 2 and "ctx_len: got 100000" in r.stderr
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    """typer turns Ctrl-C into a silent exit 130; the user is told that a rerun resumes."""
+    import saelab.demo
+    from saelab.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(saelab.demo, "run_demo", interrupted)
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "-w", str(tmp_path)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert e.value.code == 130
+    assert "interrupted: finished stages and saved work are kept; run the same command again" in err
+    assert "Traceback" not in err

@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+INTERRUPTED = ("interrupted: finished stages and saved work are kept; run the same command again to resume "
+               "where it stopped")
 
 
 @app.callback()
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     except SaelabError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
+    except (KeyboardInterrupt, SystemExit) as e:
+        # typer turns Ctrl-C into a silent exit 130; say what was kept and how to go on
+        if isinstance(e, SystemExit) and e.code != 130:
+            raise
+        err_console.print(INTERRUPTED, highlight=False, soft_wrap=True)
         sys.exit(130)
