@@ -34,7 +34,7 @@ def test_dict_info_json_and_hookpoint(capsys):
 
 def test_dict_info_errors_are_one_line(capsys):
     code, _, err = saelab(capsys, "dict", "info", str(FIXTURES / "sparsify/run"))
-    assert code == 2 and "holds 2 dictionaries (layers.3, layers.3.mlp)" in err.replace("\n", " ")
+    assert code == 2 and "holds 2 dictionaries: layers.3, layers.3.mlp" in err.replace("\n", " ")
     assert "Traceback" not in err
     code, _, err = saelab(capsys, "dict", "info", str(FIXTURES / "saelens/topk"), "-o", "yaml")
     assert code == 2 and "--output: got 'yaml'" in err

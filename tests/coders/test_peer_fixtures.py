@@ -40,6 +40,11 @@ EXPECTED = {
     "dictionary_learning/topk": ("dictionary_learning", "topk", "sae", True, 8, "resid_post.3"),
     "dictionary_learning/batchtopk": ("dictionary_learning", "batchtopk", "sae", True, 8, "resid_post.3"),
     "dictionary_learning/matryoshka": ("dictionary_learning", "matryoshka", "sae", True, 8, "resid_post.3"),
+    # layouts rebuilt from the published code (tests/coders/test_crosscoder_formats.py); x [N, 2, d_in]
+    "crosscoders/dictionary_learning_crosscoder": ("dictionary_learning_crosscoder", "batchtopk", "crosscoder", False,
+                                                   8, ""),
+    "crosscoders/crosscoder_model_diff": ("crosscoder_model_diff", "relu", "crosscoder", False, None,
+                                          "blocks.4.hook_resid_pre"),
 }
 
 
@@ -92,9 +97,9 @@ def test_sparsify_run_directory_picks_a_hookpoint():
     run = FIXTURES / "sparsify/run"
     assert load_dictionary(run, hookpoint="layers.3.mlp").cfg.kind == "transcoder"
     assert load_dictionary(run, hookpoint="layers.3").cfg.kind == "sae"
-    with pytest.raises(FormatError, match=r"holds 2 dictionaries \(layers\.3, layers\.3\.mlp\)"):
+    with pytest.raises(FormatError, match=r"holds 2 dictionaries: layers\.3, layers\.3\.mlp; pick one with --hookpoint"):
         load_dictionary(run)
-    with pytest.raises(FormatError, match=r"hookpoint \(in .*\): got 'layers\.9'.*layers\.3, layers\.3\.mlp"):
+    with pytest.raises(FormatError, match=r"no dictionary matches --hookpoint layers\.9; the tree holds 2: layers\.3, layers\.3\.mlp"):
         load_dictionary(run, hookpoint="layers.9")
 
 

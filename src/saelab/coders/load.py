@@ -1,7 +1,9 @@
-"""`load_dictionary`: read any supported format, detected from the files; `describe_dictionary`."""
+"""`load_dictionary`: read any supported format, from the workspace, a path or the Hub; `describe_dictionary`."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -9,86 +11,80 @@ from typing import Any
 
 import torch
 
-from ..errors import FormatError, choices_message
+from ..errors import FormatError
 from .base import SparseCoder
-from .formats import FORMATS
+from .resolve import ResolvedDictionary, Selector, detect_format, resolve_dictionary
 
 log = logging.getLogger(__name__)
 
 
-def _looked_for() -> str:
-    return "; ".join(f"{m.NAME}: {' + '.join(m.FILES)}" for m in FORMATS)
-
-
-def _detect(path: Path):
-    return next((m for m in FORMATS if m.detect(path)), None)
-
-
-def _subdirectories(path: Path) -> dict[str, Path]:
-    """Sub-directories (one level, then two: sparsify `layers.6`, SAELens `blocks.6/...`) in a known format."""
-    found = {p.name: p for p in sorted(path.iterdir()) if p.is_dir() and _detect(p)}
-    if not found:
-        found = {f"{p.parent.name}/{p.name}": p for p in sorted(path.glob("*/*")) if p.is_dir() and _detect(p)}
-    return found
-
-
 def resolve_dictionary_path(path: str | os.PathLike, hookpoint: str | None = None) -> Path:
-    """The directory or file that holds one dictionary: `path` itself, or `path/hookpoint` in a run
-    directory with one sub-directory per hookpoint (sparsify). Raises FormatError listing what exists."""
-    path = Path(path)
-    if not path.exists():
+    """The directory or file that holds one dictionary under a local `path` (a tree's root: `hookpoint`
+    picks the sub-directory). Raises FormatError listing what exists."""
+    if not Path(path).exists():
         raise FormatError(f"dictionary path {str(path)!r} does not exist.")
-    if hookpoint is None and _detect(path):
-        return path
-    if path.is_dir():
-        subs = _subdirectories(path)
-        if hookpoint is not None:
-            if hookpoint in subs:
-                return subs[hookpoint]
-            raise FormatError(choices_message(f"hookpoint (in {path})", hookpoint, list(subs) or ["none found"]))
-        if len(subs) == 1:
-            (name, sub), = subs.items()
-            log.info("%s holds one dictionary, %s; reading it", path, name)
-            return sub
-        if subs:
-            raise FormatError(f"{path} holds {len(subs)} dictionaries ({', '.join(subs)}); "
-                              "pick one with hookpoint=… (CLI: --hookpoint).")
-    raise FormatError(f"{path}: not a dictionary in any known format; looked for {_looked_for()}.")
+    return resolve_dictionary(path, selector=Selector(hookpoint=hookpoint)).path
 
 
-def load_dictionary(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                    hookpoint: str | None = None) -> SparseCoder:
-    """Load a sparse dictionary from saelab's native format, SAELens, Gemma Scope, sparsify or
-    dictionary_learning; the format is detected from the files.
-
-    Args:
-        path: a dictionary directory (or a `params.npz` / `ae.pt` file), or a run directory
-            with one sub-directory per hookpoint.
-        device, dtype: where to put the weights; dtype None keeps the stored dtype.
-        hookpoint: the sub-directory to read in a run directory holding several dictionaries.
-
-    Example:
-        >>> coder = load_dictionary("runs/sparsify/layers.6")
-        >>> latents = coder.encode(x)   # x [N, d_in] -> [N, d_sae]
-    """
-    resolved = resolve_dictionary_path(path, hookpoint)
-    fmt = _detect(resolved)
-    assert fmt is not None
-    coder = fmt.load(resolved, device=device, dtype=dtype)
-    log.info("loaded %s dictionary from %s: %s", fmt.NAME, resolved, coder.extra_repr())
+def load_resolved(resolved: ResolvedDictionary, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                  site: str | None = None) -> SparseCoder:
+    """Load the dictionary `resolve_dictionary` found; its cfg.extra["source"] says where it came from."""
+    fmt = detect_format(resolved.path)
+    if fmt is None:
+        raise FormatError(f"{resolved.path}: not a dictionary in any known format.")
+    kwargs: dict[str, Any] = {}
+    if site == "transcoder" and "kind" in inspect.signature(fmt.load).parameters:
+        kwargs["kind"] = "transcoder"
+    coder = fmt.load(resolved.path, device=device, dtype=dtype, **kwargs)
+    if resolved.source.get("kind") in ("hub", "saelens"):  # a local path is recorded by its spec
+        coder.cfg = dataclasses.replace(coder.cfg, extra={**coder.cfg.extra, "source": resolved.source})
+    log.info("loaded %s dictionary from %s: %s", fmt.NAME, resolved.path, coder.extra_repr())
     return coder.eval()
 
 
-def describe_dictionary(path: str | os.PathLike, hookpoint: str | None = None) -> dict[str, Any]:
-    """What a dictionary is: architecture, kind, widths, k, hookpoints, source format, model, parameter count."""
-    coder = load_dictionary(path, device="cpu", hookpoint=hookpoint)
+def load_dictionary(spec: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                    hookpoint: str | None = None, *, selector: Selector | None = None, workspace: Any = None,
+                    cache_dir: str | os.PathLike | None = None) -> SparseCoder:
+    """Load a sparse dictionary in saelab's native format, SAELens, Gemma Scope, Llama Scope, sparsify,
+    dictionary_learning or a published crosscoder layout; the format is detected from the files.
+
+    Args:
+        spec: a dictionary directory or file, the root of a downloaded tree, a Hub repo
+            (`org/repo[/path][@revision]`, `hf://` optional), `saelens:RELEASE/ID`, or (with
+            `workspace`) a dictionary name of that workspace.
+        device, dtype: where to put the weights; dtype None keeps the stored dtype.
+        hookpoint: the hookpoint folder to read in a tree with several (sparsify runs and repos).
+        selector: the other selectors of a tree (layer, width, l0, site); `hookpoint` fills its hookpoint.
+        workspace: a `Workspace` whose dictionaries are looked up first.
+        cache_dir: Hugging Face cache for downloads (default: HF_HUB_CACHE / HF_HOME).
+
+    Example:
+        >>> coder = load_dictionary("runs/sparsify", hookpoint="layers.6")
+        >>> coder = load_dictionary("EleutherAI/sae-SmolLM2-135M-64x", hookpoint="layers.6")
+        >>> latents = coder.encode(x)   # x [N, d_in] -> [N, d_sae]
+    """
+    sel = selector or Selector()
+    if hookpoint is not None:
+        sel = dataclasses.replace(sel, hookpoint=hookpoint)
+    resolved = resolve_dictionary(spec, workspace=workspace, selector=sel, cache_dir=cache_dir)
+    return load_resolved(resolved, device=device, dtype=dtype, site=sel.site)
+
+
+def describe_dictionary(spec: str | os.PathLike, hookpoint: str | None = None, *,
+                        selector: Selector | None = None, workspace: Any = None) -> dict[str, Any]:
+    """What a dictionary is: architecture, kind, widths, k, hookpoints, source format, model, parameter count,
+    and where it came from."""
+    sel = dataclasses.replace(selector or Selector(), **({"hookpoint": hookpoint} if hookpoint else {}))
+    resolved = resolve_dictionary(spec, workspace=workspace, selector=sel)
+    coder = load_resolved(resolved, device="cpu", site=sel.site)
     c = coder.cfg
     return {
-        "path": str(resolve_dictionary_path(path, hookpoint)),
+        "path": str(resolved.path),
         "architecture": c.architecture, "kind": c.kind, "d_in": c.d_in, "d_sae": c.d_sae, "d_out": coder.d_out,
         "k": c.k, "n_sources": c.n_sources, "hookpoint": c.hookpoint, "out_hookpoint": c.out_hookpoint,
         "source_format": c.source_format, "model": c.model, "skip": c.skip,
         "apply_b_dec_to_input": c.apply_b_dec_to_input, "group_sizes": c.group_sizes,
         "dtype": str(coder.dtype).removeprefix("torch."),
         "n_params": sum(p.numel() for p in coder.parameters()),
+        "source": resolved.source,
     }
