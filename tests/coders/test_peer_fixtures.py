@@ -45,6 +45,17 @@ EXPECTED = {
                                                    8, ""),
     "crosscoders/crosscoder_model_diff": ("crosscoder_model_diff", "relu", "crosscoder", False, None,
                                           "blocks.4.hook_resid_pre"),
+    # Llama Scope as published (lm-saes 1.0) and llamascopium 2; dataset-wise norms folded in
+    "llamascope/Llama3_1-8B-Base-LXR-4x/Llama3_1-8B-Base-L3R-4x": ("llamascope", "jumprelu", "sae", False, None,
+                                                                    "blocks.3.hook_resid_post"),
+    "llamascope/Llama3_1-8B-Base-LXTC-4x/Llama3_1-8B-Base-L3TC-4x": ("llamascope", "jumprelu", "transcoder", False,
+                                                                      None, "blocks.3.ln2.hook_normalized"),
+    "llamascope/llamascopium/sae": ("llamascope", "jumprelu", "sae", False, None, "blocks.3.hook_resid_post"),
+    "llamascope/llamascopium/transcoder": ("llamascope", "jumprelu", "transcoder", False, None,
+                                           "blocks.3.ln2.hook_normalized"),
+    # published layout, outputs from a reference forward of the published formula
+    "gemmascope_transcoders/gemma-scope-2b-pt-transcoders/layer_3/width_256/average_l0_20": (
+        "gemmascope", "jumprelu", "transcoder", False, None, "model.layers.3.pre_feedforward_layernorm"),
 }
 
 

@@ -133,6 +133,61 @@ def test_crosscoder_file_is_reused_and_checked(run, pair, tmp_path):
         run_feature_interpretation_pipeline(*pair, tmp_path / "z", crosscoder_file=tmp_path / "nothing")
 
 
+
+def _published_layouts(coder: SparseCoder, root):
+    """The run's crosscoder written as crosscoder-model-diff-replication (cfg.json + cc_weights.pt, a
+    TransformerLens resid_pre hook point) and as a dictionary_learning BatchTopKCrossCoder (Hub layout: no layer)."""
+    from safetensors.torch import save_file
+
+    w = {k: v.detach().float().contiguous() for k, v in coder.state_dict().items()}
+    ck = root / "blocks.2.hook_resid_pre"
+    ck.mkdir(parents=True)
+    torch.save({k: w[k] for k in ("W_enc", "W_dec", "b_enc", "b_dec")}, ck / "cc_weights.pt")
+    (ck / "cfg.json").write_text(json.dumps({"d_in": coder.d_in, "dict_size": coder.d_sae, "enc_dtype": "fp32",
+                                             "hook_point": f"blocks.{LAYER + 1}.hook_resid_pre"}))
+    dl = root / "dl"
+    dl.mkdir()
+    save_file({"encoder.weight": w["W_enc"], "encoder.bias": w["b_enc"], "decoder.bias": w["b_dec"],
+               "decoder.weight": w["W_dec"].permute(1, 0, 2).contiguous(), "code_normalization_id": torch.tensor(4),
+               "k": torch.tensor(coder.cfg.k), "threshold": w["threshold"]}, str(dl / "model.safetensors"))
+    (dl / "config.json").write_text(json.dumps({"activation_dim": coder.d_in, "dict_size": coder.d_sae,
+                                                "num_layers": 2, "k": coder.cfg.k, "code_normalization": "NONE"}))
+    return ck, dl
+
+
+def test_published_crosscoder_files_are_read(run, pair, tmp_path):
+    out, _, corpus, cats = run
+    ck, dl = _published_layouts(SparseCoder.load(out / "features" / f"layer_{LAYER:02d}" / "crosscoder"), tmp_path)
+    config = fast_config(corpus, categories=str(cats))
+    for name, src, layers in (("ck", ck / "cc_weights.pt", None), ("dl", dl, [LAYER])):
+        shutil.copytree(out / "activations", tmp_path / name / "activations")
+        r = run_feature_interpretation_pipeline(*pair, tmp_path / name, crosscoder_file=src, layers=layers,
+                                                progress=False, skip=("naming", "visualization"), config=config)
+        assert r.layers == [LAYER] and r.done["crosscoder"] == "file", name
+        table = json.loads((tmp_path / name / "features" / f"layer_{LAYER:02d}" / "latent_table.json").read_text())
+        assert len(table["latents"]) == 64
+    with pytest.raises(ConfigError, match=r"has no hookpoint; pass the layer .* with --layers L"):
+        run_feature_interpretation_pipeline(*pair, tmp_path / "x", crosscoder_file=dl, progress=False)
+    with pytest.raises(ConfigError, match=r"reads layer 1 \(hookpoint 'blocks\.2\.hook_resid_pre'\)"):
+        run_feature_interpretation_pipeline(*pair, tmp_path / "x", crosscoder_file=ck, layers=[2], progress=False)
+
+
+@pytest.mark.parametrize("hookpoint, layer", [("model.layers.1", 1), ("resid_post.1", 1), ("layers.1", 1),
+                                              ("blocks.1.hook_resid_post", 1), ("blocks.2.hook_resid_pre", 1),
+                                              ("resid_pre.2", 1), ("model.layers.2:input", 1)])
+def test_crosscoder_file_hookpoint_aliases_fit_their_layer(hookpoint, layer):
+    from types import SimpleNamespace
+
+    from saelab.diff.pipeline import _check_fits, _crosscoder_layers
+
+    coder = SparseCoder(CoderConfig("relu", d_in=32, d_sae=8, kind="crosscoder", n_sources=2, hookpoint=hookpoint,
+                                    apply_b_dec_to_input=False))
+    pair = SimpleNamespace(hookpoint=lambda l: f"model.layers.{l}")
+    assert _crosscoder_layers(coder, None) == [layer]
+    _check_fits(coder, SimpleNamespace(d_model=32), layer, pair)
+    with pytest.raises(ConfigError, match="layer 2 of these models is 'model.layers.2'"):
+        _check_fits(coder, SimpleNamespace(d_model=32), 2, pair)
+
 def test_bad_pairs_and_inputs_are_refused(pair, inputs, tmp_path):
     from tests.conftest import make_tokenizer
 

@@ -13,7 +13,8 @@ from ..errors import ConfigError, choices_message
 
 Architecture = Literal["relu", "jumprelu", "topk", "batchtopk", "matryoshka"]
 Kind = Literal["sae", "transcoder", "crosscoder"]
-SourceFormat = Literal["saelab", "saelens", "gemmascope", "sparsify", "dictionary_learning"]
+SourceFormat = Literal["saelab", "saelens", "gemmascope", "sparsify", "dictionary_learning",
+                       "dictionary_learning_crosscoder", "crosscoder_model_diff", "llamascope"]
 
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 KINDS: tuple[str, ...] = get_args(Kind)

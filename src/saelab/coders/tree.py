@@ -142,14 +142,15 @@ def find_dictionaries(files: Iterable[str], formats, context: str = "") -> list[
     present = set(files)
     found: dict[str, Candidate] = {}
     for fmt in formats:
-        first = fmt.FILES[0]
-        for f in sorted(present):
-            if not (f == first or f.endswith("/" + first)):
-                continue
-            folder = f[: -len(first)].rstrip("/")
-            need = tuple(f"{folder}/{x}" if folder else x for x in fmt.FILES)
-            if folder not in found and all(n in present for n in need):
-                found[folder] = Candidate(folder, fmt.NAME, need, path_facts(folder, context))
+        for file_set in getattr(fmt, "FILE_SETS", (fmt.FILES,)):  # a format may have several layouts
+            first = file_set[0]
+            for f in sorted(present):
+                if not (f == first or f.endswith("/" + first)):
+                    continue
+                folder = f[: -len(first)].rstrip("/")
+                need = tuple(f"{folder}/{x}" if folder else x for x in file_set)
+                if folder not in found and all(n in present for n in need):
+                    found[folder] = Candidate(folder, fmt.NAME, need, path_facts(folder, context))
     return sorted(found.values(), key=lambda c: _natural(c.path))
 
 

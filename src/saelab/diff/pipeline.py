@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -148,8 +149,10 @@ def run_feature_interpretation_pipeline(
         base_model, target_model: model specs (`load_model`: embedded name, hub id, directory, .gguf) or
             `LoadedModel`s. Both must share a tokenizer and hidden size.
         layers: decoder layers for the crosscoder (None: the crosscoder file's layer, else the middle layer).
-        crosscoder_file: a trained crosscoder (directory with cfg.json + weights.safetensors, or that
-            weights file) to use instead of training one; it must fit the models (d_in, 2 sources, hookpoint).
+        crosscoder_file: a trained crosscoder to use instead of training one: a directory (or one of its
+            files) in any format `load_dictionary` reads — saelab's cfg.json + weights.safetensors, a
+            dictionary_learning CrossCoder, a crosscoder-model-diff-replication checkpoint. It must fit the
+            models (d_in, 2 sources, hookpoint); when its files name no layer, `layers` gives the one.
         quantization: how the models are loaded: fp32 | fp16 | bf16 | int8 (int8: CPU dynamic quantization
             where torch has a quantized engine, or bitsandbytes on CUDA).
         cache_dir: where hub models are downloaded (default: the Hugging Face cache).
@@ -478,32 +481,56 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_crosscoder_file(path: str | Path) -> Any:
-    from ..coders import SparseCoder
+    """A base/target crosscoder in any format `load_dictionary` reads (saelab's own, dictionary_learning's
+    CrossCoder, crosscoder-model-diff-replication, …), given as its directory or one of its files."""
+    from ..coders import load_dictionary
+    from ..coders.formats import FORMATS
     from ..errors import FormatError
 
+    def known(q: Path) -> bool:
+        return q.exists() and any(fmt.detect(q) for fmt in FORMATS)
+
     p = Path(path)
-    directory = p.parent if p.is_file() else p
-    if not (directory / "cfg.json").exists():
-        raise FormatError(f"--crosscoder-file: {str(path)!r} is not a saved crosscoder (no cfg.json beside it); give "
-                          "the directory a diff run wrote (features/layer_LL/crosscoder) or SparseCoder.save wrote.")
-    coder = SparseCoder.load(directory)
+    where = p.parent if p.is_file() and not known(p) else p  # e.g. weights.safetensors: its directory
+    if not known(where):  # checked here: load_dictionary would read a missing path as a Hub repo
+        raise FormatError(f"--crosscoder-file: {str(path)!r} is not a saved crosscoder in a format saelab reads; give "
+                          "the directory a diff run wrote (features/layer_LL/crosscoder), SparseCoder.save wrote, or a "
+                          "published crosscoder (dictionary_learning CrossCoder: config.json + model.safetensors; "
+                          "crosscoder-model-diff-replication: cfg.json + cc_weights.pt).")
+    coder = load_dictionary(where)
     if coder.cfg.kind != "crosscoder" or coder.cfg.n_sources != 2:
         raise FormatError(f"--crosscoder-file: {str(path)!r} holds a {coder.cfg.kind} with {coder.cfg.n_sources} "
                           "source(s); a model diff needs a crosscoder with 2 sources (base, target).")
-    coder.source_path = str(directory)  # type: ignore[attr-defined]
+    coder.source_path = str(where)  # type: ignore[attr-defined]
     return coder
 
 
-def _crosscoder_layers(coder: Any, layers: Sequence[int] | None) -> list[int]:
-    import re
+# resid_post of layer L is also read as the input of layer L + 1 (TransformerLens `blocks.{L+1}.hook_resid_pre`)
+_RESID_PRE = re.compile(r"^(?:resid_pre\.(\d+)|blocks\.(\d+)\.hook_resid_pre|(?:.*\.)?layers\.(\d+):input)$")
 
-    m = re.search(r"(\d+)(?!.*\d)", coder.cfg.hookpoint or "")
-    if m is None:
-        raise ConfigError(f"--crosscoder-file: its hookpoint {coder.cfg.hookpoint!r} names no layer; pass --layers.")
-    layer = int(m.group(1))
+
+def _hookpoint_layer(hookpoint: str) -> int | None:
+    """The decoder layer whose residual output `hookpoint` reads (its last number; resid_pre of L + 1 is L)."""
+    m = _RESID_PRE.match(hookpoint)
+    if m:
+        return int(next(g for g in m.groups() if g is not None)) - 1
+    m = re.search(r"(\d+)(?!.*\d)", hookpoint)
+    return int(m.group(1)) if m else None
+
+
+def _crosscoder_layers(coder: Any, layers: Sequence[int] | None) -> list[int]:
+    hookpoint = coder.cfg.hookpoint or ""
+    layer = _hookpoint_layer(hookpoint)
+    if layer is None or layer < 0:
+        if layers is not None and len(list(layers)) == 1:
+            return list(layers)
+        what = "has no hookpoint" if not hookpoint else f"reads {hookpoint!r}, not a decoder layer's output"
+        got = "" if layers is None else f" (got --layers {' '.join(map(str, layers))}: one layer only)"
+        raise ConfigError(f"--crosscoder-file: the crosscoder ({coder.cfg.source_format} format) {what}; pass the "
+                          f"layer whose residual stream it was trained on with --layers L{got}.")
     if layers is not None and list(layers) != [layer]:
         raise ConfigError(f"--layers: got {list(layers)}, but the crosscoder file reads layer {layer} "
-                          f"(hookpoint {coder.cfg.hookpoint!r}); pass --layers {layer} or leave it out.")
+                          f"(hookpoint {hookpoint!r}); pass --layers {layer} or leave it out.")
     return [layer]
 
 
@@ -512,7 +539,15 @@ def _check_fits(coder: Any, acts: PairedActivations, layer: int, pair: Any) -> N
         raise ConfigError(f"--crosscoder-file: its d_in is {coder.cfg.d_in}, but the models' residual stream at layer "
                           f"{layer} has width {acts.d_model}; it was trained on other models.")
     want = pair.hookpoint(layer)
-    if want is not None and coder.cfg.hookpoint != want:
-        raise ConfigError(f"--crosscoder-file: its hookpoint is {coder.cfg.hookpoint!r}, layer {layer} of these "
+    hookpoint = coder.cfg.hookpoint
+    if want is not None and hookpoint and hookpoint not in _resid_post_names(want, layer):
+        raise ConfigError(f"--crosscoder-file: its hookpoint is {hookpoint!r}, layer {layer} of these "
                           f"models is {want!r}.")
+
+
+def _resid_post_names(canonical: str, layer: int) -> set[str]:
+    """The names other tools give the residual stream after decoder layer `layer` (`canonical`: model.layers.L)."""
+    stack = canonical.rsplit(".", 1)[0]
+    return {canonical, f"resid_post.{layer}", f"blocks.{layer}.hook_resid_post", f"layers.{layer}",
+            f"resid_pre.{layer + 1}", f"blocks.{layer + 1}.hook_resid_pre", f"{stack}.{layer + 1}:input"}
 
