@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random Llama / Gemma 3 models with an offline word-level tokenizer.
+"""Shared fixtures: tiny random Llama / Gemma 2 / Gemma 3 models with an offline word-level tokenizer.
 
 Tiny models are built from configs in memory: no download, a forward in milliseconds.
 """
@@ -76,6 +76,43 @@ def tiny_gemma3():
                            num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=128,
                            sliding_window=16, eos_token_id=2, bos_token_id=1, pad_token_id=0)
     return _wrap(Gemma3ForCausalLM(cfg), tok, "tiny-gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma2():
+    """Gemma 2 layout (Gemma Scope's model): four norms per layer, 3 layers of width 64."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    tok = make_tokenizer(prepend_bos=True)
+    cfg = Gemma2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16,
+                       max_position_embeddings=128, sliding_window=16, eos_token_id=2, bos_token_id=1,
+                       pad_token_id=0, attn_implementation="eager")
+    model = Gemma2ForCausalLM(cfg)
+    for name, p in model.named_parameters():  # Gemma norms init their scale at 0 (= ×1): make each norm visible
+        if "layernorm" in name:
+            p.data.normal_(0, 0.5)
+    return _wrap(model, tok, "tiny-gemma2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama3():
+    """Llama 3 layout (Llama Scope's model: llama3 RoPE scaling), 3 layers of width 64."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = make_tokenizer(prepend_bos=True)
+    rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      rope_parameters=rope, eos_token_id=2, bos_token_id=1)
+    model = LlamaForCausalLM(cfg)
+    for name, p in model.named_parameters():  # norms init at 1: make each norm visible
+        if "layernorm" in name:
+            p.data.normal_(1, 0.5)
+    return _wrap(model, tok, "tiny-llama3")
 
 
 @pytest.fixture(params=["tiny_llama", "tiny_gemma3"])

@@ -29,15 +29,18 @@ def test_aliases_resolve_to_module_paths(tiny_llama, alias, module, side):
 def test_ln2_is_the_norm_that_feeds_the_mlp(tiny_llama, tiny_gemma3):
     assert resolve_hookpoint(tiny_llama.model, "blocks.1.ln2.hook_normalized").module == "model.layers.1.post_attention_layernorm"
     assert resolve_hookpoint(tiny_gemma3.model, "blocks.1.ln2.hook_normalized").module == "model.layers.1.pre_feedforward_layernorm"
+    # Gemma 3 has Gemma 2's sandwich norms: mlp_out is what is added to the residual stream
+    assert resolve_hookpoint(tiny_gemma3.model, "mlp_out.1").module == "model.layers.1.post_feedforward_layernorm"
 
 
 def test_alias_and_module_path_give_the_same_tensor(tiny_model):
     ids = torch.randint(3, len(tiny_model.tokenizer), (2, 12))
-    names = ["resid_post.1", "model.layers.1", "blocks.2.hook_mlp_out", "model.layers.2.mlp"]
+    mlp_out = resolve_hookpoint(tiny_model.model, "mlp_out.2").module  # after the post-MLP norm on Gemma
+    names = ["resid_post.1", "model.layers.1", "blocks.2.hook_mlp_out", mlp_out]
     acts = ActivationReader(tiny_model.model, names[:1] + names[2:3])(ids)
     acts2 = ActivationReader(tiny_model.model, names[1:2] + names[3:4])(ids)
     assert torch.equal(acts["model.layers.1"], acts2["model.layers.1"])
-    assert torch.equal(acts["model.layers.2.mlp"], acts2["model.layers.2.mlp"])
+    assert torch.equal(acts[mlp_out], acts2[mlp_out])
 
 
 def test_resid_pre_of_a_layer_is_resid_post_of_the_previous(tiny_model):

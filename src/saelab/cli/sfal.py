@@ -9,18 +9,20 @@ import typer
 
 from . import common as opt
 
-DictOpt = typer.Option([], "--dict", "-d", help="Dictionary name(s) with a latent store in the workspace (`saelab cache`); repeat for several layers.")
+DictOpt = typer.Option([], "--dict", "-d", help="Dictionary with a latent store in the workspace (`saelab cache`): its "
+                       "name, or the path / Hub repo / saelens: spec it was cached from (with the tree selectors); "
+                       "repeat for several layers.")
 LayersOpt = typer.Option([], "--layers", help="Instead of / besides --dict: every latent store of the workspace whose hookpoint is at these layers; repeat.")
 
 
-def _dictionaries(workspace, dicts: list[str], layers: list[int]) -> list[str]:
+def _dictionaries(workspace, dicts: list[str], layers: list[int], sel=None) -> list[str]:
     """--dict names plus the stores at --layers (their hookpoint's first number)."""
     import re
 
     from .._io import read_json
     from ..errors import ConfigError
 
-    names = list(dicts)
+    names = [opt.store_name(workspace, d, sel) for d in dicts]
     for cfg in sorted((workspace.root / "latents").glob("*/cfg.json")) if layers else []:
         m = re.search(r"\.(\d+)(\.|$)", read_json(cfg).get("hookpoint", ""))
         if m and int(m.group(1)) in layers and cfg.parent.name not in names:
@@ -29,11 +31,13 @@ def _dictionaries(workspace, dicts: list[str], layers: list[int]) -> list[str]:
         raise ConfigError(f"dict: none given{' and no latent store at layers ' + str(layers) if layers else ''}; "
                           "give --dict NAME (see `saelab cache`).")
     return names
-ExplOpt = typer.Option(..., "--explanations", "-e", help="top-tokens (no-LLM descriptions from the store), interp (this dictionary's saelab autointerp run) or interp:RUN, a Neuronpedia export (dir or .jsonl.gz), a CSV/JSONL of latent,explanation, or an interp run's directory.")
+_NP_HELP = ("neuronpedia:MODEL_ID/SAE_ID (Neuronpedia's public export, e.g. neuronpedia:gemma-2-2b/20-gemmascope-res-16k, "
+            "downloaded once into the saelab cache; SAELAB_OFFLINE=1 uses the cache only)")
+ExplOpt = typer.Option(..., "--explanations", "-e", help="top-tokens (no-LLM descriptions from the store), interp (this dictionary's saelab autointerp run) or interp:RUN, " + _NP_HELP + ", a downloaded Neuronpedia export (dir or .jsonl.gz), a CSV/JSONL of latent,explanation, or an interp run's directory.")
 EmbOpt = typer.Option(["all-MiniLM-L6-v2"], "--embeddings", help="Sentence-transformers model (installed name or directory); repeat for several.")
 NpType = typer.Option("oai_token-act-pair", "--np-type", help="Neuronpedia explanation type to use (SFAL's default); 'any' for any.")
 NpExplainer = typer.Option(None, "--np-explainer", help="Neuronpedia explainer model to use (e.g. gpt-4o-mini); default any.")
-NpSae = typer.Option(None, "--np-sae", help="Neuronpedia modelId/layer, when the export holds several SAEs.")
+NpSae = typer.Option(None, "--np-sae", help="Neuronpedia modelId/layer, when a downloaded export holds several SAEs.")
 
 
 def _config(embeddings, top_n=1023, overlap_k=10, n_permutations=5, seed=0, np_type="oai_token-act-pair",
@@ -55,7 +59,10 @@ def register(app: typer.Typer) -> None:
              n_docs: Optional[int] = typer.Option(None, "--n_docs", "--n-docs", help="Use only the first N documents."),
              n_tokens: Optional[int] = typer.Option(None, "--n_tokens", "--n-tokens", help="Use only the first N token positions."),
              top_k: int = typer.Option(64, "--top-k", help="Neighbours kept per latent (φ, Jaccard, NPMI)."),
-             layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt) -> None:
+             layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt,
+             hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
+             width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
+             ) -> None:
         """Count which latents fire together in k-token windows (sparse C = BᵀB) and store top-k neighbours."""
         from ..cooc import CoocConfig, run
         from ..workspace import Workspace
@@ -64,7 +71,7 @@ def register(app: typer.Typer) -> None:
         config = CoocConfig(k=k, window=window, stride=stride, partial=partial, level=level,  # type: ignore[arg-type]
                             n_docs=n_docs, n_tokens=n_tokens, top_k=top_k)
         ws = Workspace.at(workspace)
-        for name in _dictionaries(ws, dict_, layers):
+        for name in _dictionaries(ws, dict_, layers, opt.selector(hookpoint, layer, width, l0, site)):
             c = run(config, ws, name)
             skipped = c.cfg["counts"]
             console.print(f"{name}: N = {c.counts.n_windows:,} windows, {c.counts.pairs.nnz:,} co-occurring pairs, "
@@ -89,7 +96,7 @@ def register(app: typer.Typer) -> None:
                           f"skipped: {dict(expl.skipped) or 'none'}")
 
     @app.command()
-    def sfal(dict_: list[str] = DictOpt, explanations: list[str] = typer.Option(..., "--explanations", "-e", help="One per --dict (or one for all): top-tokens, interp (the dictionary's autointerp run) or interp:RUN, a Neuronpedia export, a CSV/JSONL, or an interp run's directory."),
+    def sfal(dict_: list[str] = DictOpt, explanations: list[str] = typer.Option(..., "--explanations", "-e", help="One per --dict (or one for all): top-tokens, interp (the dictionary's autointerp run) or interp:RUN, " + _NP_HELP + ", a downloaded Neuronpedia export, a CSV/JSONL, or an interp run's directory."),
              embeddings: list[str] = EmbOpt, top_n: int = typer.Option(1023, "--top_n", "--top-n", help="Ranking length (SFAL: 1023)."),
              overlap_k: int = typer.Option(10, "--overlap-k", help="k of the top-k overlap measure."),
              n_permutations: int = typer.Option(5, "--n-permutations", help="Shuffles for the random baseline."),
@@ -97,7 +104,9 @@ def register(app: typer.Typer) -> None:
              np_sae: Optional[str] = NpSae,
              interp_scores: Optional[Path] = typer.Option(None, "--interp-scores", help="CSV/JSONL of auto-interp scores (latent + numeric columns) to correlate with."),
              output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV path (one --dict only; default workspace/sfal/NAME/scores.csv)."),
-             layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt) -> None:
+             layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt,
+             hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
+             width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite) -> None:
         """Per-latent NDCG of co-occurrence (φ) neighbours against explanation similarity, with a shuffled baseline."""
         from ..errors import ConfigError
         from ..sfal import run
@@ -105,7 +114,7 @@ def register(app: typer.Typer) -> None:
         from . import console
 
         ws = Workspace.at(workspace)
-        dict_ = _dictionaries(ws, dict_, layers)
+        dict_ = _dictionaries(ws, dict_, layers, opt.selector(hookpoint, layer, width, l0, site))
         if len(explanations) not in (1, len(dict_)):
             raise ConfigError(f"explanations: got {len(explanations)} for {len(dict_)} dictionaries; give one, or one per --dict.")
         if output is not None and len(dict_) > 1:

@@ -68,6 +68,7 @@ class Embedder:
             raise MissingPackageError("embeddings need sentence-transformers: `pip install sentence-transformers`.") from None
         if Path(target).is_dir() and not (Path(target) / "modules.json").exists():
             log.warning("%s has no sentence-transformers config: using mean pooling", target)
+        before = os.environ.get("HF_HUB_OFFLINE")
         os.environ["HF_HUB_OFFLINE"] = "1"
         try:
             self.model: Any = SentenceTransformer(target, device=device)
@@ -75,6 +76,11 @@ class Embedder:
             raise ModelError(f"embeddings: the model {name!r} is not installed here (not a directory, not in the "
                              f"Hugging Face cache, and downloads are off): {str(e).splitlines()[0]} — give a local "
                              f"directory, or the default {DEFAULT_EMBEDDER}.") from None
+        finally:  # offline for this load only: a later Neuronpedia download must not read it as the user's choice
+            if before is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = before
 
     @property
     def dim(self) -> int:

@@ -3,7 +3,8 @@
 - a Neuronpedia export: `explanations/*.jsonl.gz` records (modelId, layer, index,
   description, explanationModelName, typeName, ...) — a directory, or one .jsonl(.gz) file;
   one explanation per latent is picked by type (SFAL: `oai_token-act-pair`) and, if given,
-  by explainer model; other ones are counted, not used;
+  by explainer model; other ones are counted, not used; `neuronpedia:MODEL_ID/SAE_ID`
+  downloads Neuronpedia's public export of that SAE once (see neuronpedia.py);
 - a plain table: .csv / .jsonl(.gz) with a latent column (`latent`, `index` or `feature`)
   and a text column (`explanation`, `description` or `text`);
 - saelab's own auto-interp run: a directory `workspace/interp/RUN/` (read by
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ConfigError, FormatError
+from .neuronpedia import fetch_export, is_neuronpedia_id
 
 log = logging.getLogger(__name__)
 LLM_KIND = "LLM explanation (Neuronpedia)"
@@ -138,10 +140,10 @@ def from_table(path: str | Path, d_sae: int) -> Explanations:
 
 
 def from_neuronpedia(path: str | Path, d_sae: int, type_name: str | None = "oai_token-act-pair",
-                     explainer: str | None = None, sae: str | None = None) -> Explanations:
+                     explainer: str | None = None, sae: str | None = None, label: str | None = None) -> Explanations:
     """A Neuronpedia explanations export; one explanation per latent of type `type_name`
     (None: any) by `explainer` (None: any), for the SAE `sae` = "modelId/layer" (needed
-    when the export holds several)."""
+    when the export holds several). `label` names the source in reports (default: the path)."""
     records = read_records(path)
     saes = sorted({f"{r.get('modelId')}/{r.get('layer')}" for r in records})
     if sae is None and len(saes) > 1:
@@ -159,7 +161,7 @@ def from_neuronpedia(path: str | Path, d_sae: int, type_name: str | None = "oai_
                           f"it has {dict(kinds.most_common(10))}.")
     skipped["other_type"] = len(records) - len(chosen)
     rows = [(_to_latent(r["index"], path), str(r.get("description") or "")) for r in chosen]
-    source = f"neuronpedia:{path} ({type_name or 'any type'}, {explainer or 'any explainer'})"
+    source = f"{label or 'neuronpedia:' + str(path)} ({type_name or 'any type'}, {explainer or 'any explainer'})"
     return Explanations(_collect(rows, d_sae, skipped, False, path), source, LLM_KIND, skipped)
 
 
@@ -183,8 +185,12 @@ def is_interp_run(path: Path) -> bool:
 
 
 def load_explanations(spec: str | Path, d_sae: int, **neuronpedia: Any) -> Explanations:
-    """Explanations from a file or directory; Neuronpedia records (with `typeName`) are
-    recognised by their fields. (`top-tokens` is computed by `saelab.sfal.run`.)"""
+    """Explanations from a file or directory, or `neuronpedia:MODEL_ID/SAE_ID` (downloaded once and
+    cached); Neuronpedia records (with `typeName`) are recognised by their fields. (`top-tokens` is
+    computed by `saelab.sfal.run`.)"""
+    if is_neuronpedia_id(spec):
+        path = fetch_export(str(spec))
+        return from_neuronpedia(path, d_sae, label=f"{spec} (cached in {path})", **neuronpedia)
     path = Path(spec)
     if is_interp_run(path):
         return from_interp_run(path, d_sae)
