@@ -51,11 +51,31 @@ def _register_all() -> None:
 _register_all()
 
 
+# Options that delphi's users pass several values after one flag (`--hookpoints layers.5 layers.16`).
+MULTI_VALUE = ("--hookpoints", "--scorers")
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    """`--hookpoints a b --x` -> `--hookpoints a --hookpoints b --x` (click takes one value per flag)."""
+    out: list[str] = []
+    flag = None
+    for arg in argv:
+        if arg in MULTI_VALUE:
+            flag = arg
+            out.append(arg)
+        elif flag and not arg.startswith("-") and out[-1] != flag:
+            out += [flag, arg]
+        else:
+            flag = flag if (flag and out[-1] == flag) else None
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `saelab` console script."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=expand_multi_value(sys.argv[1:] if argv is None else list(argv)), standalone_mode=True)
     except SaelabError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -14,19 +14,20 @@ from rich.table import Table
 from ..errors import ConfigError
 from . import common as opt
 
-DICT_HELP = ("Dictionary: NAME (workspace/dictionaries/NAME), PATH (any format saelab reads), or NAME=PATH; "
-             "repeat to encode several in one pass.")
+DICT_HELP = ("Dictionary: NAME (workspace/dictionaries/NAME), a PATH in any format saelab reads (or a downloaded "
+             "tree's root, with the selectors), a Hub repo org/name[/path][@revision], saelens:RELEASE/ID, or "
+             "STORE=SPEC to name its store; repeat to encode several in one pass.")
 
 
-def _resolve(spec: str, workspace) -> tuple[str, Path]:
-    """`NAME` (a dictionary of the workspace), `PATH`, or `NAME=PATH` → (store name, dictionary path)."""
-    name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
-    if not name and workspace.dictionary(spec).exists():
-        return spec, workspace.dictionary(spec)
-    if not Path(path).exists():
-        raise ConfigError(f"--dict: got {spec!r}, which is neither a dictionary in {workspace.root / 'dictionaries'} "
-                          "nor an existing path; give NAME, PATH or NAME=PATH.")
-    return name or Path(path).resolve().name, Path(path)
+def _resolve(spec: str, workspace, selector) -> tuple[str, object]:
+    """`SPEC` or `STORE=SPEC` → (store name, the resolved dictionary)."""
+    from ..coders import resolve_dictionary
+
+    name, eq, rest = spec.partition("=")
+    if eq and name and "/" not in name:
+        return name, resolve_dictionary(rest, workspace=workspace, selector=selector)
+    resolved = resolve_dictionary(spec, workspace=workspace, selector=selector)
+    return resolved.name, resolved
 
 
 def _init_distributed() -> None:
@@ -65,13 +66,15 @@ def register(app: typer.Typer) -> None:
               n_windows: Optional[int] = typer.Option(None, "--n-windows", help="Cache only the first N windows."),
               workspace: Optional[str] = opt.WorkspaceOpt,
               overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild stores that exist."),
+              hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
+              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
               ) -> None:
         """Cache sparse latent activations over the workspace's token windows (resumable; torchrun shards by rank).
 
         One forward pass serves every dictionary and stops after the deepest hookpoint they read.
         Run it again after an interruption: finished shards are kept.
         """
-        from ..coders import load_dictionary
+        from ..coders import load_resolved
         from ..data.tokens import load_token_windows
         from ..latents import CacheConfig, run
         from ..latents.run import rank_and_world
@@ -81,14 +84,15 @@ def register(app: typer.Typer) -> None:
         config = CacheConfig(batch_size=batch_size, shard_windows=shard_windows, n_windows=n_windows,
                              value_dtype=value_dtype)  # type: ignore[arg-type]
         ws = Workspace.at(workspace)
-        specs = [_resolve(s, ws) for s in dict_]
+        sel = opt.selector(hookpoint, layer, width, l0, site)
+        specs = [_resolve(s, ws, sel) for s in dict_]
         names = [n for n, _ in specs]
         if len(set(names)) != len(names):
             raise ConfigError(f"--dict: store names repeat ({', '.join(names)}); name them with NAME=PATH.")
         _init_distributed()
         windows = load_token_windows(ws.tokens)
         lm = load_model(model, dtype=dtype, device=device)
-        coders = {name: load_dictionary(path, device=lm.device) for name, path in specs}
+        coders = {name: load_resolved(resolved, device=lm.device, site=sel.site) for name, resolved in specs}
         rank, world = rank_and_world()
         t0 = time.perf_counter()
         paths = run(config, ws, lm, windows, coders, overwrite=overwrite, progress=rank == 0)

@@ -28,4 +28,44 @@ Hookpoints = typer.Option(["resid_post.6"], "--hookpoint", "-H",
                           help="Hookpoint or alias (resid_post.6, blocks.6.hook_mlp_out, model.layers.6.mlp); repeat for several.")
 Overwrite = typer.Option(False, "--overwrite", help="Rebuild the workspace's token windows even if they exist.")
 
+# Selectors: which dictionary of a tree (a downloaded tree or a Hub repo), in the vocabulary of those trees.
+SelHookpoint = typer.Option(None, "--hookpoint", help="Tree selector: the hookpoint folder (sparsify repos: "
+                            "layers.16; SAELens repos: blocks.8.hook_resid_pre).")
+SelLayer = typer.Option(None, "--layer", help="Tree selector: layer (Gemma Scope layer_17, Llama Scope L17R, "
+                        "sparsify layers.17).")
+SelWidth = typer.Option(None, "--width", "--sae_features", help="Tree selector: Gemma Scope width (16k, 1m, or 16384) or Llama Scope "
+                        "expansion (8x).")
+SelL0 = typer.Option(None, "--l0", "--target_l0", help="Tree selector: Gemma Scope target L0 (the nearest average_l0_* is taken) or "
+                     "'canonical'.")
+SelSite = typer.Option(None, "--site", "--sae_type", help="Tree selector: res | mlp | att | transcoder (Gemma Scope "
+                       "--sae_type; Llama Scope R, M, A, TC). 'transcoder' also reads a Gemma Scope params.npz as a "
+                       "transcoder when its path does not say so.")
+
+
+def selector(hookpoint: Optional[str] = None, layer: Optional[int] = None, width: Optional[str] = None,
+             l0: Optional[str] = None, site: Optional[str] = None):
+    """The tree Selector of the selector options."""
+    from ..coders import Selector
+
+    return Selector(hookpoint=hookpoint, layer=layer, width=width, l0=l0, site=site)
+
 __all__ = ["Path", "Optional"]
+
+
+def store_name(workspace, spec: str, sel=None) -> str:
+    """The latent store of the workspace that a dictionary spec names: the spec itself when it is a name of the
+    workspace, else the store `saelab cache -d SPEC` built (found by resolving the spec, from the cache if it was
+    downloaded). Raises ArtifactError with the command that builds it when there is none."""
+    from ..coders import resolve_dictionary
+    from ..errors import ArtifactError
+
+    if (workspace.latents(spec) / "cfg.json").exists() or (workspace.dictionary(spec) / "cfg.json").exists():
+        return spec
+    if "/" not in spec and ":" not in spec and not Path(spec).exists():
+        return spec  # an unknown name: the command's own error lists what the workspace has
+    resolved = resolve_dictionary(spec, workspace=workspace, selector=sel)
+    if (workspace.latents(resolved.name) / "cfg.json").exists():
+        return resolved.name
+    flags = "".join(f" --{k} {v}" for k, v in (sel.as_dict() if sel is not None else {}).items())
+    raise ArtifactError(f"{spec}: no latent store of it in {workspace.root / 'latents'} (it would be "
+                        f"{resolved.name!r}); build it first: saelab cache -d {spec}{flags}")

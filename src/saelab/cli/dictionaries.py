@@ -9,26 +9,32 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError, choices_message
+from . import common as opt
 
 OUTPUTS = ("table", "json")
 
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(name="dict", no_args_is_help=True,
-                        help="Sparse dictionaries in saelab's format, SAELens, Gemma Scope, sparsify or dictionary_learning.")
+                        help="Sparse dictionaries in saelab's format, SAELens, Gemma Scope, Llama Scope, sparsify or dictionary_learning; local or on the Hub.")
 
     @group.command()
-    def info(path: str = typer.Argument(..., help="Dictionary directory, params.npz / ae.pt file, or a run directory."),
+    def info(path: str = typer.Argument(..., help="Dictionary directory, params.npz / ae.pt file, a run directory or "
+                                        "downloaded tree (with the selectors), a Hub repo org/name[/path][@revision], "
+                                        "or saelens:RELEASE/ID."),
              hookpoint: Optional[str] = typer.Option(None, "--hookpoint", "-H",
-                                                     help="Sub-directory to read in a run directory holding several."),
-             output: str = typer.Option("table", "--output", "-o", help="table | json.")) -> None:
+                                                     help="Tree selector: the hookpoint folder to read (sparsify "
+                                                     "layers.16, SAELens blocks.8.hook_resid_pre)."),
+             output: str = typer.Option("table", "--output", "-o", help="table | json."),
+             layer: Optional[int] = opt.SelLayer, width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
+             site: Optional[str] = opt.SelSite) -> None:
         """Print architecture, kind, d_in, d_sae, k, hookpoint and source format of a dictionary."""
         from ..coders import describe_dictionary
         from . import console
 
         if output not in OUTPUTS:
             raise ConfigError(choices_message("--output", output, OUTPUTS))
-        described = describe_dictionary(path, hookpoint=hookpoint)
+        described = describe_dictionary(path, selector=opt.selector(hookpoint, layer, width, l0, site))
         if output == "json":
             console.print_json(json.dumps(described))
             return
@@ -41,6 +47,9 @@ def register(app: typer.Typer) -> None:
             value = described[key]
             if value not in (None, "", ()):
                 table.add_row(key, f"{value:,}" if key == "n_params" else str(value))
+        source = described["source"]
+        if source.get("repo"):
+            table.add_row("hub", f"{source['repo']}/{source['path']} @ {source['revision']}".replace("/ @", " @"))
         console.print(table)
 
     app.add_typer(group, name="dict")

@@ -9,6 +9,9 @@ import typer
 
 from . import common as opt
 
+DICT_HELP = ("a name in the workspace, a path (saelab, SAELens, sparsify, dictionary_learning, Gemma Scope, Llama "
+             "Scope; or a downloaded tree's root, with the selectors), a Hub repo org/name[/path][@revision], or "
+             "saelens:RELEASE/ID")
 METRICS_HELP = ("Metric groups, comma-separated: reconstruction,sparsity,downstream,absorption "
                 "(absorption runs its own prompts: a few minutes; downstream runs 3 full forwards per token).")
 
@@ -33,25 +36,28 @@ def _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, m
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
-    def eval_(dict_: str = typer.Option(..., "--dict", "-d", help="Dictionary: a name in the workspace or a path (saelab, SAELens, sparsify, dictionary_learning, Gemma Scope)."),
+    def eval_(dict_: str = typer.Option(..., "--dict", "-d", help=f"Dictionary: {DICT_HELP}."),
               model: str = opt.Model, dtype: str = typer.Option("float32", "--dtype", help="Model dtype (fp32 for exact CE/KL; bf16 ~2x faster)."),
               device: str = opt.Device,
               n_tokens: int = typer.Option(131_072, "--n-tokens", help="Tokens for reconstruction and sparsity (cheap: truncated forward)."),
               ce_n_tokens: int = typer.Option(16_384, "--ce-n-tokens", help="Tokens for the CE/KL splice (3 full forwards each)."),
               batch_size: int = opt.BatchSize, metrics: str = typer.Option("reconstruction,sparsity,downstream,absorption", "--metrics", help=METRICS_HELP),
               workspace: Optional[str] = opt.WorkspaceOpt,
-              out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/evals/NAME).")) -> None:
+              out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/evals/NAME)."),
+              hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
+              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite) -> None:
         """How good is this SAE or transcoder? Writes metrics.json and summary.txt and prints the summary."""
         from ..evals import run_eval
         from . import console
 
+        sel = opt.selector(hookpoint, layer, width, l0, site)
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
-        m = run_eval(dict_, ws, lm, windows, config, out_dir=out)
+        m = run_eval(dict_, ws, lm, windows, config, out_dir=out, selector=sel)
         console.print(m["summary_text"], highlight=False, markup=False)
         console.print(f"written: {m['out_dir']}/metrics.json, summary.txt")
 
     @app.command()
-    def compare(a: str = typer.Option(..., "--a", help="First dictionary (name or path)."),
+    def compare(a: str = typer.Option(..., "--a", help=f"First dictionary: {DICT_HELP}."),
                 b: str = typer.Option(..., "--b", help="Second dictionary, or a dense baseline: dense:pca (K = a's L0), dense:pca:K, dense:linear."),
                 names: Optional[str] = typer.Option(None, "--names", help="Display names, comma-separated: ours,theirs."),
                 output_dir: Path = typer.Option(Path("comparison"), "--output-dir", "-o", help="Where comparison.json, *_metrics.json, summary.txt and plots go."),
@@ -60,7 +66,10 @@ def register(app: typer.Typer) -> None:
                 n_tokens: int = typer.Option(131_072, "--n-tokens", help="Tokens for reconstruction and sparsity."),
                 ce_n_tokens: int = typer.Option(16_384, "--ce-n-tokens", help="Tokens for the CE/KL splice."),
                 batch_size: int = opt.BatchSize, metrics: str = typer.Option("reconstruction,sparsity,downstream", "--metrics", help=METRICS_HELP),
-                workspace: Optional[str] = opt.WorkspaceOpt) -> None:
+                workspace: Optional[str] = opt.WorkspaceOpt,
+                hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
+                width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
+                site: Optional[str] = opt.SelSite) -> None:
         """Compare two dictionaries (or one and a dense baseline) on the same tokens: a side-by-side table with a winner per metric."""
         from ..errors import ConfigError
         from ..evals import compare as run_compare
@@ -69,7 +78,8 @@ def register(app: typer.Typer) -> None:
         pair = tuple(n.strip() for n in names.split(",")) if names else None
         if pair is not None and len(pair) != 2:
             raise ConfigError(f"names: got {names!r}; expected two names separated by a comma, e.g. ours,theirs.")
+        sel = opt.selector(hookpoint, layer, width, l0, site)  # picks within whichever of --a / --b is a tree
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
-        r = run_compare(a, b, ws, lm, windows, output_dir, config, names=pair)  # type: ignore[arg-type]
+        r = run_compare(a, b, ws, lm, windows, output_dir, config, names=pair, selector=sel)  # type: ignore[arg-type]
         console.print(r["summary_text"], highlight=False, markup=False)
         console.print(f"written: {output_dir}/comparison.json, summary.txt, fvu_vs_l0.png, firing_frequency.png")

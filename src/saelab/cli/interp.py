@@ -33,34 +33,55 @@ def _latent_ids(values: list[str]) -> tuple[int, ...] | None:
     return tuple(dict.fromkeys(ids)) or None
 
 
-def _ensure_store(ws, model: str, sparse_model: str, dataset_repo: str, dataset_split: str, dataset_column: str,
-                  cache_ctx_len: int, n_tokens: int, batch_size: int, dtype: str, emit) -> str:
-    """The name of a complete latent store for SPARSE_MODEL, building tokens and the cache if needed."""
+def _ensure_store(ws, model: str, sparse_model: str, selector, dataset_repo: str, dataset_split: str,
+                  dataset_column: str, cache_ctx_len: int, n_tokens: int, batch_size: int, dtype: str, emit) -> str:
+    """The name of a complete latent store for SPARSE_MODEL (one hookpoint of it: `selector`), building the
+    token windows and the cache if needed."""
     from .._io import read_json
-    from ..errors import ConfigError
+    from ..coders import load_resolved, resolve_dictionary
 
-    name = Path(sparse_model).name if Path(sparse_model).exists() else sparse_model
-    store = ws.latents(name)
-    if (store / "cfg.json").exists() and read_json(store / "cfg.json").get("complete"):
-        emit(f"reusing the latent store {store}")
-        return name
-    path = Path(sparse_model) if Path(sparse_model).exists() else ws.dictionary(sparse_model)
-    if not path.exists():
-        raise ConfigError(f"SPARSE_MODEL: got {sparse_model!r}, which is neither a dictionary of the workspace "
-                          f"({ws.root / 'dictionaries'}) nor a path; train one (`saelab train`) or give its path.")
-    from ..coders import load_dictionary
+    def complete(name: str) -> bool:
+        cfg = ws.latents(name) / "cfg.json"
+        return cfg.exists() and bool(read_json(cfg).get("complete"))
+
+    if "/" not in sparse_model and complete(sparse_model) and not (ws.dictionary(sparse_model)).exists():
+        emit(f"reusing the latent store {ws.latents(sparse_model)}")
+        return sparse_model
+    resolved = resolve_dictionary(sparse_model, workspace=ws, selector=selector)
+    if complete(resolved.name):
+        emit(f"reusing the latent store {ws.latents(resolved.name)}")
+        return resolved.name
     from ..data.run import TokensConfig
     from ..data.run import run as run_tokens
     from ..latents.config import CacheConfig
     from ..latents.run import run as run_cache
     from ..models.load import load_model
 
-    emit(f"no latent store for {name}: tokenizing {dataset_repo} and caching {n_tokens:,} tokens (slow)")
+    emit(f"no latent store for {resolved.name}: tokenizing {dataset_repo} and caching {n_tokens:,} tokens (slow)")
     lm = load_model(model, dtype=dtype)
     windows = run_tokens(TokensConfig(corpus=dataset_repo, split=dataset_split, column=dataset_column,
                                       ctx_len=cache_ctx_len, n_tokens=n_tokens), ws, lm)
-    run_cache(CacheConfig(batch_size=batch_size), ws, lm, windows, {name: load_dictionary(path, device=lm.device)})
-    return name
+    coder = load_resolved(resolved, device=lm.device, site=selector.site)
+    run_cache(CacheConfig(batch_size=batch_size), ws, lm, windows, {resolved.name: coder})
+    return resolved.name
+
+
+def _group_summary(out: Path, spec: str, runs: dict[str, Path]) -> Path:
+    """One summary over the runs of several hookpoints: each run's summary under its hookpoint's heading."""
+    from .._io import versions, write_cfg, write_text
+
+    parts = [f"# Auto-interpretation of {spec}: {len(runs)} hookpoints\n",
+             "One latent store and one run per hookpoint; each section is that run's summary.\n",
+             "| hookpoint | run |", "|---|---|"]
+    parts += [f"| {hp} | `{run}` |" for hp, run in runs.items()]
+    for hp, run in runs.items():
+        text = (run / "summary.md").read_text() if (run / "summary.md").exists() else "(no summary written)\n"
+        body = "\n".join(("#" + line) if line.startswith("#") else line for line in text.splitlines())
+        parts += ["", f"## {hp}", "", body]
+    write_text(out / "summary.md", "\n".join(parts) + "\n")
+    write_cfg(out, {"artifact": "interp-group", "dictionary": spec, "runs": {hp: str(r) for hp, r in runs.items()},
+                    "versions": versions()})
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -68,9 +89,12 @@ def register(app: typer.Typer) -> None:
     def autointerp(
         model: str = typer.Argument("smollm2-135m", help="The subject model whose latents are explained."),
         sparse_model: str = typer.Argument(..., help="Dictionary: a name in the workspace (its latent store is "
-                                           "reused) or a path."),
-        hookpoints: list[str] = typer.Option([], "--hookpoints", help="Hookpoints to explain (recorded; a saelab "
-                                             "dictionary holds one hookpoint, which is the one used)."),
+                                           "reused), a path (or a downloaded tree, with the selectors), a Hub repo "
+                                           "org/name[/path][@revision] as delphi takes it, or saelens:RELEASE/ID."),
+        hookpoints: list[str] = typer.Option([], "--hookpoints", help="Hookpoints of a multi-hookpoint dictionary "
+                                             "(a sparsify repo or run: one folder per hookpoint) to explain, space- "
+                                             "or comma-separated; one store and one run per hookpoint, and one "
+                                             "summary over all in interp/NAME."),
         n_tokens: int = typer.Option(1_000_000, "--n_tokens", help="Tokens to cache when no store exists. More "
                                      "tokens: more examples per latent, slower cache (~2k tok/s on CPU)."),
         max_latents: Optional[int] = typer.Option(None, "--max_latents", help="Explain the first N latents with "
@@ -144,6 +168,8 @@ def register(app: typer.Typer) -> None:
                                  "dictionary's name)."),
         results_dir: Optional[str] = typer.Option(None, "--results_dir", help="Write to results_dir/NAME instead."),
         workspace: Optional[str] = opt.WorkspaceOpt,
+        layer: Optional[int] = opt.SelLayer, width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
+        site: Optional[str] = opt.SelSite,
     ) -> None:
         """Explain latents with an LLM (or top tokens) and score the explanations (detection, fuzz, recall,
         simulation, intruder, embedding, surprisal) against the top-tokens baseline and shuffled explanations
@@ -169,12 +195,27 @@ def register(app: typer.Typer) -> None:
                               n_intruder_examples=n_intruder_examples, batch_size=batch_size,
                               show_activations=show_activations, dtype=dtype)
         ws = Workspace.at(workspace)
-        store = _ensure_store(ws, model, sparse_model, dataset_repo, dataset_split, dataset_column, cache_ctx_len,
-                              n_tokens, batch_size, dtype, emit)
-        out_dir = Path(results_dir) / (name or store) if results_dir else None
-        out = run(config, ws, store, name=name or store, out_dir=out_dir, overwrite=_split(overwrite))
+        hps = _split(hookpoints) or [None]
+        runs: dict[str, Path] = {}
+        for hp in hps:
+            sel = opt.selector(hp, layer, width, l0, site)
+            store = _ensure_store(ws, model, sparse_model, sel, dataset_repo, dataset_split, dataset_column,
+                                  cache_ctx_len, n_tokens, batch_size, dtype, emit)
+            run_name = f"{name}__{hp}" if name and hp else (name or store)
+            out_dir = Path(results_dir) / (name or store) / (hp or "") if results_dir else None
+            if hp is not None:
+                emit(f"hookpoint {hp}: store {store}, run {run_name}")
+            runs[hp or store] = run(config, ws, store, name=run_name, out_dir=out_dir, overwrite=_split(overwrite))
+        if len(runs) == 1:
+            out = next(iter(runs.values()))
+        else:
+            parts = [r.name.split("__") for r in runs.values()]  # store names: REPO__HOOKPOINT
+            common = [p[0] for p in zip(*parts) if len(set(p)) == 1]
+            group = name or "__".join(common) or "hookpoints"
+            out = _group_summary(Path(results_dir) / group if results_dir else ws.root / "interp" / group,
+                                 sparse_model, runs)
         console.print((out / "summary.md").read_text(), markup=False, highlight=False)
-        emit(f"outputs in {out}")
+        emit(f"outputs in {out}" + ("" if len(runs) == 1 else f" (one run per hookpoint: {', '.join(map(str, runs.values()))})"))
 
     @app.command("autointerp-merge")
     def autointerp_merge(

@@ -12,14 +12,18 @@ from . import common as opt
 
 def register(app: typer.Typer) -> None:
     @app.command("match")
-    def match(a: str = typer.Option(..., "--a", help="First dictionary (a name in the workspace), e.g. ultra."),
-              b: str = typer.Option(..., "--b", help="Second dictionary, e.g. full."),
+    def match(a: str = typer.Option(..., "--a", help="First dictionary, e.g. ultra: a name in the workspace, or the "
+                                    "path / Hub repo / saelens: spec a store was cached from (`saelab cache -d SPEC`)."),
+              b: str = typer.Option(..., "--b", help="Second dictionary, e.g. full (same forms)."),
               threshold: float = typer.Option(0.7, "--threshold", help="'Same latent' at decoder cosine (or activation r) ≥ this."),
               novel: float = typer.Option(0.4, "--novel-threshold", help="A wide latent whose best score is below this is novel."),
               assignment: str = typer.Option("hungarian", "--assignment", help="One-to-one assignment: hungarian | sinkhorn."),
               seed: int = typer.Option(0, "--seed", help="Seed of the random baseline."),
               workspace: Optional[str] = opt.WorkspaceOpt,
-              out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/match/A__B).")) -> None:
+              out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/match/A__B)."),
+              hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
+              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
+              site: Optional[str] = opt.SelSite) -> None:
         """Which latent of A is which latent of B? One-to-one and many-to-one matches, families of split
         latents, unique and novel latents, the coverage curve against a random baseline."""
         from ..match import MatchConfig, run
@@ -28,7 +32,9 @@ def register(app: typer.Typer) -> None:
         from . import console
 
         config = MatchConfig(same_threshold=threshold, novel_threshold=novel, assignment=assignment, seed=seed)  # type: ignore[arg-type]
-        path = run(config, Workspace.at(workspace), a, b, out_dir=out)
+        ws = Workspace.at(workspace)
+        sel = opt.selector(hookpoint, layer, width, l0, site)
+        path = run(config, ws, opt.store_name(ws, a, sel), opt.store_name(ws, b, sel), out_dir=out)
         cfg = read_json(path / "cfg.json")
         console.print(f"[bold]{cfg['headline']['text']}[/]", highlight=False)
         console.print(f"signals: {', '.join(cfg['signals_used'])}" +

@@ -36,7 +36,8 @@ def load_resolved(resolved: ResolvedDictionary, device: str | torch.device = "cp
     if site == "transcoder" and "kind" in inspect.signature(fmt.load).parameters:
         kwargs["kind"] = "transcoder"
     coder = fmt.load(resolved.path, device=device, dtype=dtype, **kwargs)
-    if resolved.source.get("kind") in ("hub", "saelens"):  # a local path is recorded by its spec
+    coder.source = resolved.source  # type: ignore[attr-defined]  # read by the stages that record it
+    if resolved.source.get("kind") in ("hub", "saelens"):  # kept when the dictionary is saved again
         coder.cfg = dataclasses.replace(coder.cfg, extra={**coder.cfg.extra, "source": resolved.source})
     log.info("loaded %s dictionary from %s: %s", fmt.NAME, resolved.path, coder.extra_repr())
     return coder.eval()

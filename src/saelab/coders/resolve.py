@@ -69,7 +69,7 @@ def _local_files(root: Path) -> list[str]:
 
 def _resolve_local(path: Path, sel: Selector, spec: str) -> ResolvedDictionary:
     source: dict[str, Any] = {"spec": spec, "kind": "path", **({"selector": sel.as_dict()} if not sel.empty else {})}
-    if sel.empty and detect_format(path):
+    if detect_format(path):  # one dictionary: selectors choose within trees, there is nothing to choose here
         return ResolvedDictionary(path.resolve().name, path, {**source, "path": str(path.resolve())})
     if not path.is_dir():
         raise FormatError(f"{path}: not a dictionary in any known format; looked for {looked_for()}.")

@@ -464,6 +464,7 @@ def _write_run_config(run: _Run, acts: PairedActivations, coder_file: Any) -> No
         "base": acts.cfg["base"], "target": acts.cfg["target"], "config": _jsonable(asdict(run.config)),
         "naming": asdict(run.config.naming), "crosscoder_summary": summary,
         "crosscoder_file": None if coder_file is None else str(getattr(coder_file, "source_path", "")),
+        "crosscoder_source": None if coder_file is None else getattr(coder_file, "source", None),
         "data": {"corpus": run.config.corpus, "n_corpus_windows": n_c, "n_prompts": int(sum(cats.values())),
                  "categories": list(cats), "n_text_tokens": int(valid.sum()),
                  "n_prompt_tokens": int(valid[n_c:].sum()), "ctx_len": windows.ctx_len},
@@ -485,19 +486,24 @@ def _load_crosscoder_file(path: str | Path) -> Any:
     CrossCoder, crosscoder-model-diff-replication, …), given as its directory or one of its files."""
     from ..coders import load_dictionary
     from ..coders.formats import FORMATS
+    from ..coders.hub import parse_hub_spec
     from ..errors import FormatError
 
     def known(q: Path) -> bool:
         return q.exists() and any(fmt.detect(q) for fmt in FORMATS)
 
-    p = Path(path)
-    where = p.parent if p.is_file() and not known(p) else p  # e.g. weights.safetensors: its directory
-    if not known(where):  # checked here: load_dictionary would read a missing path as a Hub repo
+    p, text = Path(path), str(path)
+    on_hub = text.startswith(("hf://", "saelens:")) or (parse_hub_spec(text) and not text.startswith((".", "/", "~")))
+    if not p.exists() and on_hub:
+        coder = load_dictionary(text)  # a Hub repo (org/name[/path][@revision]): downloaded into HF's cache
+        where = text
+    elif not known(where := p.parent if p.is_file() and not known(p) else p):  # e.g. weights.safetensors: its dir
         raise FormatError(f"--crosscoder-file: {str(path)!r} is not a saved crosscoder in a format saelab reads; give "
                           "the directory a diff run wrote (features/layer_LL/crosscoder), SparseCoder.save wrote, or a "
                           "published crosscoder (dictionary_learning CrossCoder: config.json + model.safetensors; "
-                          "crosscoder-model-diff-replication: cfg.json + cc_weights.pt).")
-    coder = load_dictionary(where)
+                          "crosscoder-model-diff-replication: cfg.json + cc_weights.pt), or its Hub repo org/name[/path].")
+    else:
+        coder = load_dictionary(where)
     if coder.cfg.kind != "crosscoder" or coder.cfg.n_sources != 2:
         raise FormatError(f"--crosscoder-file: {str(path)!r} holds a {coder.cfg.kind} with {coder.cfg.n_sources} "
                           "source(s); a model diff needs a crosscoder with 2 sources (base, target).")

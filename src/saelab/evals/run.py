@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from .._io import cfg_matches, read_json, write_cfg, write_json, write_text
+from ..activations.fits import check_dictionary_fits
 from ..activations.stream import StreamConfig, stream_activations
-from ..coders import load_dictionary
+from ..coders import Selector, load_resolved, resolve_dictionary
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError
 from ..latents.manifest import dictionary_hash
@@ -28,23 +29,17 @@ from .summary import comparison_rows, comparison_text, summary_text
 log = logging.getLogger(__name__)
 
 
-def resolve_dictionary(spec: str, workspace: Workspace) -> tuple[str, Path]:
-    """A dictionary name in the workspace, or a path; returns (name, path)."""
-    named = workspace.dictionary(spec)
-    if named.exists():
-        return spec, named
-    path = Path(spec).expanduser()
-    if path.exists():
-        return path.name, path
-    have = sorted(p.name for p in (workspace.root / "dictionaries").glob("*")) if (workspace.root / "dictionaries").exists() else []
-    raise ConfigError(f"dict: got {spec!r}, which is neither a dictionary of the workspace ({', '.join(have) or 'none yet'}) "
-                      "nor a path; give a path to a dictionary directory or file (saelab, SAELens, sparsify, "
-                      "dictionary_learning, Gemma Scope).")
+def load_reconstructor(spec: str, workspace: Workspace, device: torch.device,
+                       selector: Selector | None = None) -> Reconstructor:
+    """A dictionary of the workspace, a path, a tree (with `selector`) or a Hub repo, as a Reconstructor."""
+    resolved = resolve_dictionary(spec, workspace=workspace, selector=selector)
+    return CoderReconstructor(load_resolved(resolved, device=device, site=(selector or Selector()).site),
+                              resolved.name)
 
 
-def load_reconstructor(spec: str, workspace: Workspace, device: torch.device) -> Reconstructor:
-    name, path = resolve_dictionary(spec, workspace)
-    return CoderReconstructor(load_dictionary(path, device=device), name)
+def dictionary_source(rec: Reconstructor) -> dict[str, Any] | None:
+    """Where a reconstructor's dictionary came from (spec, repo, commit, path), for cfg.json."""
+    return getattr(getattr(rec, "coder", None), "source", None)
 
 
 def fit_dense_baseline(spec: str, ref: Reconstructor, lm: LoadedModel, windows: TokenWindows, config: EvalConfig,
@@ -61,6 +56,8 @@ def fit_dense_baseline(spec: str, ref: Reconstructor, lm: LoadedModel, windows: 
     if n_fit < 1:
         raise ConfigError("dense baseline: no windows before the evaluated ones to fit it on; "
                           "rebuild the token windows with a larger budget (--n-tokens).")
+    if getattr(ref, "coder", None) is not None:
+        check_dictionary_fits(ref.coder, lm, ref.name)  # before the baseline's fitting forwards
     hp_in, hp_out = resolve_hookpoint(lm.model, ref.hookpoint), resolve_hookpoint(lm.model, ref.out_hookpoint)
     base = DenseBaseline(parts[1], ref.hookpoint, ref.out_hookpoint, ref.d_in, k=int(parts[2]) if len(parts) == 3 else None)
     l0_sum, l0_n = 0.0, 0
@@ -99,9 +96,12 @@ def _absorption(rec: Reconstructor, lm: LoadedModel, progress: bool) -> dict[str
 
 
 def run_eval(spec: str, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
-             config: EvalConfig = EvalConfig(), out_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Evaluate one dictionary; write metrics.json, summary.txt, cfg.json to `workspace/evals/NAME/`."""
-    rec = load_reconstructor(spec, workspace, lm.device)
+             config: EvalConfig = EvalConfig(), out_dir: Path | None = None, progress: bool = True,
+             selector: Selector | None = None) -> dict[str, Any]:
+    """Evaluate one dictionary; write metrics.json, summary.txt, cfg.json to `workspace/evals/NAME/`.
+
+    `spec` is a workspace name, a path, or a Hub repo; `selector` picks one dictionary of a tree."""
+    rec = load_reconstructor(spec, workspace, lm.device, selector)
     m = _annotate(evaluate_many([rec], lm, windows, config, progress)[0], rec, windows)
     if "absorption" in config.metrics:
         m["absorption"] = _absorption(rec, lm, progress)
@@ -109,7 +109,8 @@ def run_eval(spec: str, workspace: Workspace, lm: LoadedModel, windows: TokenWin
     write_json(out / "metrics.json", m)
     text = summary_text(m)
     write_text(out / "summary.txt", text)
-    write_cfg(out, {"artifact": "evals", "dictionary": spec, "config": dataclasses.asdict(config),
+    write_cfg(out, {"artifact": "evals", "dictionary": spec, "dictionary_source": dictionary_source(rec),
+                    "config": dataclasses.asdict(config),
                     "model": lm.describe(), "tokens_hash": windows.tokens_hash})
     m["summary_text"], m["out_dir"] = text, str(out)
     return m
@@ -131,14 +132,14 @@ def _stored_comparison(out_dir: Path, want: dict[str, Any]) -> dict[str, Any] | 
 
 def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
             out_dir: Path, config: EvalConfig = EvalConfig(), names: tuple[str, str] | None = None,
-            progress: bool = True, resume: bool = False) -> dict[str, Any]:
+            progress: bool = True, resume: bool = False, selector: Selector | None = None) -> dict[str, Any]:
     """Evaluate two dictionaries (or a dictionary and `dense:pca` / `dense:linear`) on the same tokens.
 
     With `resume`, a comparison already in `out_dir` of the same dictionaries (by `dictionary_hash`, the
     identity the latent store uses), settings, model and tokens is read back instead of recomputed (the
     result then has `reused: True`)."""
-    a = load_reconstructor(spec_a, workspace, lm.device)
-    b_dict = None if spec_b.startswith("dense:") else load_reconstructor(spec_b, workspace, lm.device)
+    a = load_reconstructor(spec_a, workspace, lm.device, selector)
+    b_dict = None if spec_b.startswith("dense:") else load_reconstructor(spec_b, workspace, lm.device, selector)
     hashes = [dictionary_hash(a.coder), None if b_dict is None else dictionary_hash(b_dict.coder)]
     # the model by its weights, not its path: a moved model cache is the same model
     model = {k: v for k, v in lm.describe().items() if k != "path"}
@@ -164,7 +165,9 @@ def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, win
     results = {names[0]: ma, names[1]: mb}
     plots.fvu_vs_l0(results, out_dir / "fvu_vs_l0.png")
     plots.frequency_histograms(results, out_dir / "firing_frequency.png")
-    write_cfg(out_dir, {**want, "names": list(names), "model_path": lm.path})  # last: the comparison is whole
+    sources = [dictionary_source(a), None if b_dict is None else dictionary_source(b_dict)]
+    write_cfg(out_dir, {**want, "names": list(names), "model_path": lm.path,  # last: the comparison is whole
+                        "dictionary_sources": sources})
     return {"a": ma, "b": mb, "rows": rows, "summary_text": text, "out_dir": str(out_dir), "reused": False}
 
 

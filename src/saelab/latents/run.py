@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import torch
 import torch.distributed as dist
 
+from ..activations.fits import check_dictionary_fits
 from ..activations.stream import ActivationBatch, StreamConfig, stream_activations
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError
@@ -61,6 +62,7 @@ def _identity(name: str, coder: Encoder, hookpoint: str, lm: LoadedModel, window
         "tokens_hash": windows.tokens_hash, "n_windows": n_windows, "ctx_len": windows.ctx_len,
         "value_dtype": config.value_dtype, "shard_windows": config.shard_windows, "batch_size": config.batch_size,
         "excluded": list(windows.config.exclude),
+        "dictionary_source": getattr(coder, "source", None),  # spec, Hub repo and commit: not part of the identity
         "excluded_note": "positions excluded by the token windows' `exclude` (sink = position 0, special tokens) "
                          "are not stored: they never count as firing, and n_text_tokens counts only the others",
     }
@@ -76,6 +78,7 @@ def _targets(workspace: Workspace, lm: LoadedModel, windows: TokenWindows, confi
         if getattr(coder.cfg, "n_sources", 1) != 1:
             raise ConfigError(f"dictionaries[{name!r}]: a crosscoder reads {coder.cfg.n_sources} sources; the latent "
                               "cache encodes one hookpoint per dictionary.")
+        check_dictionary_fits(coder, lm, name)  # before any forward: a wrong width fails now, not in shard 0
         hp = resolve_hookpoint(lm.model, coder.cfg.hookpoint).name
         ident = _identity(name, coder, hp, lm, windows, config, n_windows)
         targets.append(_Target(name, coder, workspace.latents(name), ident))

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from .._io import CFG_NAME, atomic_path, read_json
-from ..coders import SparseCoder, load_dictionary
+from ..coders import SparseCoder
 from ..errors import ArtifactError, ConfigError, choices_message
+from ..latents.source import has_dictionary, load_store_dictionary
 from ..latents.store import LatentStore
 from ..workspace import Workspace
 from .similarity import activation_moments, pearson, unit_rows, windows_mismatch
@@ -45,10 +46,11 @@ class Side:
 
     @classmethod
     def load(cls, workspace: Workspace, name: str) -> "Side":
-        if not (workspace.dictionary(name) / CFG_NAME).exists():
+        if not has_dictionary(workspace, name):
             raise ConfigError(choices_message("dictionary", name, dictionary_names(workspace),
-                                              f"(dictionaries of {workspace.root}; train one with `saelab train`)."))
-        coder = load_dictionary(workspace.dictionary(name))
+                                              f"(dictionaries of {workspace.root}; train one with `saelab train`, or "
+                                              "cache a path or Hub repo with `saelab cache -d SPEC`)."))
+        coder = load_store_dictionary(workspace, name)
         path = workspace.latents(name)
         store = LatentStore(path) if (path / CFG_NAME).exists() else None
         if store is not None and store.d_sae != coder.cfg.d_sae:
@@ -59,8 +61,11 @@ class Side:
 
 def dictionary_names(workspace: Workspace) -> list[str]:
     """Names of the dictionaries saved in `workspace/dictionaries/`."""
-    root = workspace.root / "dictionaries"
-    return sorted(p.name for p in root.iterdir() if (p / CFG_NAME).exists()) if root.exists() else []
+    root, stores = workspace.root / "dictionaries", workspace.root / "latents"
+    own = sorted(p.name for p in root.iterdir() if (p / CFG_NAME).exists()) if root.exists() else []
+    cached = sorted(p.name for p in stores.iterdir() if p.name not in own and has_dictionary(workspace, p.name)) \
+        if stores.exists() else []
+    return own + cached
 
 
 def decoder_reason(a: SparseCoder, b: SparseCoder) -> str | None:

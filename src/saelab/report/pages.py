@@ -22,12 +22,24 @@ log = logging.getLogger(__name__)
 SECTIONS = ("reconstruction", "sparsity", "downstream", "absorption")
 
 
-def _directions(ws: Workspace, name: str) -> Directions | None:
-    if not (ws.dictionary(name) / CFG_NAME).exists():
-        return None
-    from ..coders import load_dictionary
+def _dictionary(ws: Workspace, name: str) -> Any:
+    """The store's dictionary: the workspace's own, or the path / Hub repo its store records; None if unavailable."""
+    from ..errors import SaelabError
+    from ..latents.source import has_dictionary, load_store_dictionary
 
-    w_dec = load_dictionary(ws.dictionary(name)).W_dec
+    if not has_dictionary(ws, name):
+        return None
+    try:
+        return load_store_dictionary(ws, name)
+    except SaelabError as e:  # e.g. offline and the Hub copy is gone: the pages go without decoder directions
+        log.warning("report: the dictionary of %s is not available (%s); no decoder directions on its pages", name, e)
+        return None
+
+
+def _directions(coder: Any) -> Directions | None:
+    if coder is None:
+        return None
+    w_dec = coder.W_dec
     return Directions.of(w_dec) if w_dec.dim() == 2 else None  # crosscoders: one decoder per source
 
 
@@ -51,12 +63,16 @@ def dictionary_pages(site: Any, data: DictionaryData, ws: Workspace, tokens: tor
     """The dictionary page, its table data, its plots and its latent pages."""
     name, store = data.name, data.store
     mine = sorted(pages[name])
-    directions = _directions(ws, name)
+    coder = _dictionary(ws, name)
+    directions = _directions(coder)
+    dict_cfg = sources.json_or_none(ws.dictionary(name) / CFG_NAME)
+    if dict_cfg is None and coder is not None:
+        dict_cfg = {**coder.cfg.to_dict(), "source": getattr(coder, "source", None)}
     site.script_data(f"data/{name}-latents.js", "SAELAB_TABLE", table_json(data, pages))
     freq_plot = plots.frequency_histogram(store.frequencies().per_token, name, site.out / "plots" / f"{name}-frequency.svg")
     evals = sources.evals(ws)
     site.page("dictionary.html.jinja", f"{name}/index.html", name=name, store=store.summary(),
-              dict_cfg=sources.json_or_none(ws.dictionary(name) / CFG_NAME), metrics=_metrics(evals, name),
+              dict_cfg=dict_cfg, metrics=_metrics(evals, name),
               fvu_plot=_fvu_plot(site, evals), freq_plot=freq_plot.name, n_pages=len(mine),
               interp=data.interp, sfal=bool(data.sfal_rows))
     for stale in (site.out / name / "latents").glob("*.html"):  # pages of an earlier report, not linked now
