@@ -12,12 +12,13 @@ from .errors import (ArtifactError, ConfigError, CorpusError, FormatError, Hookp
                      ModelError, SaelabError)
 from .models import EMBEDDED_MODELS, Hookpoint, LoadedModel, list_hookpoints, load_model, resolve_hookpoint
 from .workspace import Workspace
-from .coders import CoderConfig, SparseCoder, load_dictionary
+from .coders import CoderConfig, ResolvedDictionary, Selector, SparseCoder, load_dictionary, resolve_dictionary
 from .latents import LatentStore
 from .evals import EvalConfig, compare, run_eval
 
 __all__ = [
-    "CoderConfig", "EvalConfig", "LatentStore", "SparseCoder", "compare", "load_dictionary", "run_eval",
+    "CoderConfig", "EvalConfig", "LatentStore", "ResolvedDictionary", "Selector", "SparseCoder", "compare",
+    "load_dictionary", "resolve_dictionary", "run_eval",
     "ActivationBatch", "ActivationReader", "ActivationStats", "ArtifactError", "ConfigError", "Corpus", "CorpusError",
     "Document", "EMBEDDED_MODELS", "FormatError", "Hookpoint", "HookpointError", "LoadedModel", "MissingPackageError",
     "ModelError", "SaelabError", "StreamConfig", "TokenWindows", "TokenizeConfig", "Workspace", "list_hookpoints",

@@ -18,6 +18,23 @@ def test_help_lists_the_commands():
         assert cmd in r.stdout
 
 
+def test_every_command_prints_its_help(capsys):
+    """Help texts are rich markup: a bracket such as "[/path]" in one would crash --help."""
+    import typer.main
+
+    from saelab.cli import app, main
+
+    group = typer.main.get_group(app)
+    commands = [[name] for name, c in group.commands.items() if not hasattr(c, "commands")]
+    commands += [[name, sub] for name, c in group.commands.items() for sub in getattr(c, "commands", {})]
+    assert len(commands) > 15
+    for cmd in commands:
+        with pytest.raises(SystemExit) as done:
+            main([*cmd, "--help"])
+        assert done.value.code in (0, None), cmd
+        assert "Usage" in capsys.readouterr().out, cmd
+
+
 @pytest.mark.parametrize("args,needle", [
     (("tokens", "--model", "no-such-model"), "model: got 'no-such-model'; expected one of: smollm2-135m"),
     (("corpus", "no-such-corpus"), "corpus: got 'no-such-corpus'; expected one of: mixed-en"),

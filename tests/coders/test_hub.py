@@ -19,6 +19,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SPARSIFY_REPO = "EleutherAI/sae-SmolLM2-135M-64x"
 GEMMA_REPO = "google/gemma-scope-2b-pt-res"
 SAELENS_REPO = "jbloom/saelens-fixtures"
+LLAMA_SCOPE_REPO = "fnlp/Llama3_1-8B-Base-LXR-4x"
+LLAMASCOPE = FIXTURES / "llamascope/Llama3_1-8B-Base-LXR-4x/Llama3_1-8B-Base-L3R-4x"
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -42,6 +44,11 @@ def build_repos(root: Path) -> Path:
     sl = root / SAELENS_REPO
     for name in ("standard", "topk"):
         _copy(FIXTURES / "saelens" / name, sl / "blocks.3.hook_resid_post" / name)
+    for layer in (3, 5):  # a Llama Scope tree: one folder per layer and site
+        _copy(LLAMASCOPE, root / LLAMA_SCOPE_REPO / f"Llama3_1-8B-Base-L{layer}R-4x")
+    _copy(FIXTURES / "llamascope/Llama3_1-8B-Base-LXTC-4x/Llama3_1-8B-Base-L3TC-4x",
+          root / LLAMA_SCOPE_REPO / "Llama3_1-8B-Base-L3TC-4x")
+    _copy(FIXTURES / "crosscoders/crosscoder_model_diff", root / "ckkissane/crosscoder-tiny" / "blocks.4.hook_resid_pre")
     gated = root / "google/gated-saes"
     _copy(FIXTURES / "sparsify/run/layers.3", gated / "layers.3")
     (gated / ".gated").write_text("hf_secret_token")
@@ -114,6 +121,29 @@ def test_ambiguous_tree_and_selector_matching_nothing_list_what_is_there(hub):
         resolve_dictionary(GEMMA_REPO, selector=Selector(layer=9))
     with pytest.raises(FormatError, match=r"holds 2 dictionaries: layers\.3, layers\.3\.mlp; pick one with --hookpoint"):
         resolve_dictionary(SPARSIFY_REPO)
+
+
+def test_llama_scope_tree_by_layer_and_site(hub):
+    coder = load_dictionary(LLAMA_SCOPE_REPO, selector=Selector(layer=3, site="R"))
+    assert coder.cfg.source_format == "llamascope" and coder.cfg.kind == "sae"
+    assert coder.cfg.extra["source"]["path"] == "Llama3_1-8B-Base-L3R-4x"
+    _same_outputs(coder, LLAMASCOPE)
+    fetched = sorted(p.split("/resolve/")[1].split("/", 1)[1] for p in hub.downloads())
+    assert fetched == ["Llama3_1-8B-Base-L3R-4x/checkpoints/final.safetensors", "Llama3_1-8B-Base-L3R-4x/hyperparams.json"]
+    assert load_dictionary(LLAMA_SCOPE_REPO, selector=Selector(layer=3, site="transcoder")).cfg.kind == "transcoder"
+    with pytest.raises(FormatError, match=r"holds 2 dictionaries matching --layer 3: .*L3R-4x, .*L3TC-4x; pick one "
+                                          r"with --site"):
+        load_dictionary(LLAMA_SCOPE_REPO, selector=Selector(layer=3))
+
+
+def test_diff_crosscoder_file_takes_a_hub_repo(hub):
+    from saelab.diff.pipeline import _load_crosscoder_file
+
+    coder = _load_crosscoder_file("ckkissane/crosscoder-tiny")
+    assert coder.cfg.kind == "crosscoder" and coder.cfg.n_sources == 2
+    assert coder.source["repo"] == "ckkissane/crosscoder-tiny" and coder.source["path"] == "blocks.4.hook_resid_pre"
+    reference = load_dictionary(FIXTURES / "crosscoders/crosscoder_model_diff")
+    torch.testing.assert_close(coder.W_dec, reference.W_dec)
 
 
 def test_saelens_repo_folder_and_revision_pinned_by_commit(hub):

@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=expand_multi_value(sys.argv[1:] if argv is None else list(argv)), standalone_mode=True)
     except SaelabError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # a message may hold brackets ("org/name[/path]"), never markup
+
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit) as e:
         # typer turns Ctrl-C into a silent exit 130; say what was kept and how to go on

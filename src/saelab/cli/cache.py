@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from . import common as opt
 
 DICT_HELP = ("Dictionary: NAME (workspace/dictionaries/NAME), a PATH in any format saelab reads (or a downloaded "
-             "tree's root, with the selectors), a Hub repo org/name[/path][@revision], saelens:RELEASE/ID, or "
+             "tree's root, with the selectors), a Hub repo org/name(/PATH)(@REVISION), saelens:RELEASE/ID, or "
              "STORE=SPEC to name its store; repeat to encode several in one pass.")
 
 
@@ -25,8 +25,8 @@ def _resolve(spec: str, workspace, selector) -> tuple[str, object]:
 
     name, eq, rest = spec.partition("=")
     if eq and name and "/" not in name:
-        return name, resolve_dictionary(rest, workspace=workspace, selector=selector)
-    resolved = resolve_dictionary(spec, workspace=workspace, selector=selector)
+        return name, resolve_dictionary(rest, workspace=workspace, selector=selector, arg="--dict")
+    resolved = resolve_dictionary(spec, workspace=workspace, selector=selector, arg="--dict")
     return resolved.name, resolved
 
 
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
               workspace: Optional[str] = opt.WorkspaceOpt,
               overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild stores that exist."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
-              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
+              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
               ) -> None:
         """Cache sparse latent activations over the workspace's token windows (resumable; torchrun shards by rank).
 

@@ -42,6 +42,19 @@ SelSite = typer.Option(None, "--site", "--sae_type", help="Tree selector: res | 
                        "transcoder when its path does not say so.")
 
 
+def _use_cache_dir(value: Optional[str]) -> Optional[str]:
+    """--cache-dir: Hugging Face's hub cache for this command's downloads (HF_HUB_CACHE, read at download time)."""
+    if value:
+        import os
+
+        os.environ["HF_HUB_CACHE"] = str(Path(value).expanduser())
+    return value
+
+
+HubCacheDir = typer.Option(None, "--cache-dir", callback=_use_cache_dir, help="Hugging Face cache for dictionaries "
+                           "downloaded from the Hub (default: HF_HUB_CACHE, else HF_HOME/hub).")
+
+
 def selector(hookpoint: Optional[str] = None, layer: Optional[int] = None, width: Optional[str] = None,
              l0: Optional[str] = None, site: Optional[str] = None):
     """The tree Selector of the selector options."""

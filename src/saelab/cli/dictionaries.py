@@ -20,14 +20,14 @@ def register(app: typer.Typer) -> None:
 
     @group.command()
     def info(path: str = typer.Argument(..., help="Dictionary directory, params.npz / ae.pt file, a run directory or "
-                                        "downloaded tree (with the selectors), a Hub repo org/name[/path][@revision], "
+                                        "downloaded tree (with the selectors), a Hub repo org/name(/PATH)(@REVISION), "
                                         "or saelens:RELEASE/ID."),
              hookpoint: Optional[str] = typer.Option(None, "--hookpoint", "-H",
                                                      help="Tree selector: the hookpoint folder to read (sparsify "
                                                      "layers.16, SAELens blocks.8.hook_resid_pre)."),
              output: str = typer.Option("table", "--output", "-o", help="table | json."),
              layer: Optional[int] = opt.SelLayer, width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
-             site: Optional[str] = opt.SelSite) -> None:
+             site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir) -> None:
         """Print architecture, kind, d_in, d_sae, k, hookpoint and source format of a dictionary."""
         from ..coders import describe_dictionary
         from . import console

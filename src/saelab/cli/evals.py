@@ -10,7 +10,7 @@ import typer
 from . import common as opt
 
 DICT_HELP = ("a name in the workspace, a path (saelab, SAELens, sparsify, dictionary_learning, Gemma Scope, Llama "
-             "Scope; or a downloaded tree's root, with the selectors), a Hub repo org/name[/path][@revision], or "
+             "Scope; or a downloaded tree's root, with the selectors), a Hub repo org/name(/PATH)(@REVISION), or "
              "saelens:RELEASE/ID")
 METRICS_HELP = ("Metric groups, comma-separated: reconstruction,sparsity,downstream,absorption "
                 "(absorption runs its own prompts: a few minutes; downstream runs 3 full forwards per token).")
@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
               workspace: Optional[str] = opt.WorkspaceOpt,
               out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/evals/NAME)."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
-              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite) -> None:
+              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir) -> None:
         """How good is this SAE or transcoder? Writes metrics.json and summary.txt and prints the summary."""
         from ..evals import run_eval
         from . import console
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
                 workspace: Optional[str] = opt.WorkspaceOpt,
                 hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
                 width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
-                site: Optional[str] = opt.SelSite) -> None:
+                site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir) -> None:
         """Compare two dictionaries (or one and a dense baseline) on the same tokens: a side-by-side table with a winner per metric."""
         from ..errors import ConfigError
         from ..evals import compare as run_compare

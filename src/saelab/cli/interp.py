@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Argument("smollm2-135m", help="The subject model whose latents are explained."),
         sparse_model: str = typer.Argument(..., help="Dictionary: a name in the workspace (its latent store is "
                                            "reused), a path (or a downloaded tree, with the selectors), a Hub repo "
-                                           "org/name[/path][@revision] as delphi takes it, or saelens:RELEASE/ID."),
+                                           "org/name(/PATH)(@REVISION) as delphi takes it, or saelens:RELEASE/ID."),
         hookpoints: list[str] = typer.Option([], "--hookpoints", help="Hookpoints of a multi-hookpoint dictionary "
                                              "(a sparsify repo or run: one folder per hookpoint) to explain, space- "
                                              "or comma-separated; one store and one run per hookpoint, and one "
@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
         results_dir: Optional[str] = typer.Option(None, "--results_dir", help="Write to results_dir/NAME instead."),
         workspace: Optional[str] = opt.WorkspaceOpt,
         layer: Optional[int] = opt.SelLayer, width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
-        site: Optional[str] = opt.SelSite,
+        site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
     ) -> None:
         """Explain latents with an LLM (or top tokens) and score the explanations (detection, fuzz, recall,
         simulation, intruder, embedding, surprisal) against the top-tokens baseline and shuffled explanations

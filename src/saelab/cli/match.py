@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
               out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/match/A__B)."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
               width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
-              site: Optional[str] = opt.SelSite) -> None:
+              site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir) -> None:
         """Which latent of A is which latent of B? One-to-one and many-to-one matches, families of split
         latents, unique and novel latents, the coverage curve against a random baseline."""
         from ..match import MatchConfig, run

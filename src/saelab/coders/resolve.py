@@ -115,7 +115,7 @@ def _resolve_hub(h: hub.HubSpec, sel: Selector, spec: str, kind: str,
 
 
 def resolve_dictionary(spec: str | os.PathLike, workspace: Any = None, selector: Selector | None = None,
-                       cache_dir: str | os.PathLike | None = None) -> ResolvedDictionary:
+                       cache_dir: str | os.PathLike | None = None, arg: str = "dictionary") -> ResolvedDictionary:
     """Where the dictionary `spec` names lives on disk, downloading it first when it is on the Hub.
 
     Args:
@@ -123,6 +123,7 @@ def resolve_dictionary(spec: str | os.PathLike, workspace: Any = None, selector:
         workspace: a `saelab.workspace.Workspace` whose dictionaries are looked up first (None: skip).
         selector: picks one dictionary of a tree (hookpoint, layer, width, l0, site).
         cache_dir: Hugging Face cache for downloads (default: HF_HUB_CACHE / HF_HOME).
+        arg: how error messages name the argument (`--dict` in the CLI).
 
     Example:
         >>> d = resolve_dictionary("google/gemma-scope-2b-pt-res", selector=Selector(layer=20, width="16k", l0=71))
@@ -131,7 +132,7 @@ def resolve_dictionary(spec: str | os.PathLike, workspace: Any = None, selector:
     sel = selector or Selector()
     text = os.fspath(spec)
     if not text:
-        raise ConfigError("dictionary: got an empty spec; give a workspace name, a path or a Hub repo (org/name).")
+        raise ConfigError(f"{arg}: got an empty spec; give a workspace name, a path or a Hub repo (org/name).")
     if workspace is not None and "/" not in text and workspace.dictionary(text).is_dir():
         return ResolvedDictionary(text, workspace.dictionary(text), {"spec": text, "kind": "workspace"})
     path = Path(text).expanduser()
@@ -148,5 +149,5 @@ def resolve_dictionary(spec: str | os.PathLike, workspace: Any = None, selector:
     if workspace is not None and (workspace.root / "dictionaries").is_dir():
         have = ", ".join(sorted(p.name for p in (workspace.root / "dictionaries").iterdir())[:20])
         have = f" (the workspace has: {have or 'none yet'})"
-    raise ConfigError(f"dictionary: got {text!r}, which is neither a dictionary of the workspace{have}, an existing "
-                      "path, a Hub repo (org/name[/path][@revision]), nor saelens:RELEASE/ID.")
+    raise ConfigError(f"{arg}: got {text!r}, which is neither a dictionary of the workspace{have}, an existing "
+                      "path, a Hub repo (org/name, org/name/PATH, @REVISION), nor saelens:RELEASE/ID.")

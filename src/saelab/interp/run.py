@@ -321,7 +321,8 @@ def _run_config(config: InterpConfig, store: LatentStore, dictionary: str, clien
                                                   "model": config.explainer_model, "note": "not loaded this run"})
     return {"artifact": "interp", "dictionary": dictionary, "store": str(store.path),
             "tokens_hash": store.tokens_hash, "dictionary_hash": store.cfg.get("dictionary_hash"),
-            "hookpoint": store.cfg.get("hookpoint"), "config": asdict(config),
+            "hookpoint": store.cfg.get("hookpoint"), "dictionary_source": store.cfg.get("dictionary_source"),
+            "config": asdict(config),
             "client": described, "versions": versions()}
 
 
