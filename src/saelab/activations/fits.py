@@ -8,7 +8,7 @@ the run it guards.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -45,22 +45,31 @@ def check_dictionary_fits(coder: Any, lm: Any, name: str | None = None) -> None:
         ConfigError: dictionary 'resid_post.20' does not fit smollm2 at its hookpoint resid_post.20 (model.layers.20):
         its d_in is 2304, but the model gives activations of width 576 there ...
     """
-    cfg = coder.cfg
-    if not cfg.hookpoint:
-        return  # nowhere to read: the caller's own hookpoint resolution reports it
+    check_dictionaries_fit({name or coder.cfg.hookpoint: coder}, lm)
+
+
+def check_dictionaries_fit(coders: Mapping[str, Any], lm: Any) -> None:
+    """`check_dictionary_fits` for several dictionaries (by name), with one forward for all their hookpoints."""
     model = getattr(lm, "model", lm)
-    pairs = [("d_in", int(cfg.d_in), resolve_hookpoint(model, cfg.hookpoint), cfg.hookpoint)]
-    out = getattr(cfg, "out_hookpoint", None)
-    if getattr(cfg, "kind", "sae") == "transcoder" and out:
-        pairs.append(("d_out", int(getattr(cfg, "out_width", cfg.d_in)), resolve_hookpoint(model, out), out))
-    widths = hookpoint_widths(model, [hp for _, _, hp, _ in pairs])
-    label = name or cfg.hookpoint
-    trained_on = getattr(cfg, "model", "") or ""
-    for field, want, hp, written in pairs:
+    checks = []  # (label, cfg, field, width wanted, resolved hookpoint, hookpoint as written)
+    for label, coder in coders.items():
+        cfg = coder.cfg
+        if not cfg.hookpoint:
+            continue  # nowhere to read: the caller's own hookpoint resolution reports it
+        checks.append((label, cfg, "d_in", int(cfg.d_in), resolve_hookpoint(model, cfg.hookpoint), cfg.hookpoint))
+        out = getattr(cfg, "out_hookpoint", None)
+        if getattr(cfg, "kind", "sae") == "transcoder" and out:
+            checks.append((label, cfg, "d_out", int(getattr(cfg, "out_width", cfg.d_in)),
+                           resolve_hookpoint(model, out), out))
+    if not checks:
+        return
+    widths = hookpoint_widths(model, list({c[4].name: c[4] for c in checks}.values()))
+    for label, cfg, field, want, hp, written in checks:
         have = widths[hp.name]
         if have != want:
             where = written if written == hp.name else f"{written} ({hp.name})"
             model_name = getattr(lm, "spec", None) or type(model).__name__
+            trained_on = getattr(cfg, "model", "") or ""
             hint = f"it was trained on {trained_on}" if trained_on else "it was trained on another model or site"
             raise ConfigError(
                 f"dictionary {label!r} does not fit {model_name} at its hookpoint {where}: its {field} is {want}, "

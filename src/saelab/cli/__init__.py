@@ -58,16 +58,16 @@ MULTI_VALUE = ("--hookpoints", "--scorers")
 def expand_multi_value(argv: list[str]) -> list[str]:
     """`--hookpoints a b --x` -> `--hookpoints a --hookpoints b --x` (click takes one value per flag)."""
     out: list[str] = []
-    flag = None
+    flag = None  # the multi-value flag whose values are being read
     for arg in argv:
         if arg in MULTI_VALUE:
             flag = arg
-            out.append(arg)
-        elif flag and not arg.startswith("-") and out[-1] != flag:
-            out += [flag, arg]
+        elif flag and not arg.startswith("-"):
+            if out[-1] != flag:
+                out.append(flag)  # a second (third, …) value: repeat the flag before it
         else:
-            flag = flag if (flag and out[-1] == flag) else None
-            out.append(arg)
+            flag = None
+        out.append(arg)
     return out
 
 

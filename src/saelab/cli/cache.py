@@ -67,7 +67,8 @@ def register(app: typer.Typer) -> None:
               workspace: Optional[str] = opt.WorkspaceOpt,
               overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild stores that exist."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
-              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
+              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
+              cache_dir: Optional[str] = opt.HubCacheDir,
               ) -> None:
         """Cache sparse latent activations over the workspace's token windows (resumable; torchrun shards by rank).
 

@@ -33,10 +33,10 @@ SelHookpoint = typer.Option(None, "--hookpoint", help="Tree selector: the hookpo
                             "layers.16; SAELens repos: blocks.8.hook_resid_pre).")
 SelLayer = typer.Option(None, "--layer", help="Tree selector: layer (Gemma Scope layer_17, Llama Scope L17R, "
                         "sparsify layers.17).")
-SelWidth = typer.Option(None, "--width", "--sae_features", help="Tree selector: Gemma Scope width (16k, 1m, or 16384) or Llama Scope "
-                        "expansion (8x).")
-SelL0 = typer.Option(None, "--l0", "--target_l0", help="Tree selector: Gemma Scope target L0 (the nearest average_l0_* is taken) or "
-                     "'canonical'.")
+SelWidth = typer.Option(None, "--width", "--sae_features", help="Tree selector: Gemma Scope width (16k, 1m, or "
+                        "16384) or Llama Scope expansion (8x).")
+SelL0 = typer.Option(None, "--l0", "--target_l0", help="Tree selector: Gemma Scope target L0 (the nearest "
+                     "average_l0_* is taken) or 'canonical'.")
 SelSite = typer.Option(None, "--site", "--sae_type", help="Tree selector: res | mlp | att | transcoder (Gemma Scope "
                        "--sae_type; Llama Scope R, M, A, TC). 'transcoder' also reads a Gemma Scope params.npz as a "
                        "transcoder when its path does not say so.")
@@ -62,8 +62,6 @@ def selector(hookpoint: Optional[str] = None, layer: Optional[int] = None, width
 
     return Selector(hookpoint=hookpoint, layer=layer, width=width, l0=l0, site=site)
 
-__all__ = ["Path", "Optional"]
-
 
 def store_name(workspace, spec: str, sel=None) -> str:
     """The latent store of the workspace that a dictionary spec names: the spec itself when it is a name of the
@@ -82,3 +80,6 @@ def store_name(workspace, spec: str, sel=None) -> str:
     flags = "".join(f" --{k} {v}" for k, v in (sel.as_dict() if sel is not None else {}).items())
     raise ArtifactError(f"{spec}: no latent store of it in {workspace.root / 'latents'} (it would be "
                         f"{resolved.name!r}); build it first: saelab cache -d {spec}{flags}")
+
+
+__all__ = ["Path", "Optional"]

@@ -16,7 +16,8 @@ OUTPUTS = ("table", "json")
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(name="dict", no_args_is_help=True,
-                        help="Sparse dictionaries in saelab's format, SAELens, Gemma Scope, Llama Scope, sparsify or dictionary_learning; local or on the Hub.")
+                        help="Sparse dictionaries in saelab's format, SAELens, Gemma Scope, Llama Scope, sparsify or "
+                        "dictionary_learning; local or on the Hub.")
 
     @group.command()
     def info(path: str = typer.Argument(..., help="Dictionary directory, params.npz / ae.pt file, a run directory or "

@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
               workspace: Optional[str] = opt.WorkspaceOpt,
               out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/evals/NAME)."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
-              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir) -> None:
+              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
+              cache_dir: Optional[str] = opt.HubCacheDir) -> None:
         """How good is this SAE or transcoder? Writes metrics.json and summary.txt and prints the summary."""
         from ..evals import run_eval
         from . import console

@@ -44,7 +44,7 @@ def _ensure_store(ws, model: str, sparse_model: str, selector, dataset_repo: str
         cfg = ws.latents(name) / "cfg.json"
         return cfg.exists() and bool(read_json(cfg).get("complete"))
 
-    if "/" not in sparse_model and complete(sparse_model) and not (ws.dictionary(sparse_model)).exists():
+    if "/" not in sparse_model and complete(sparse_model):  # a store by its name (it may have no dictionaries/NAME)
         emit(f"reusing the latent store {ws.latents(sparse_model)}")
         return sparse_model
     resolved = resolve_dictionary(sparse_model, workspace=ws, selector=selector)
@@ -215,7 +215,8 @@ def register(app: typer.Typer) -> None:
             out = _group_summary(Path(results_dir) / group if results_dir else ws.root / "interp" / group,
                                  sparse_model, runs)
         console.print((out / "summary.md").read_text(), markup=False, highlight=False)
-        emit(f"outputs in {out}" + ("" if len(runs) == 1 else f" (one run per hookpoint: {', '.join(map(str, runs.values()))})"))
+        per_hookpoint = "" if len(runs) == 1 else f" (one run per hookpoint: {', '.join(map(str, runs.values()))})"
+        emit(f"outputs in {out}{per_hookpoint}")
 
     @app.command("autointerp-merge")
     def autointerp_merge(

@@ -61,7 +61,8 @@ def register(app: typer.Typer) -> None:
              top_k: int = typer.Option(64, "--top-k", help="Neighbours kept per latent (φ, Jaccard, NPMI)."),
              layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt,
              hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
-             width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
+             width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
+              cache_dir: Optional[str] = opt.HubCacheDir,
              ) -> None:
         """Count which latents fire together in k-token windows (sparse C = BᵀB) and store top-k neighbours."""
         from ..cooc import CoocConfig, run
@@ -106,7 +107,8 @@ def register(app: typer.Typer) -> None:
              output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV path (one --dict only; default workspace/sfal/NAME/scores.csv)."),
              layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt,
              hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
-             width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir) -> None:
+             width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
+              cache_dir: Optional[str] = opt.HubCacheDir) -> None:
         """Per-latent NDCG of co-occurrence (φ) neighbours against explanation similarity, with a shuffled baseline."""
         from ..errors import ConfigError
         from ..sfal import run

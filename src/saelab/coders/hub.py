@@ -15,8 +15,10 @@ import json
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .._io import write_json
 from ..errors import ConfigError, FormatError, MissingPackageError
@@ -53,8 +55,13 @@ def parse_hub_spec(spec: str) -> HubSpec | None:
     return HubSpec(repo=f"{m['org']}/{m['name']}", path=m["sub"].strip("/"), revision=m["rev1"] or m["rev2"])
 
 
+def env_flag(*names: str) -> bool:
+    """Whether any of these environment variables is set to a true value (1, true, yes, on), read now."""
+    return any((os.environ.get(n) or "").lower() in _TRUE for n in names)
+
+
 def offline() -> bool:
-    return (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "").lower() in _TRUE
+    return env_flag("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def endpoint() -> str:
@@ -112,39 +119,34 @@ def download(repo: str, sha: str, files: tuple[str, ...], cache_dir: str | os.Pa
     return paths
 
 
-class _hub_errors:
+@contextmanager
+def _hub_errors(repo: str, revision: str | None, file: str | None = None) -> Iterator[None]:
     """Turn huggingface_hub's and the network's exceptions into one-line saelab errors."""
+    from huggingface_hub import errors as e
 
-    def __init__(self, repo: str, revision: str | None, file: str | None = None):
-        self.repo, self.revision, self.file = repo, revision, file
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, typ, exc, tb) -> bool:
-        if exc is None:
-            return False
-        from huggingface_hub import errors as e
-
-        what = f"{self.repo}{'@' + self.revision if self.revision else ''}"
-        if isinstance(exc, e.GatedRepoError):
-            raise ConfigError(f"{what}: a gated repo; accept its terms on its Hub page, then set HF_TOKEN to a token "
-                              "of that account.") from None
-        if isinstance(exc, e.RepositoryNotFoundError):
-            raise ConfigError(f"{what}: no such repo on {endpoint()} (or it is private: set HF_TOKEN); give org/name "
-                              "as on its Hub page, a local path, or a dictionary of the workspace.") from None
-        if isinstance(exc, e.RevisionNotFoundError):
-            raise ConfigError(f"{what}: revision {self.revision!r} not found; give a branch, tag or commit hash of "
-                              f"{self.repo} (or leave @revision out for main).") from None
-        if isinstance(exc, e.LocalEntryNotFoundError):
-            raise FormatError(f"{what}: {self.file or 'the repo'} is not in the Hugging Face cache and HF_HUB_OFFLINE "
-                              "is set; run once online, or unset HF_HUB_OFFLINE.") from None
-        if isinstance(exc, e.EntryNotFoundError):
-            raise FormatError(f"{what}: {self.file} is listed but could not be fetched ({_first_line(exc)}).") from None
-        if isinstance(exc, (OSError, e.HfHubHTTPError)) or type(exc).__module__.startswith(("httpx", "requests")):
-            raise FormatError(f"{what}: could not download from {endpoint()} ({_first_line(exc)}); check the "
-                              "network, or set HF_HUB_OFFLINE=1 to use what is cached.") from None
-        return False
+    what = f"{repo}{'@' + revision if revision else ''}"
+    try:
+        yield
+    except e.GatedRepoError:
+        raise ConfigError(f"{what}: a gated repo; accept its terms on its Hub page, then set HF_TOKEN to a token "
+                          "of that account.") from None
+    except e.RepositoryNotFoundError:
+        raise ConfigError(f"{what}: no such repo on {endpoint()} (or it is private: set HF_TOKEN); give org/name "
+                          "as on its Hub page, a local path, or a dictionary of the workspace.") from None
+    except e.RevisionNotFoundError:
+        raise ConfigError(f"{what}: revision {revision!r} not found; give a branch, tag or commit hash of "
+                          f"{repo} (or leave @revision out for main).") from None
+    except e.LocalEntryNotFoundError:
+        raise FormatError(f"{what}: {file or 'the repo'} is not in the Hugging Face cache and HF_HUB_OFFLINE "
+                          "is set; run once online, or unset HF_HUB_OFFLINE.") from None
+    except e.EntryNotFoundError as exc:
+        raise FormatError(f"{what}: {file} is listed but could not be fetched ({_first_line(exc)}).") from None
+    except Exception as exc:  # the network's own errors (httpx, OSError), whatever the client raises them as
+        network = isinstance(exc, (OSError, e.HfHubHTTPError)) or type(exc).__module__.startswith(("httpx", "requests"))
+        if not network:
+            raise
+        raise FormatError(f"{what}: could not download from {endpoint()} ({_first_line(exc)}); check the "
+                          "network, or set HF_HUB_OFFLINE=1 to use what is cached.") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -29,7 +29,7 @@ def resolve_dictionary_path(path: str | os.PathLike, hookpoint: str | None = Non
 def load_resolved(resolved: ResolvedDictionary, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                   site: str | None = None) -> SparseCoder:
     """Load the dictionary `resolve_dictionary` found; its cfg.extra["source"] says where it came from."""
-    fmt = detect_format(resolved.path)
+    fmt = resolved.format or detect_format(resolved.path)
     if fmt is None:
         raise FormatError(f"{resolved.path}: not a dictionary in any known format.")
     kwargs: dict[str, Any] = {}

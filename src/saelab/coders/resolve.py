@@ -43,6 +43,9 @@ class ResolvedDictionary:
     """Where it came from: spec, kind (workspace | path | hub | saelens), and for the Hub repo, revision
     (the commit hash), path in the repo; the selectors used."""
 
+    format: Any = None
+    """The format module, when resolving already read it from the files (else `load_resolved` detects it)."""
+
 
 def looked_for() -> str:
     return "; ".join(f"{m.NAME}: {' + '.join(m.FILES)}" for m in FORMATS)
@@ -69,8 +72,9 @@ def _local_files(root: Path) -> list[str]:
 
 def _resolve_local(path: Path, sel: Selector, spec: str) -> ResolvedDictionary:
     source: dict[str, Any] = {"spec": spec, "kind": "path", **({"selector": sel.as_dict()} if not sel.empty else {})}
-    if detect_format(path):  # one dictionary: selectors choose within trees, there is nothing to choose here
-        return ResolvedDictionary(path.resolve().name, path, {**source, "path": str(path.resolve())})
+    fmt = detect_format(path)
+    if fmt is not None:  # one dictionary: selectors choose within trees, there is nothing to choose here
+        return ResolvedDictionary(path.resolve().name, path, {**source, "path": str(path.resolve())}, fmt)
     if not path.is_dir():
         raise FormatError(f"{path}: not a dictionary in any known format; looked for {looked_for()}.")
     candidates = find_dictionaries(_local_files(path), FORMATS, context=path.resolve().as_posix())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..errors import ConfigError, FormatError
+from .formats import gemmascope
 
 # Llama Scope site letters and the Gemma Scope repo suffixes, both mapped to one word per site.
 _SITES = {"r": "res", "res": "res", "resid": "res", "resid_post": "res",
@@ -129,8 +130,8 @@ def path_facts(path: str, context: str = "") -> dict:
         facts["canonical"] = True
     if m := re.search(r"-L\d+(R|M|A|TC)\b", path):
         facts["site"] = _SITES[m.group(1).lower()]
-    elif m := re.search(r"gemma-scope-\d+b-(?:pt|it)-(res|mlp|att|transcoders)", text):
-        facts["site"] = _SITES[m.group(1)]
+    elif m := gemmascope.RELEASE.search(text):
+        facts["site"] = _SITES[m.group(3)]
     return facts
 
 
@@ -193,7 +194,8 @@ def _varying(candidates: list[Candidate]) -> str:
     """The selectors that would tell these candidates apart."""
     flags = {"layer": "--layer", "width": "--width", "l0": "--l0", "site": "--site"}
     varying = [flag for key, flag in flags.items() if len({c.facts.get(key) for c in candidates}) > 1]
-    if not varying or len({c.facts["folders"][-1] if c.facts["folders"] else "" for c in candidates}) == len(candidates):
+    last_folders = {c.facts["folders"][-1] if c.facts["folders"] else "" for c in candidates}
+    if not varying or len(last_folders) == len(candidates):  # a folder name tells them apart
         varying.append("--hookpoint (a folder name)")
     return ", ".join(varying)
 

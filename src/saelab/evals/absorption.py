@@ -31,9 +31,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..activations.fits import hookpoint_widths
 from ..errors import ConfigError
 from ..progress import token_progress
-from .absorption_data import LETTERS, PromptSpec, Word, alpha_words, hookpoint_width, read_word_activations, split_words
+from .absorption_data import LETTERS, PromptSpec, Word, alpha_words, read_word_activations, split_words
 from .absorption_probes import (ProbeTraining, SparseRows, encode_sparse, f1, find_main_latents, probe_logits,
                                 train_probe)
 
@@ -261,7 +262,7 @@ def _check(lm, coder, config: AbsorptionConfig) -> str:
     hookpoint = config.hookpoint or coder.cfg.hookpoint
     if not hookpoint:
         raise ConfigError("absorption: the dictionary has no cfg.hookpoint; set AbsorptionConfig.hookpoint.")
-    width = hookpoint_width(lm, hookpoint)
+    (width,) = hookpoint_widths(lm.model, [hookpoint]).values()
     if width != coder.cfg.d_in:
         raise ConfigError(f"absorption: the dictionary's d_in is {coder.cfg.d_in} but hookpoint {hookpoint!r} of "
                           f"{getattr(lm, 'spec', 'the model')} has width {width}; use the dictionary's own model "

@@ -163,9 +163,3 @@ def read_word_activations(lm: Any, hookpoint: str, words: Sequence[Word], spec: 
         advance(len(batch))
     return torch.cat(out), {"n_prompts": len(words), "n_icl_prefixes": n_prefixes, "n_tokens": n_tokens}
 
-
-def hookpoint_width(lm: Any, hookpoint: str) -> int:
-    """Width of the activation at `hookpoint` (one 1-token forward that stops there)."""
-    reader = PrefixReader(lm.model, hookpoint)
-    device = next(lm.model.parameters()).device
-    return int(reader.read(torch.zeros(1, 1, dtype=torch.long, device=device)).shape[-1])

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..activations.fits import check_dictionary_fits
+from ..activations.fits import check_dictionaries_fit
 from ..activations.stream import StreamConfig, stream_activations
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError
@@ -73,9 +73,7 @@ class _Accumulators:
 def evaluate_many(recs: list[Reconstructor], lm: LoadedModel, windows: TokenWindows, config: EvalConfig,
                   progress: bool = True) -> list[dict[str, Any]]:
     """Metrics of each reconstructor on the same windows. Returns one dict per reconstructor."""
-    for rec in recs:
-        if getattr(rec, "coder", None) is not None:
-            check_dictionary_fits(rec.coder, lm, rec.name)
+    check_dictionaries_fit({r.name: r.coder for r in recs if getattr(r, "coder", None) is not None}, lm)
     accs = [_Accumulators(r, resolve_hookpoint(lm.model, r.hookpoint), resolve_hookpoint(lm.model, r.out_hookpoint))
             for r in recs]
     first, stop = eval_window_range(config, windows)

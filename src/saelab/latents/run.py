@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 import torch.distributed as dist
 
-from ..activations.fits import check_dictionary_fits
+from ..activations.fits import check_dictionaries_fit
 from ..activations.stream import ActivationBatch, StreamConfig, stream_activations
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError
@@ -78,10 +78,10 @@ def _targets(workspace: Workspace, lm: LoadedModel, windows: TokenWindows, confi
         if getattr(coder.cfg, "n_sources", 1) != 1:
             raise ConfigError(f"dictionaries[{name!r}]: a crosscoder reads {coder.cfg.n_sources} sources; the latent "
                               "cache encodes one hookpoint per dictionary.")
-        check_dictionary_fits(coder, lm, name)  # before any forward: a wrong width fails now, not in shard 0
         hp = resolve_hookpoint(lm.model, coder.cfg.hookpoint).name
         ident = _identity(name, coder, hp, lm, windows, config, n_windows)
         targets.append(_Target(name, coder, workspace.latents(name), ident))
+    check_dictionaries_fit(dictionaries, lm)  # before any forward: a wrong width fails now, not in shard 0
     return targets
 
 

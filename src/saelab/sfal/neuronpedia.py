@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from ..coders.hub import env_flag
 from ..errors import ConfigError
 from ..models.embedded import cache_dir
 
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 PREFIX = "neuronpedia:"
 DEFAULT_URL = "https://neuronpedia-datasets.s3.us-east-1.amazonaws.com"
 _ID = re.compile(r"^[A-Za-z0-9][\w.-]*$")
-_TRUE = {"1", "true", "yes", "on"}
 _TIMEOUT_S = 60
 _LISTING = "listing.json"  # written last into the download directory: the export is whole
 
@@ -86,7 +86,7 @@ def base_url() -> str:
 
 
 def offline() -> bool:
-    return any((os.environ.get(v) or "").lower() in _TRUE for v in ("SAELAB_OFFLINE", "HF_HUB_OFFLINE"))
+    return env_flag("SAELAB_OFFLINE", "HF_HUB_OFFLINE")
 
 
 def export_dir(np_id: NeuronpediaId, cache: Path | None = None) -> Path:

@@ -125,8 +125,10 @@ def _normaliser(state: dict[str, Tensor], n_layers: int) -> tuple[Tensor, Tensor
     return mean.float(), scale.float().reshape(n_layers)
 
 
-def _tensors(state: dict[str, Tensor], code_norm: str, cfg: dict[str, Any], where: Path) -> dict[str, Tensor]:
-    """The library's tensors -> saelab's, with normalisation and code normalisation folded in (float32)."""
+def _tensors(state: dict[str, Tensor], code_norm: str, cfg: dict[str, Any], norm: tuple[Tensor, Tensor] | None,
+             where: Path) -> dict[str, Tensor]:
+    """The library's tensors -> saelab's, with normalisation (`_normaliser`) and code normalisation folded in
+    (float32)."""
     W_enc = state["encoder.weight"].float()  # [L, d, F]
     W_dec = state["decoder.weight"].float().permute(1, 0, 2)  # [L, F, d] -> [F, L, d]
     b_enc, b_dec = state["encoder.bias"].float(), state["decoder.bias"].float()  # [F], [L, d]
@@ -135,7 +137,6 @@ def _tensors(state: dict[str, Tensor], code_norm: str, cfg: dict[str, Any], wher
                           f"{list(state['decoder.weight'].shape)} do not match; expected [L, d, F] and [L, F, d] "
                           "(crosscoders whose encoder reads a subset of the decoded layers are not supported).")
     c = code_norms(W_dec, code_norm, cfg).clamp_min(1e-12)  # [F], from the library's own decoder
-    norm = _normaliser(state, W_enc.shape[0])
     if norm is not None:
         mean, scale = norm
         b_enc = b_enc - torch.einsum("ld,ldf->f", mean * scale[:, None], W_enc)  # encoder reads (x − mean) · scale
@@ -165,8 +166,9 @@ def load(path: Path, device: str | torch.device = "cpu", dtype: torch.dtype | No
     if code_norm == "DECOUPLED" or (batchtopk and state.get("threshold", torch.zeros(())).numel() != 1):
         raise FormatError(f"{file}: a crosscoder with DECOUPLED code normalisation (one threshold and one code "
                           "per layer) is not supported; saelab reads CROSSCODER, SAE, MIXED and NONE.")
-    tensors = _tensors(state, code_norm, cfg, file)
     n_layers, d_in, d_sae = state["encoder.weight"].shape
+    norm = _normaliser(state, n_layers)
+    tensors = _tensors(state, code_norm, cfg, norm, file)
     k = None
     if batchtopk:
         require(state, ("k", "threshold"), file)
@@ -175,7 +177,6 @@ def load(path: Path, device: str | torch.device = "cpu", dtype: torch.dtype | No
         if float(tensors["threshold"]) < 0:
             log.warning("%s: the BatchTopK threshold was never learned (%.3g); every positive latent fires",
                         file, float(tensors["threshold"]))
-    norm = _normaliser(state, n_layers)
     extra: dict[str, Any] = {"dict_class": "BatchTopKCrossCoder" if batchtopk else "CrossCoder",
                              "code_normalization": code_norm, "original_cfg": raw, "folded_code_normalization": True}
     if norm is not None:

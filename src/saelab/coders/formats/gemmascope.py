@@ -29,7 +29,7 @@ FILES = (FILE,)
 
 
 # the release in a repo name, a Hugging Face cache folder (`models--google--gemma-scope-2b-pt-res`) or a local copy
-_RELEASE = re.compile(r"gemma-scope-(\d+b)-(pt|it)-(res|mlp|att|transcoders)")
+RELEASE = re.compile(r"gemma-scope-(\d+b)-(pt|it)-(res|mlp|att|transcoders)")
 _SITES = {"res": "resid_post", "mlp": "mlp_out"}  # "att" SAEs read hook_z (per head): no module-path alias
 KINDS = ("sae", "transcoder")
 
@@ -43,7 +43,7 @@ def _path_facts(file: Path) -> tuple[str | None, str | None, str, str]:
     """(layer, site, model id, kind) from a Gemma Scope path; None / "" where the path does not say."""
     text = file.absolute().as_posix()
     layer = re.search(r"/layer_(\d+)/", text)
-    release = _RELEASE.search(text)
+    release = RELEASE.search(text)
     if release is None:
         return (layer.group(1) if layer else None), None, "", ""
     size, variant, site = release.groups()
@@ -109,7 +109,7 @@ def load(path: Path, device: str | torch.device = "cpu", dtype: torch.dtype | No
         if layer is None:
             extra["note"] = "no layer_N folder in the path: hookpoints unknown"
     else:
-        hookpoint = hookpoint_and_model(file)[0] if site != "transcoders" else ""
+        hookpoint = f"{_SITES[site]}.{layer}" if layer is not None and site in _SITES else ""
         out_hookpoint = None
     d_out = int(arrays["W_dec"].shape[-1])
     cfg = CoderConfig(architecture="jumprelu", d_in=int(d_in), d_sae=int(d_sae), kind=kind,
