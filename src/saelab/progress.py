@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
-class _Rate(TextColumn):
+class RateColumn(TextColumn):
+    """Items per second of a task, e.g. `1,234 tok/s`."""
+
     def __init__(self, unit: str) -> None:
         super().__init__("")
         self.unit = unit
@@ -33,7 +35,7 @@ def token_progress(total: int, description: str, enabled: bool = True, unit: str
         yield lambda n: None
         return
     console = Console(file=sys.stderr)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(unit),
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(unit),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=total)

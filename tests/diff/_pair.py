@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import _wrap, english, make_tokenizer
 
-from saelab.diff.crosscoder import CrosscoderConfig
+from saelab.train import CrosscoderConfig
 from saelab.diff.naming import NamingConfig
 from saelab.diff.pipeline import DiffConfig
 

@@ -45,7 +45,7 @@ def test_parallel_gradient_is_removed(sparse, tmp_path):
     t.optimizer.zero_grad()
     from saelab.train.objective import objective
     objective(t.coder, x, x, t.dead, 0.0, (128,)).loss.backward()
-    t._remove_parallel_grad()
+    t.before_update()
     along_rows = (t.coder.W_dec.grad * t.coder.W_dec).sum(-1)
     assert along_rows.abs().max() < 1e-6
 

@@ -1,7 +1,7 @@
 """Read activations at hookpoints, stopping the forward once the last one is captured.
 
 The model runs with forward hooks on the requested modules. When every hookpoint of the
-batch has been captured, the last hook raises `_StopForward`: the layers after the
+batch has been captured, the last hook raises `StopForward`: the layers after the
 deepest hookpoint and the unembedding never run. Everything before that point is
 computed exactly as in a full forward, so the activations are bit-identical to a full
 forward with hooks (tested).
@@ -18,11 +18,12 @@ from torch import nn
 from ..models.hookpoints import Hookpoint, resolve_hookpoint
 
 
-class _StopForward(Exception):
+class StopForward(Exception):
     """Raised inside a hook to end the forward pass early (never escapes `capture`)."""
 
 
-def _first_tensor(x: Any) -> torch.Tensor:
+def first_tensor(x: Any) -> torch.Tensor:
+    """A module's output as one tensor (decoder layers return a tuple whose first item is the hidden state)."""
     if isinstance(x, torch.Tensor):
         return x
     if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
@@ -57,7 +58,7 @@ class ActivationReader:
             def save(t: torch.Tensor) -> None:
                 store[hp.name] = t.detach()
                 if self.stop_early and wanted <= store.keys():
-                    raise _StopForward
+                    raise StopForward
 
             if hp.side == "input":
                 def pre_hook(_m: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -65,7 +66,7 @@ class ActivationReader:
                 return pre_hook
 
             def hook(_m: nn.Module, _args: tuple, output: Any) -> None:
-                save(_first_tensor(output))
+                save(first_tensor(output))
             return hook
 
         try:
@@ -87,7 +88,7 @@ class ActivationReader:
         with self.capturing(store):
             try:
                 self.model(input_ids=input_ids, use_cache=False)
-            except _StopForward:
+            except StopForward:
                 pass
         missing = [h.name for h in self.hookpoints if h.name not in store]
         assert not missing, f"hookpoints never ran: {missing}"

@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         """Diff a fine-tuned model against its base: paired activations on the corpus and prompt categories, a layer
         sweep (where the models diverge, per-token KL), a BatchTopK crosscoder per layer with its latent table
         (Δnorm tags, decoder cosine, latent scaling), named latents and a Markdown/HTML report."""
-        from ..diff.crosscoder import CrosscoderConfig
+        from ..train import CrosscoderConfig
         from ..diff.naming import NamingConfig
         from ..diff.pipeline import DiffConfig, run_feature_interpretation_pipeline
         from . import console

@@ -6,6 +6,6 @@ models on the same token windows (`pair`), a layer sweep of where they diverge
 `finetune` makes a real pair from the embedded model and corpus.
 """
 
-from .crosscoder import CrosscoderConfig, train_crosscoder
+from ..train import CrosscoderConfig, train_crosscoder
 from .latent_stats import (GroupFiring, LatentScaling, LatentTable, decoder_cosine, delta_norm,
                            firing_frequency_by_group, latent_scaling, tag_latents)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .crosscoder import CrosscoderConfig
+from ..train import CrosscoderConfig
 from .naming import NamingConfig
 from .pipeline import DiffConfig, DiffResult, run_feature_interpretation_pipeline
 

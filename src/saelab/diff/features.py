@@ -137,7 +137,7 @@ def train_or_resume(batches: Any, config: Any, acts: PairedActivations, layer: i
                     hookpoint: str, progress: bool = True, resume: bool = True) -> tuple[SparseCoder, str]:
     """(the crosscoder of `layer`, "resumed" if a finished one with this config was on disk else "ran")."""
     from .._io import json_safe, read_json
-    from .crosscoder import train_crosscoder
+    from ..train import train_crosscoder
 
     cfg = out_dir / "cfg.json"
     extra = read_json(cfg).get("extra", {}) if cfg.exists() else {}

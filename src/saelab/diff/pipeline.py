@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from .._io import read_json, versions, write_cfg, write_json
 from ..errors import ArtifactError, ConfigError, choices_message
-from .crosscoder import CrosscoderConfig
+from ..train import CrosscoderConfig
 from .naming import NamingConfig, load_named, name_features
 from .pair import PairedActivations, extract_activations_for_comparison
 from .report import REPORT_FORMATS, ReportFormat, generate_report

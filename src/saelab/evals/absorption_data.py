@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..activations.capture import ActivationReader, _StopForward
+from ..activations.capture import ActivationReader, StopForward
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class PrefixReader(ActivationReader):
         with self.capturing(store):
             try:
                 self.model(input_ids=input_ids, past_key_values=cache, use_cache=cache is not None)
-            except _StopForward:
+            except StopForward:
                 pass
         return store[self.name]
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..activations.capture import ActivationReader, _first_tensor
+from ..activations.capture import ActivationReader, first_tensor
 from ..models.hookpoints import Hookpoint
 
 
@@ -42,7 +42,7 @@ def replaced(model: nn.Module, hp: Hookpoint, new: Tensor, mask: Tensor) -> Iter
         def hook(_m: nn.Module, _args: tuple, output: Any):
             if isinstance(output, tuple):
                 return (swap(output[0]), *output[1:])
-            return swap(_first_tensor(output))
+            return swap(first_tensor(output))
         handle = module.register_forward_hook(hook)
     try:
         yield

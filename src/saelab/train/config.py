@@ -7,9 +7,10 @@ the shared stream is read and how every dictionary is optimised.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from ..errors import ConfigError, choices_message
 
@@ -81,8 +82,60 @@ def default_lr(d_sae: int) -> float:
     return 2e-4 / math.sqrt(d_sae / 2**14)
 
 
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    """How any dictionary is optimised: Adam, its rate schedule, AuxK, dead latents, the BatchTopK
+    threshold, checkpoints. `TrainConfig` (SAEs, transcoders) and `CrosscoderConfig` add what they read."""
+
+    lr: float | None = None
+    """Adam learning rate; None: sparsify's 2e-4 / sqrt(d_sae / 2^14) per dictionary."""
+    lr_warmup_steps: int | None = None
+    """Linear warm-up steps; None: 5% of the steps (at most 1000)."""
+    lr_decay_fraction: float = 0.2
+    """Fraction of the steps at the end over which the rate decays linearly to 0."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    """Adam's (beta1, beta2)."""
+    auxk_alpha: float = 1 / 32
+    """Weight of the AuxK loss that revives dead latents (Gao et al. 2024, appendix A.2); 0 turns it off."""
+    dead_tokens: int = 10_000_000
+    """A latent is dead after this many training tokens without firing (sparsify's default)."""
+    threshold_beta: float = 0.99
+    """BatchTopK/Matryoshka/crosscoder: EMA factor of the running minimum selected activation, which
+    becomes the inference threshold (dictionary_learning uses 0.999 over long runs)."""
+    seed: int = 0
+    """Seed of the initialisation (and of the shuffle, where the run shuffles)."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (0: only the final one). Not part of a run's identity."""
+
+    field_prefix: ClassVar[str] = ""
+    """How an error names a field (the CLI's option for TrainConfig; the class for the Python-only ones)."""
+
+    def __post_init__(self) -> None:
+        where = self.field_prefix
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"{where}lr: got {self.lr!r}; expected a positive rate (learning rate), e.g. 4e-4, or None "
+                              "for the default.")
+        if not isinstance(self.dead_tokens, int) or isinstance(self.dead_tokens, bool) or self.dead_tokens < 1:
+            raise ConfigError(f"{where}dead_tokens: got {self.dead_tokens!r}; expected a positive integer.")
+        if not 0 <= self.lr_decay_fraction <= 1:
+            raise ConfigError(f"{where}lr_decay_fraction: got {self.lr_decay_fraction}; expected a fraction in [0, 1].")
+        if not 0 <= self.threshold_beta < 1:
+            raise ConfigError(f"{where}threshold_beta: got {self.threshold_beta}; expected 0 ≤ beta < 1.")
+        if not (isinstance(self.auxk_alpha, (int, float)) and self.auxk_alpha >= 0):
+            raise ConfigError(f"{where}auxk_alpha: got {self.auxk_alpha!r}; expected ≥ 0 (0 turns AuxK off).")
+        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise ConfigError(f"{where}checkpoint_every: got {self.checkpoint_every!r}; expected an integer ≥ 0.")
+        if self.lr_warmup_steps is not None and self.lr_warmup_steps < 0:
+            raise ConfigError(f"{where}lr_warmup_steps: got {self.lr_warmup_steps}; expected ≥ 0, or None for 5%.")
+
+    def warmup_steps(self, total_steps: int) -> int:
+        if self.lr_warmup_steps is not None:
+            return self.lr_warmup_steps
+        return min(1000, max(1, total_steps // 20))
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(OptimConfig):
     """How the dictionaries of one run are trained from one activation stream."""
 
     dictionaries: tuple[DictionarySpec, ...]
@@ -97,63 +150,32 @@ class TrainConfig:
     first_window: int = 0
     """First window of the workspace's windows used for training (the ones before it,
     or after the budget, can be held out)."""
-    lr: float | None = None
-    """Adam learning rate; None: sparsify's 2e-4 / sqrt(d_sae / 2^14) per dictionary."""
-    lr_warmup_steps: int | None = None
-    """Linear warm-up steps; None: 5% of the steps (at most 1000)."""
-    lr_decay_fraction: float = 0.2
-    """Fraction of the steps at the end over which the rate decays linearly to 0."""
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    """Adam's (beta1, beta2)."""
-    auxk_alpha: float = 1 / 32
-    """Weight of the AuxK loss that revives dead latents (Gao et al. 2024, appendix A.2)."""
-    dead_tokens: int = 10_000_000
-    """A latent is dead after this many training tokens without firing (sparsify's default)."""
     b_dec_init: BDecInit = "geometric_median"
     """Initial decoder bias: geometric median or mean of the first batch's targets, or zeros."""
-    threshold_beta: float = 0.99
-    """BatchTopK/Matryoshka: EMA factor of the running minimum selected activation, which
-    becomes the inference threshold (dictionary_learning uses 0.999 over long runs)."""
-    seed: int = 0
-    """Seed of the initialisation and of the shuffle."""
-    checkpoint_every: int = 500
-    """Steps between checkpoints (0: only the final one)."""
     log_every: int = 10
     """Steps between JSONL log lines."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.dictionaries:
             raise ConfigError("dictionaries: got none; give at least one DictionarySpec.")
         names = [d.name for d in self.dictionaries]
         if len(set(names)) != len(names):
             raise ConfigError(f"dictionaries: names must be distinct, got {names}.")
-        for fld in ("n_tokens", "batch_size", "shuffle_windows", "log_every", "dead_tokens"):
+        for fld in ("n_tokens", "batch_size", "shuffle_windows", "log_every"):
             if getattr(self, fld) <= 0:
                 raise ConfigError(f"{fld}: got {getattr(self, fld)}; expected a positive integer.")
         if self.shuffle_windows % self.batch_size:
             raise ConfigError(f"shuffle_windows: got {self.shuffle_windows}; expected a multiple of batch_size ({self.batch_size}).")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"lr: got {self.lr}; expected a positive learning rate, e.g. 4e-4, or None for the default.")
-        if not 0 <= self.lr_decay_fraction <= 1:
-            raise ConfigError(f"lr_decay_fraction: got {self.lr_decay_fraction}; expected a fraction in [0, 1].")
-        if not 0 <= self.threshold_beta < 1:
-            raise ConfigError(f"threshold_beta: got {self.threshold_beta}; expected 0 ≤ beta < 1.")
-        if self.auxk_alpha < 0:
-            raise ConfigError(f"auxk_alpha: got {self.auxk_alpha}; expected ≥ 0 (0 turns AuxK off).")
         if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
             raise ConfigError(choices_message("b_dec_init", self.b_dec_init, ["geometric_median", "mean", "zeros"]))
-        if self.checkpoint_every < 0 or self.first_window < 0:
-            raise ConfigError("checkpoint_every and first_window: expected non-negative integers.")
+        if self.first_window < 0:
+            raise ConfigError(f"first_window: got {self.first_window}; expected a non-negative integer.")
 
     def lr_for(self, spec: DictionarySpec) -> float:
         if spec.lr is not None:
             return spec.lr
         return self.lr if self.lr is not None else default_lr(spec.d_sae)
-
-    def warmup_steps(self, total_steps: int) -> int:
-        if self.lr_warmup_steps is not None:
-            return self.lr_warmup_steps
-        return min(1000, max(1, total_steps // 20))
 
     @property
     def hookpoints(self) -> list[str]:
@@ -166,4 +188,69 @@ class TrainConfig:
         return out
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "DictionarySpec", "TrainConfig", "default_lr"]
+
+CROSSCODER_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class CrosscoderConfig(OptimConfig):
+    """How a model-diffing crosscoder is trained on paired (base, target) activations at the same
+    tokens. Saved in the coder's cfg.json (`extra.crosscoder`)."""
+
+    d_sae: int
+    """Number of latents."""
+    k: int
+    """BatchTopK: k·N latent activations are kept per batch of N tokens (k per token on average)."""
+    n_tokens: int
+    """Training budget in tokens; the stream is read again from its start if it runs out."""
+    batch_size: int = 4096
+    """Tokens per optimiser step."""
+    n_shared: int = 0
+    """Latents 0..n_shared-1 have one decoder tied across both models (Mishra-Sharma et al. 2025
+    designate shared latents; Minder et al. 2025 use them too), so concepts common to both
+    models can settle there instead of splitting into exclusive pairs."""
+    decoder_init: Literal["tied", "independent"] = "tied"
+    """tied: both models' decoder (and encoder) halves start equal, then train freely, so a latent's
+    two halves differ only where the models' activations make them; independent: separate random
+    halves. On the demo pair (SmolLM2 vs its BBC-sport fine-tune, 262K tokens) independent halves
+    stayed unrelated (median decoder cosine 0.27, every Δnorm within 0.45–0.55: the differences
+    were under-training, not the fine-tune); tied halves reached median cosine 0.999 and the most
+    target-leaning latents fired most on sport text."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """dtype of the saved coder (training runs in float32: Adam moments need it)."""
+
+    field_prefix: ClassVar[str] = "CrosscoderConfig."
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("d_sae", "k", "n_tokens", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"CrosscoderConfig.{name}: got {value!r}; expected a positive integer.")
+        if self.k > self.d_sae:
+            raise ConfigError(f"CrosscoderConfig.k: got {self.k}; expected 1 ≤ k ≤ d_sae ({self.d_sae}), e.g. 64.")
+        if self.n_tokens < self.batch_size:
+            raise ConfigError(f"CrosscoderConfig.n_tokens: got {self.n_tokens}; expected at least one batch "
+                              f"(batch_size={self.batch_size}).")
+        if not isinstance(self.n_shared, int) or not 0 <= self.n_shared < self.d_sae:
+            raise ConfigError(f"CrosscoderConfig.n_shared: got {self.n_shared!r}; expected 0 ≤ n_shared < d_sae "
+                              f"({self.d_sae}).")
+        if self.decoder_init not in ("tied", "independent"):
+            raise ConfigError(choices_message("CrosscoderConfig.decoder_init", self.decoder_init,
+                                              ("tied", "independent")))
+        if self.dtype not in CROSSCODER_DTYPES:
+            raise ConfigError(choices_message("CrosscoderConfig.dtype", self.dtype, CROSSCODER_DTYPES))
+
+    @property
+    def total_steps(self) -> int:
+        return self.n_tokens // self.batch_size
+
+    @property
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else default_lr(self.d_sae)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+__all__ = ["ARCHITECTURES", "Architecture", "CrosscoderConfig", "DictionarySpec", "OptimConfig", "TrainConfig", "default_lr"]

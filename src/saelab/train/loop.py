@@ -51,10 +51,10 @@ def train_progress(total_tokens: int, done_tokens: int, enabled: bool) -> Iterat
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..progress import _Rate
+    from ..progress import RateColumn
 
     console = Console(file=sys.stderr)
-    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), _Rate("tok"), TimeRemainingColumn(),
+    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), RateColumn("tok"), TimeRemainingColumn(),
                TextColumn("{task.fields[metrics]}"))
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("train", total=total_tokens, completed=done_tokens, metrics="")

@@ -1,4 +1,4 @@
-"""Training-time activations and losses: TopK, BatchTopK, Matryoshka, plus AuxK.
+"""Training-time activations and losses: TopK, BatchTopK, Matryoshka, the model-diffing crosscoder, plus AuxK.
 
 Every loss is a fraction of variance unexplained, Σ‖y − ŷ‖² / Σ‖y − ȳ‖² over the batch,
 as sparsify trains: the scale of the activations does not change the loss or the rate.
@@ -21,7 +21,7 @@ class StepLoss(NamedTuple):
     loss: Tensor
     """scalar to minimise: reconstruction FVU (mean over Matryoshka prefixes) + auxk_alpha · AuxK"""
     fvu: Tensor
-    """scalar: FVU of the full reconstruction (detached)"""
+    """FVU of the full reconstruction (detached): a scalar, or [n_sources] for a crosscoder (each model's own)"""
     aux_loss: Tensor
     """scalar: AuxK loss (detached; 0 when no latent is dead)"""
     fired: Tensor
@@ -29,7 +29,8 @@ class StepLoss(NamedTuple):
     l0: float
     """mean number of active latents per token"""
     min_selected: float | None
-    """BatchTopK/Matryoshka: smallest selected activation (feeds the inference threshold)"""
+    """BatchTopK/Matryoshka: smallest selected activation; crosscoder: smallest selected score
+    f · Σ_m ‖d^m‖ (either feeds the inference threshold)"""
 
 
 def _skip(coder: SparseCoder, x: Tensor) -> Tensor | float:
@@ -113,3 +114,46 @@ def _nested_fvu(coder: SparseCoder, latents: Tensor, x: Tensor, y: Tensor, total
         losses.append(fvu(y, y_hat, total_variance))
         start += size
     return torch.stack(losses).mean(), losses[-1].detach(), y_hat
+
+
+def code_norms(coder: SparseCoder) -> Tensor:
+    """Σ_m ‖d_j^m‖: [d_sae], the per-latent factor of a crosscoder's selection score."""
+    return coder.W_dec.norm(dim=-1).sum(-1)  # [d_sae, n_sources] -> [d_sae]
+
+
+def crosscoder_objective(coder: SparseCoder, x: Tensor, dead: Tensor, k: int, auxk_alpha: float) -> StepLoss:
+    """The loss of one batch x [N, 2, d_in] (already divided by the activation scales): FVU(base) +
+    FVU(target), each over its own model's variance, so a model with larger activations does not
+    dominate, + auxk_alpha · AuxK. BatchTopK selects on f_j · Σ_m ‖d_j^m‖ (Lindsey et al. 2024)."""
+    n = x.shape[0]
+    acts = torch.relu(coder.pre_acts(x))  # [N, d_sae]
+    scores = acts * code_norms(coder)  # the selection does not backpropagate; the kept acts do
+    values, indices = scores.detach().flatten().topk(min(k * n, scores.numel()), sorted=False)
+    keep = torch.zeros(scores.numel(), dtype=torch.bool, device=x.device)
+    keep[indices[values > 0]] = True
+    latents = acts * keep.view_as(acts)
+    x_hat = coder.decode(latents)  # [N, 2, d_in]
+    variance = (x - x.mean(0)).pow(2).sum((0, 2)).clamp_min(1e-12)  # [2]: each model normalised by its own
+    fvu_ = (x - x_hat).pow(2).sum((0, 2)) / variance  # [2]
+    aux = _crosscoder_auxk(coder, acts, scores, (x - x_hat).detach(), dead, variance) if auxk_alpha > 0 \
+        else x.new_zeros(())
+    positive = values[values > 0]
+    return StepLoss(loss=fvu_.sum() + auxk_alpha * aux, fvu=fvu_.detach(), aux_loss=aux.detach(),
+                    fired=keep.view_as(acts).any(0), l0=int(keep.sum()) / max(1, n),
+                    min_selected=float(positive.min()) if positive.numel() else 0.0)
+
+
+def _crosscoder_auxk(coder: SparseCoder, acts: Tensor, scores: Tensor, residual: Tensor, dead: Tensor,
+                     variance: Tensor) -> Tensor:
+    """AuxK over both models: the top k_aux dead latents (by score) predict the residual [N, 2, d_in].
+    k_aux = half the output width (2·d_in / 2), scaled down when fewer latents are dead."""
+    n_dead = int(dead.sum())
+    if n_dead == 0:
+        return acts.new_zeros(())
+    k_aux = residual.shape[-1]
+    scale = min(n_dead / k_aux, 1.0)
+    masked = torch.where(dead[None], scores.detach(), torch.full_like(scores, -1.0))
+    idx = masked.topk(min(k_aux, n_dead), dim=-1, sorted=False).indices  # [N, k_aux]
+    aux_latents = torch.zeros_like(acts).scatter(-1, idx, acts.gather(-1, idx))
+    e_hat = torch.einsum("nf,fsd->nsd", aux_latents, coder.W_dec)  # no bias: the residual has none
+    return scale * ((e_hat - residual).pow(2).sum((0, 2)) / variance).sum()

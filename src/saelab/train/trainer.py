@@ -1,4 +1,5 @@
-"""`DictionaryTrainer`: one dictionary, its optimiser, rate schedule and dead-latent counters.
+"""`Trainer`: one dictionary, its optimiser, rate schedule and dead-latent counters; `DictionaryTrainer`
+for SAEs and transcoders (the crosscoder's is in `crosscoder.py`).
 
 The run loop (`loop.py`) feeds every trainer of a run the same batches; a trainer knows
 nothing about models, windows or files, so it is tested on synthetic activations.
@@ -13,8 +14,8 @@ import torch
 from torch import Tensor
 
 from ..coders import CoderConfig, SparseCoder
-from .config import DictionarySpec, TrainConfig
-from .objective import objective
+from .config import DictionarySpec, OptimConfig, TrainConfig
+from .objective import StepLoss, objective
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +60,19 @@ def coder_config(spec: DictionarySpec, d_in: int, d_out: int, hookpoint: str, ou
     )
 
 
-class DictionaryTrainer:
-    """Trains one SparseCoder with Adam, unit-norm decoder rows and AuxK.
+class Trainer:
+    """What every dictionary's optimisation shares: Adam with a warm-up / constant / decay rate, the
+    dead-latent counters AuxK reads, the BatchTopK inference threshold, checkpoint state.
 
-    Example:
-        >>> t = DictionaryTrainer(spec, coder_config(spec, 64, 64, "x", None, ""), config, total_steps=100)
-        >>> metrics = t.step(x, x)        # x [N, 64]
+    A subclass says how a batch is prepared (`prepare`), what the loss is (`loss`), what is done to
+    the gradients and weights around the Adam update, and which metrics it logs.
     """
 
-    def __init__(self, spec: DictionarySpec, cfg: CoderConfig, config: TrainConfig, total_steps: int,
-                 device: str | torch.device = "cpu", seed: int = 0):
-        self.spec, self.config, self.total_steps = spec, config, total_steps
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # the initial weights depend only on the seed
-            self.coder = SparseCoder(cfg, dtype=torch.float32, device=device)
-        if cfg.kind == "transcoder":
-            # sparsify's transcoder init: a zero decoder, so each row starts as the (normalised)
-            # mean residual of the tokens its latent first fires on (faster than random rows).
-            with torch.no_grad():
-                self.coder.W_dec.zero_()
-        self.base_lr = config.lr_for(spec)
+    def __init__(self, coder: SparseCoder, config: OptimConfig, base_lr: float, total_steps: int):
+        self.coder, self.config, self.base_lr, self.total_steps = coder, config, base_lr, total_steps
         self.warmup = config.warmup_steps(total_steps)
-        self.optimizer = torch.optim.Adam(self.coder.parameters(), lr=self.base_lr, betas=config.adam_betas)
-        self.tokens_since_fired = torch.zeros(spec.d_sae, dtype=torch.long, device=device)
+        self.optimizer = torch.optim.Adam(coder.parameters(), lr=base_lr, betas=config.adam_betas)
+        self.tokens_since_fired = torch.zeros(coder.d_sae, dtype=torch.long, device=coder.device)
         self.n_steps = 0
         self.n_tokens = 0
         self.n_threshold_updates = 0
@@ -95,54 +86,43 @@ class DictionaryTrainer:
     def lr(self) -> float:
         return self.base_lr * lr_factor(self.n_steps, self.warmup, self.total_steps, self.config.lr_decay_fraction)
 
-    @torch.no_grad()
-    def init_b_dec(self, y: Tensor) -> None:
-        """Set b_dec from the first batch's targets y [N, d_out] (geometric median, mean, or zeros)."""
-        how = self.config.b_dec_init
-        if how == "geometric_median":
-            self.coder.b_dec.copy_(geometric_median(y.float()))
-        elif how == "mean":
-            self.coder.b_dec.copy_(y.float().mean(0))
-
-    def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
-        """One optimiser step on x [N, d_in] (encoder input) and y [N, d_out] (target)."""
-        if self.n_steps == 0:
-            self.init_b_dec(y)
+    def step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+        """One optimiser step on a batch (see the subclass for its shapes)."""
+        x, y = self.prepare(x, y)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr()
-        out = objective(self.coder, x, y, self.dead, self.config.auxk_alpha, self.spec.groups())
+        out = self.loss(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
-        self._remove_parallel_grad()
+        self.before_update()
         self.optimizer.step()
-        self.coder.set_decoder_unit_norm()
+        self.after_update()
         self._update_counters(out.fired, x.shape[0])
         if out.min_selected is not None:
             self._update_threshold(out.min_selected)
-        metrics = {"fvu": float(out.fvu), "l0": out.l0, "dead_fraction": float(self.dead.float().mean()),
-                   "aux_loss": float(out.aux_loss), "loss": float(out.loss.detach()), "lr": self.lr()}
+        metrics = self.metrics(out)
         self.n_steps += 1
         self.recent = (self.recent + [metrics])[-RECENT:]
         return metrics
 
-    def summary(self) -> dict[str, float | int | None]:
-        """fvu, l0, aux_loss averaged over the last RECENT training steps; dead fraction and counts now."""
-        n = max(1, len(self.recent))
-        out: dict[str, float | int | None] = {key: sum(m[key] for m in self.recent) / n for key in ("fvu", "l0", "aux_loss")}
-        thr = self.coder.threshold
-        return {**out, "averaged_over_last_steps": len(self.recent), "dead_fraction": float(self.dead.float().mean()),
-                "steps": self.n_steps, "text_tokens": self.n_tokens,
-                "threshold": float(thr) if thr is not None and thr.ndim == 0 else None}
+    def prepare(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return x, y
 
-    @torch.no_grad()
-    def _remove_parallel_grad(self) -> None:
-        # The rows are renormalised after the step, so the gradient component along each row
-        # would only be undone; removing it keeps Adam's moments meaningful (sparsify does this).
-        W, g = self.coder.W_dec, self.coder.W_dec.grad
-        if g is None:
-            return
-        parallel = (g * W).sum(-1, keepdim=True)  # [d_sae, 1]; rows are unit norm
-        g.sub_(parallel * W)
+    def loss(self, x: Tensor, y: Tensor | None) -> StepLoss:
+        raise NotImplementedError
+
+    def before_update(self) -> None:
+        """Change the gradients before Adam reads them."""
+
+    def after_update(self) -> None:
+        """Change the weights after Adam's update."""
+
+    def metrics(self, out: StepLoss) -> dict[str, float]:
+        raise NotImplementedError
+
+    def mean_recent(self, keys: tuple[str, ...]) -> dict[str, float]:
+        n = max(1, len(self.recent))
+        return {key: sum(m[key] for m in self.recent) / n for key in keys}
 
     def _update_counters(self, fired: Tensor, n_tokens: int) -> None:
         self.tokens_since_fired += n_tokens
@@ -174,3 +154,71 @@ class DictionaryTrainer:
         self.n_steps, self.n_tokens = int(state["n_steps"]), int(state["n_tokens"])
         self.n_threshold_updates = int(state["n_threshold_updates"])
         self.recent = [dict(m) for m in state["recent"]]
+
+
+class DictionaryTrainer(Trainer):
+    """Trains one SparseCoder (SAE or transcoder) with Adam, unit-norm decoder rows and AuxK.
+
+    Example:
+        >>> t = DictionaryTrainer(spec, coder_config(spec, 64, 64, "x", None, ""), config, total_steps=100)
+        >>> metrics = t.step(x, x)        # x [N, 64]
+    """
+
+    def __init__(self, spec: DictionarySpec, cfg: CoderConfig, config: TrainConfig, total_steps: int,
+                 device: str | torch.device = "cpu", seed: int = 0):
+        self.spec = spec
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the initial weights depend only on the seed
+            coder = SparseCoder(cfg, dtype=torch.float32, device=device)
+        if cfg.kind == "transcoder":
+            # sparsify's transcoder init: a zero decoder, so each row starts as the (normalised)
+            # mean residual of the tokens its latent first fires on (faster than random rows).
+            with torch.no_grad():
+                coder.W_dec.zero_()
+        super().__init__(coder, config, config.lr_for(spec), total_steps)
+
+    @torch.no_grad()
+    def init_b_dec(self, y: Tensor) -> None:
+        """Set b_dec from the first batch's targets y [N, d_out] (geometric median, mean, or zeros)."""
+        how = self.config.b_dec_init
+        if how == "geometric_median":
+            self.coder.b_dec.copy_(geometric_median(y.float()))
+        elif how == "mean":
+            self.coder.b_dec.copy_(y.float().mean(0))
+
+    def step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+        """One optimiser step on x [N, d_in] (encoder input) and y [N, d_out] (target)."""
+        return super().step(x, y)
+
+    def prepare(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        if self.n_steps == 0:
+            self.init_b_dec(y)
+        return x, y
+
+    def loss(self, x: Tensor, y: Tensor | None) -> StepLoss:
+        return objective(self.coder, x, y, self.dead, self.config.auxk_alpha, self.spec.groups())
+
+    @torch.no_grad()
+    def before_update(self) -> None:
+        # The rows are renormalised after the step, so the gradient component along each row
+        # would only be undone; removing it keeps Adam's moments meaningful (sparsify does this).
+        W, g = self.coder.W_dec, self.coder.W_dec.grad
+        if g is None:
+            return
+        parallel = (g * W).sum(-1, keepdim=True)  # [d_sae, 1]; rows are unit norm
+        g.sub_(parallel * W)
+
+    def after_update(self) -> None:
+        self.coder.set_decoder_unit_norm()
+
+    def metrics(self, out: StepLoss) -> dict[str, float]:
+        return {"fvu": float(out.fvu), "l0": out.l0, "dead_fraction": float(self.dead.float().mean()),
+                "aux_loss": float(out.aux_loss), "loss": float(out.loss.detach()), "lr": self.lr()}
+
+    def summary(self) -> dict[str, float | int | None]:
+        """fvu, l0, aux_loss averaged over the last RECENT training steps; dead fraction and counts now."""
+        out: dict[str, float | int | None] = dict(self.mean_recent(("fvu", "l0", "aux_loss")))
+        thr = self.coder.threshold
+        return {**out, "averaged_over_last_steps": len(self.recent), "dead_fraction": float(self.dead.float().mean()),
+                "steps": self.n_steps, "text_tokens": self.n_tokens,
+                "threshold": float(thr) if thr is not None and thr.ndim == 0 else None}

@@ -17,7 +17,7 @@ State dict, L = num_layers (2 for a base/target diff), F = dict_size, d = activa
 The library encodes f = relu(Σ_l x̃_l W_enc[l] + b_enc) from x̃_l = (x_l − mean_l) · scale_l,
 keeps f_j where f_j · c_j > threshold (c_j = code normalisation, CROSSCODER: Σ_l ‖d_j^l‖),
 decodes x̃̂ = f W_dec + b_dec and maps it back to x̂ = x̃̂ / (scale_l + 1e-8) + mean_l.
-saelab folds both into the weights, as `diff.crosscoder._fold` does for its own coders:
+saelab folds both into the weights, as `train.crosscoder._fold` does for its own coders:
 `encode` returns f · c_j (the library's `get_activations`) on raw activations, `decode`
 gives the library's x̂, and `cfg.extra["activation_scales"]` = 1 / scale_l, so Δnorm is
 measured in the library's normalised units.

@@ -26,208 +26,69 @@ import dataclasses
 import itertools
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal, NamedTuple
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
 
 from ..coders import CoderConfig, SparseCoder
-from ..errors import ArtifactError, ConfigError, FormatError, choices_message
-from ..train.checkpoint import CHECKPOINT_NAME, RunState, config_fingerprint, load_checkpoint, save_checkpoint
-from ..train.config import default_lr
-from ..train.loop import JsonlLog, train_progress
-from ..train.trainer import lr_factor
+from ..errors import ArtifactError, ConfigError, FormatError
+from ..models.load import parse_dtype
+from .checkpoint import CHECKPOINT_NAME, RunState, config_fingerprint, load_checkpoint, save_checkpoint
+from .config import CrosscoderConfig
+from .loop import JsonlLog, train_progress
+from .objective import StepLoss, code_norms, crosscoder_objective
+from .trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("base", "target")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-RECENT = 10
-DECAY_FRACTION = 0.2
-THRESHOLD_BETA = 0.99
 
 Batches = Iterable[Tensor] | Callable[[], Iterable[Tensor]]
 
 
-@dataclass(frozen=True)
-class CrosscoderConfig:
-    """How a model-diffing crosscoder is trained. Saved in the coder's cfg.json (`extra.crosscoder`)."""
-
-    d_sae: int
-    """Number of latents."""
-    k: int
-    """BatchTopK: k·N latent activations are kept per batch of N tokens (k per token on average)."""
-    n_tokens: int
-    """Training budget in tokens; the stream is read again from its start if it runs out."""
-    batch_size: int = 4096
-    """Tokens per optimiser step."""
-    lr: float | None = None
-    """Adam learning rate; None: sparsify's 2e-4 / sqrt(d_sae / 2^14)."""
-    auxk_alpha: float = 1 / 32
-    """Weight of the AuxK loss that revives dead latents (Gao et al. 2024, appendix A.2); 0 turns it off."""
-    dead_tokens: int = 10_000_000
-    """A latent is dead after this many training tokens without firing."""
-    n_shared: int = 0
-    """Latents 0..n_shared-1 have one decoder tied across both models (Mishra-Sharma et al. 2025
-    designate shared latents; Minder et al. 2025 use them too), so concepts common to both
-    models can settle there instead of splitting into exclusive pairs."""
-    decoder_init: Literal["tied", "independent"] = "tied"
-    """tied: both models' decoder (and encoder) halves start equal, then train freely, so a latent's
-    two halves differ only where the models' activations make them; independent: separate random
-    halves. On the demo pair (SmolLM2 vs its BBC-sport fine-tune, 262K tokens) independent halves
-    stayed unrelated (median decoder cosine 0.27, every Δnorm within 0.45–0.55: the differences
-    were under-training, not the fine-tune); tied halves reached median cosine 0.999 and the most
-    target-leaning latents fired most on sport text."""
-    seed: int = 0
-    """Seed of the initial weights."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """dtype of the saved coder (training runs in float32: Adam moments need it)."""
-    checkpoint_every: int = 500
-    """Steps between checkpoints in out_dir (0: none until the end). Not part of the run's identity."""
-
-    def __post_init__(self) -> None:
-        for name in ("d_sae", "k", "n_tokens", "batch_size", "dead_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"CrosscoderConfig.{name}: got {value!r}; expected a positive integer.")
-        if self.k > self.d_sae:
-            raise ConfigError(f"CrosscoderConfig.k: got {self.k}; expected 1 ≤ k ≤ d_sae ({self.d_sae}), e.g. 64.")
-        if self.n_tokens < self.batch_size:
-            raise ConfigError(f"CrosscoderConfig.n_tokens: got {self.n_tokens}; expected at least one batch "
-                              f"(batch_size={self.batch_size}).")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ConfigError(f"CrosscoderConfig.lr: got {self.lr!r}; expected a positive rate, e.g. 1e-4, or None.")
-        if not (isinstance(self.auxk_alpha, (int, float)) and self.auxk_alpha >= 0):
-            raise ConfigError(f"CrosscoderConfig.auxk_alpha: got {self.auxk_alpha!r}; expected ≥ 0 (0 turns AuxK off).")
-        if not isinstance(self.n_shared, int) or not 0 <= self.n_shared < self.d_sae:
-            raise ConfigError(f"CrosscoderConfig.n_shared: got {self.n_shared!r}; expected 0 ≤ n_shared < d_sae "
-                              f"({self.d_sae}).")
-        if self.decoder_init not in ("tied", "independent"):
-            raise ConfigError(choices_message("CrosscoderConfig.decoder_init", self.decoder_init,
-                                              ("tied", "independent")))
-        if self.dtype not in DTYPES:
-            raise ConfigError(choices_message("CrosscoderConfig.dtype", self.dtype, tuple(DTYPES)))
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
-            raise ConfigError(f"CrosscoderConfig.checkpoint_every: got {self.checkpoint_every!r}; expected an "
-                              "integer ≥ 0.")
-
-    @property
-    def total_steps(self) -> int:
-        return self.n_tokens // self.batch_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class CrosscoderLoss(NamedTuple):
-    """What one forward of the crosscoder objective gives."""
-
-    loss: Tensor
-    """scalar to minimise: FVU(base) + FVU(target) + auxk_alpha · AuxK"""
-    fvu: Tensor
-    """[2] FVU of each model (detached)"""
-    aux_loss: Tensor
-    """scalar AuxK loss (detached; 0 when no latent is dead)"""
-    fired: Tensor
-    """bool [d_sae]: latents selected on at least one token"""
-    l0: float
-    """mean number of selected latents per token"""
-    min_score: float
-    """smallest selected score f · Σ_m ‖d^m‖ (feeds the inference threshold)"""
-
-
-def code_norms(coder: SparseCoder) -> Tensor:
-    """Σ_m ‖d_j^m‖: [d_sae], the per-latent factor of the selection score."""
-    return coder.W_dec.norm(dim=-1).sum(-1)  # [d_sae, 2] -> [d_sae]
-
-
-def crosscoder_objective(coder: SparseCoder, x: Tensor, dead: Tensor, k: int, auxk_alpha: float) -> CrosscoderLoss:
-    """The training loss of one batch x [N, 2, d_in] (already divided by the activation scales)."""
-    n = x.shape[0]
-    acts = torch.relu(coder.pre_acts(x))  # [N, d_sae]
-    scores = acts * code_norms(coder)  # the selection does not backpropagate; the kept acts do
-    values, indices = scores.detach().flatten().topk(min(k * n, scores.numel()), sorted=False)
-    keep = torch.zeros(scores.numel(), dtype=torch.bool, device=x.device)
-    keep[indices[values > 0]] = True
-    latents = acts * keep.view_as(acts)
-    x_hat = coder.decode(latents)  # [N, 2, d_in]
-    variance = (x - x.mean(0)).pow(2).sum((0, 2)).clamp_min(1e-12)  # [2]: each model normalised by its own
-    fvu = (x - x_hat).pow(2).sum((0, 2)) / variance  # [2]
-    aux = _auxk(coder, acts, scores, (x - x_hat).detach(), dead, variance) if auxk_alpha > 0 else x.new_zeros(())
-    positive = values[values > 0]
-    return CrosscoderLoss(loss=fvu.sum() + auxk_alpha * aux, fvu=fvu.detach(), aux_loss=aux.detach(),
-                          fired=keep.view_as(acts).any(0), l0=int(keep.sum()) / max(1, n),
-                          min_score=float(positive.min()) if positive.numel() else 0.0)
-
-
-def _auxk(coder: SparseCoder, acts: Tensor, scores: Tensor, residual: Tensor, dead: Tensor, variance: Tensor) -> Tensor:
-    """AuxK (Gao et al. 2024): the top k_aux dead latents (by score) predict the residual [N, 2, d_in].
-    k_aux = half the output width (2·d_in / 2), scaled down when fewer latents are dead."""
-    n_dead = int(dead.sum())
-    if n_dead == 0:
-        return acts.new_zeros(())
-    k_aux = residual.shape[-1]
-    scale = min(n_dead / k_aux, 1.0)
-    masked = torch.where(dead[None], scores.detach(), torch.full_like(scores, -1.0))
-    idx = masked.topk(min(k_aux, n_dead), dim=-1, sorted=False).indices  # [N, k_aux]
-    aux_latents = torch.zeros_like(acts).scatter(-1, idx, acts.gather(-1, idx))
-    e_hat = torch.einsum("nf,fsd->nsd", aux_latents, coder.W_dec)  # no bias: the residual has none
-    return scale * ((e_hat - residual).pow(2).sum((0, 2)) / variance).sum()
-
-
-class CrosscoderTrainer:
-    """One crosscoder, its Adam optimiser, rate schedule, dead counters and threshold."""
+class CrosscoderTrainer(Trainer):
+    """One crosscoder: the shared `Trainer` plus per-model activation scales, tied shared latents and the
+    score-based BatchTopK selection."""
 
     def __init__(self, config: CrosscoderConfig, cfg: CoderConfig, device: torch.device):
-        self.config = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # the initial weights depend only on the seed
-            self.coder = SparseCoder(cfg, dtype=torch.float32, device=device)
+            coder = SparseCoder(cfg, dtype=torch.float32, device=device)
         s = config.n_shared
         with torch.no_grad():
-            self.coder.W_dec[:s, 1] = self.coder.W_dec[:s, 0]
+            coder.W_dec[:s, 1] = coder.W_dec[:s, 0]
             if config.decoder_init == "tied":
-                self.coder.W_dec[:, 1] = self.coder.W_dec[:, 0]
-                self.coder.W_enc[1] = self.coder.W_enc[0]
-        self.base_lr = config.lr if config.lr is not None else default_lr(config.d_sae)
-        self.optimizer = torch.optim.Adam(self.coder.parameters(), lr=self.base_lr)
+                coder.W_dec[:, 1] = coder.W_dec[:, 0]
+                coder.W_enc[1] = coder.W_enc[0]
+        super().__init__(coder, config, config.base_lr, config.total_steps)
         self.scales = torch.ones(2, device=device)  # activation scale per model, set on the first batch
-        self.tokens_since_fired = torch.zeros(config.d_sae, dtype=torch.long, device=device)
-        self.n_steps = 0
-        self.n_threshold_updates = 0
-        self.recent: list[dict[str, float]] = []
 
-    @property
-    def dead(self) -> Tensor:
-        return self.tokens_since_fired >= self.config.dead_tokens
-
-    def lr(self) -> float:
-        total = self.config.total_steps
-        return self.base_lr * lr_factor(self.n_steps, min(1000, max(1, total // 20)), total, DECAY_FRACTION)
-
-    def step(self, x: Tensor) -> dict[str, float]:
+    def step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         """One optimiser step on raw paired activations x [N, 2, d_in]."""
+        return super().step(x, y)
+
+    def prepare(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
         x = x.to(self.coder.device, torch.float32)
         if self.n_steps == 0:
             self._init_from(x)
-        x = x / self.scales[None, :, None]
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr()
-        out = crosscoder_objective(self.coder, x, self.dead, self.config.k, self.config.auxk_alpha)
-        self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        self._tie_shared_grads()
-        self.optimizer.step()
-        self.tokens_since_fired += x.shape[0]
-        self.tokens_since_fired[out.fired] = 0
-        self._update_threshold(out.min_score)
-        self.n_steps += 1
-        metrics = {"fvu_base": float(out.fvu[0]), "fvu_target": float(out.fvu[1]), "l0": out.l0,
-                   "dead_fraction": float(self.dead.float().mean()), "aux_loss": float(out.aux_loss), "lr": self.lr()}
-        self.recent = (self.recent + [metrics])[-RECENT:]
-        return metrics
+        return x / self.scales[None, :, None], None
+
+    def loss(self, x: Tensor, y: Tensor | None) -> StepLoss:
+        return crosscoder_objective(self.coder, x, self.dead, self.config.k, self.config.auxk_alpha)
+
+    @torch.no_grad()
+    def before_update(self) -> None:
+        # A tied decoder gets the sum of both models' gradients; equal grads and equal Adam
+        # moments keep the two copies identical.
+        s, g = self.config.n_shared, self.coder.W_dec.grad
+        if s and g is not None:
+            g[:s] = g[:s].sum(1, keepdim=True).expand(-1, 2, -1)  # [s, 2, d_in]
+
+    def metrics(self, out: StepLoss) -> dict[str, float]:
+        return {"fvu_base": float(out.fvu[0]), "fvu_target": float(out.fvu[1]), "l0": out.l0,
+                "dead_fraction": float(self.dead.float().mean()), "aux_loss": float(out.aux_loss), "lr": self.lr()}
 
     @torch.no_grad()
     def _init_from(self, x: Tensor) -> None:
@@ -235,46 +96,19 @@ class CrosscoderTrainer:
         self.scales.copy_((x - x.mean(0)).pow(2).sum(-1).mean(0).sqrt().clamp_min(1e-6))
         self.coder.b_dec.copy_(x.mean(0) / self.scales[:, None])
 
-    @torch.no_grad()
-    def _tie_shared_grads(self) -> None:
-        # A tied decoder gets the sum of both models' gradients; equal grads and equal Adam
-        # moments keep the two copies identical.
-        s, g = self.config.n_shared, self.coder.W_dec.grad
-        if s and g is not None:
-            g[:s] = g[:s].sum(1, keepdim=True).expand(-1, 2, -1)  # [s, 2, d_in]
-
-    @torch.no_grad()
-    def _update_threshold(self, min_score: float) -> None:
-        # dictionary_learning's BatchTopK threshold: from half way through training, an EMA of
-        # the smallest selected score (a plain mean for its first updates).
-        if self.n_steps < self.config.total_steps // 2:
-            return
-        self.n_threshold_updates += 1
-        beta = min(THRESHOLD_BETA, 1 - 1 / self.n_threshold_updates)
-        thr = self.coder.threshold
-        thr.copy_(beta * thr + (1 - beta) * min_score)
-
     def summary(self) -> dict[str, Any]:
-        n = max(1, len(self.recent))
-        mean = {key: sum(m[key] for m in self.recent) / n for key in ("fvu_base", "fvu_target", "l0", "aux_loss")}
+        mean = self.mean_recent(("fvu_base", "fvu_target", "l0", "aux_loss"))
         return {"fvu": {"base": mean["fvu_base"], "target": mean["fvu_target"]}, "l0": mean["l0"],
                 "aux_loss": mean["aux_loss"], "averaged_over_last_steps": len(self.recent),
                 "dead_fraction": float(self.dead.float().mean()), "steps": self.n_steps,
                 "threshold": float(self.coder.threshold)}
 
-    # -- checkpoints (train/checkpoint.py) --------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"coder": self.coder.state_dict(), "optimizer": self.optimizer.state_dict(), "scales": self.scales.clone(),
-                "tokens_since_fired": self.tokens_since_fired.clone(), "n_steps": self.n_steps,
-                "n_threshold_updates": self.n_threshold_updates, "recent": self.recent}
+        return {**super().state_dict(), "scales": self.scales.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.coder.load_state_dict(state["coder"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        super().load_state_dict(state)
         self.scales.copy_(state["scales"])
-        self.tokens_since_fired.copy_(state["tokens_since_fired"])
-        self.n_steps, self.n_threshold_updates = int(state["n_steps"]), int(state["n_threshold_updates"])
-        self.recent = [dict(m) for m in state["recent"]]
 
     def finished_coder(self, dtype: torch.dtype) -> SparseCoder:
         """A copy of the coder on raw activations, with both scalings folded in (see `_fold`)."""
@@ -415,7 +249,7 @@ def _fit(trainer: CrosscoderTrainer, stream: Iterator[Tensor], state: RunState, 
 
 def _finish(trainer: CrosscoderTrainer, state: RunState, out: Path | None, fingerprint: str,
             tokens_per_s: float) -> SparseCoder:
-    coder = trainer.finished_coder(DTYPES[trainer.config.dtype])
+    coder = trainer.finished_coder(parse_dtype(trainer.config.dtype))
     extra = {"crosscoder": trainer.config.to_dict(), "fingerprint": fingerprint,
              "activation_scales": [float(s) for s in trainer.scales],
              "training": {**trainer.summary(), "tokens": state.text_tokens, "tokens_per_s": tokens_per_s,
@@ -446,5 +280,5 @@ def remove_checkpoint(out_dir: str | Path) -> None:
         path.unlink()
 
 
-__all__ = ["CrosscoderConfig", "CrosscoderLoss", "CrosscoderTrainer", "SOURCES", "code_norms", "crosscoder_objective",
-           "remove_checkpoint", "train_crosscoder"]
+__all__ = ["CrosscoderConfig", "CrosscoderTrainer", "SOURCES", "code_norms", "crosscoder_objective", "remove_checkpoint",
+           "train_crosscoder"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from saelab.coders import SparseCoder
-from saelab.diff.crosscoder import CrosscoderConfig, train_crosscoder
+from saelab.train import CrosscoderConfig, train_crosscoder
 from saelab.diff.latent_stats import delta_norm, tag_latents
 from saelab.errors import ArtifactError, ConfigError, FormatError
 
@@ -101,7 +101,7 @@ def test_independent_decoder_halves_recover_the_planted_tags_too(paired):
 
 def test_tied_halves_start_equal():
     from saelab.coders import CoderConfig
-    from saelab.diff.crosscoder import SOURCES, CrosscoderTrainer
+    from saelab.train.crosscoder import SOURCES, CrosscoderTrainer
 
     cfg = CoderConfig(architecture="batchtopk", d_in=D_IN, d_sae=32, k=2, kind="crosscoder", n_sources=2,
                       sources=SOURCES, hookpoint="layers.3")
