@@ -147,13 +147,14 @@ def stage_match(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
 def stage_cooc_sfal(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: Emit) -> None:
     from .cooc import CoocConfig
     from .cooc.run import run as cooc_run
+    from .interp import TOP_TOKENS
     from .sfal import SfalConfig
     from .sfal.run import run as sfal_run
 
     name = min(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
     co = cooc_run(CoocConfig(), ws, name, windows)
     emit(f"co-occurrence of {name}: {co.counts.n_windows:,} windows of {co.cfg['config']['k']} tokens inside documents")
-    r = sfal_run(SfalConfig(), ws, name, "top-tokens", tokenizer=lm.tokenizer)
+    r = sfal_run(SfalConfig(), ws, name, TOP_TOKENS.name, tokenizer=lm.tokenizer)
     for model, a in r.aggregates.items():
         emit(f"SFAL ({model}, top-token descriptions, not LLM explanations): NDCG {a['ndcg_mean']:.3f} over "
              f"{a['n_scored']:,} latents vs shuffled baseline {a['baseline_ndcg_mean']:.3f} ± {a['baseline_ndcg_sd']:.3f}")

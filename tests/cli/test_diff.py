@@ -59,8 +59,9 @@ def test_models_that_cannot_be_diffed(capsys, models):
 
 def test_bad_options_and_files(capsys, models, tmp_path):
     t = ("--target-model", models["base"])
-    assert "--quantization: got 'int4'" in _diff(capsys, models, *t, "--quantization", "int4")
-    assert "bitsandbytes" in _diff(capsys, models, *t, "--quantization", "int8", "--device", "cuda")
+    for flag in ("--dtype", "--quantization"):  # --quantization: the seed's spelling, an alias
+        assert "--dtype: got 'int4'; expected one of: auto, float32" in _diff(capsys, models, *t, flag, "int4")
+    assert "bitsandbytes" in _diff(capsys, models, *t, "--dtype", "int8", "--device", "cuda")
     assert "feature_threshold: got 0.3" in _diff(capsys, models, *t, "--feature-threshold", "0.3")
     assert "report_format" in _diff(capsys, models, *t, "--report-format", "pdf")
     bad = tmp_path / "cats.json"

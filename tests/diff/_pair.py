@@ -4,6 +4,7 @@ is perturbed, sharing a word-level tokenizer; a small corpus file; a fast pipeli
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -11,7 +12,7 @@ import torch
 from tests.conftest import _wrap, english, make_tokenizer
 
 from saelab.train import CrosscoderConfig
-from saelab.diff.naming import NamingConfig
+from saelab.diff.naming import NAMING_EXAMPLES, NamingConfig
 from saelab.diff.pipeline import DiffConfig
 
 CHANGED_LAYER = 1
@@ -44,7 +45,7 @@ def corpus_file(directory: Path, n_docs: int = 200) -> Path:
 def fast_config(corpus: Path, **kw) -> DiffConfig:
     base = dict(corpus=str(corpus), n_tokens=8192, ctx_len=64, n_sweep_windows=8,
                 crosscoder=CrosscoderConfig(d_sae=64, k=4, n_tokens=16384, batch_size=512),
-                naming=NamingConfig(explainer="top-tokens", min_examples=3, n_target_only=2, n_base_only=1,
-                                    n_changed=2))
+                naming=NamingConfig(explainer="top-tokens", examples=replace(NAMING_EXAMPLES, min_examples=3),
+                                    n_target_only=2, n_base_only=1, n_changed=2))
     base.update(kw)
     return DiffConfig(**base)

@@ -51,7 +51,7 @@ def test_every_stage_writes_its_artifact(run):
     out, result, _, _ = run
     assert result.done == {s: "ran" for s in result.done}
     d = out / "features" / f"layer_{LAYER:02d}"
-    for path in ("run_config.json", "timings.json", "activations/cfg.json", "activations/manifest.json",
+    for path in ("cfg.json", "timings.json", "activations/cfg.json", "activations/manifest.json",
                  "activations/sweep/sweep.json", "activations/sweep/cfg.json", f"{d.name}/crosscoder/cfg.json",
                  f"{d.name}/crosscoder/weights.safetensors", f"{d.name}/latents/cfg.json", f"{d.name}/cfg.json",
                  f"{d.name}/latent_table.json", f"{d.name}/examples.json", f"{d.name}/naming/named.json",
@@ -61,6 +61,8 @@ def test_every_stage_writes_its_artifact(run):
         p = out / path if not path.startswith("layer_") else out / "features" / path
         assert p.exists() and p.stat().st_size > 0, path
     assert json.loads((d / "latents" / "cfg.json").read_text())["complete"]
+    assert json.loads((out / "cfg.json").read_text())["artifact"] == "diff_run"
+    assert not list(out.rglob("request.json"))  # what a stage was made from is in its cfg.json
     assert [p.name for p in result.reports] == ["report.md", "report.html"]
 
 
@@ -255,7 +257,7 @@ class _Judge:
 
 
 def test_llm_naming_path_with_a_stub_judge(run, tmp_path):
-    from saelab.diff.naming import NamingConfig, name_features
+    from saelab.diff.naming import NAMING_EXAMPLES, NamingConfig, name_features
     from saelab.diff.pair import PairedActivations
     from saelab.latents import LatentStore
 
@@ -264,7 +266,8 @@ def test_llm_naming_path_with_a_stub_judge(run, tmp_path):
     table = json.loads((d / "latent_table.json").read_text())
     acts = PairedActivations(out / "activations")
     judge = _Judge()
-    config = NamingConfig(explainer="some-llm", min_examples=3, n_target_only=2, n_base_only=1, n_changed=2)
+    config = NamingConfig(explainer="some-llm", examples=dataclasses.replace(NAMING_EXAMPLES, min_examples=3),
+                          n_target_only=2, n_base_only=1, n_changed=2)
     named = name_features(LatentStore(d / "latents"), acts.windows(), _tokenizer(run), table,
                           tmp_path / "naming", config, client=judge)
     assert named["kind"] == "llm" and named["explainer"] == "some-llm" and named["latents"]

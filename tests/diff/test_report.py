@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from saelab.diff.report import generate_report, md_escape
-from saelab.errors import ConfigError
+from saelab.diff.report import generate_report
+from saelab.errors import ArtifactError, ConfigError
+from saelab.render import md_escape
 
 SCRIPT = "<script>alert('x')</script>"
 LAYER = 6
@@ -28,6 +29,7 @@ def _latent(j: int, tag: str, delta: float, count: int, **kw) -> dict:
 
 @pytest.fixture
 def run_dir(tmp_path):
+    """A run as the pipeline wrote it before run_config.json became cfg.json (the old name must keep working)."""
     out = tmp_path / "run"
     rows = ([_latent(j, "target-only", 0.02, 50, nu_eps=0.1, nu_r=0.2, artifact=False, verdict="genuine",
                      frequency_by_group=[0.01, 0.08, 0.0]) for j in range(3)]
@@ -144,3 +146,15 @@ def test_tokenizer_notes_are_listed_among_the_limits(run_dir):
     _write(run_dir / "run_config.json", {**cfg, "tokenizer_notes": ["eos_token_id 2 vs 7"]})
     md = generate_report(run_dir, "markdown")[0].read_text()
     assert "differ in special tokens (eos\\_token\\_id 2 vs 7)" in md
+
+
+def test_a_run_with_cfg_json_reads_the_same_and_the_stylesheet_is_inlined(run_dir):
+    old = [p.read_text() for p in generate_report(run_dir, "both")]
+    (run_dir / "run_config.json").rename(run_dir / "cfg.json")
+    md, html = (p.read_text() for p in generate_report(run_dir, "both"))
+    assert [md, html] == old
+    assert '<style>body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI"' in html  # CSS quotes kept
+    assert '<link rel="stylesheet"' not in html and "<nav" not in html  # one standalone file
+    (run_dir / "cfg.json").unlink()
+    with pytest.raises(ArtifactError, match="no cfg.json"):
+        generate_report(run_dir, "markdown")

@@ -62,7 +62,7 @@ class _BagOfWords:  # stands in for all-MiniLM-L6-v2 (its load is most of this t
 
 
 def test_top_tokens_run_from_the_command_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("saelab.sfal.embed.Embedder", _BagOfWords)
+    monkeypatch.setattr("saelab.models.embed.Embedder", _BagOfWords)
     ws, tok = planted_workspace(tmp_path / "ws")
     tok.save_pretrained(tmp_path / "tok")
     cfg_path = ws.latents("synth") / "cfg.json"

@@ -37,3 +37,22 @@ def test_explanations_read_back_from_a_named_run(planted):
     for expl in (explanations_for("interp", SfalConfig(), ws, "synth"),
                  explanations_for("interp:my-run", SfalConfig(), ws, "synth"), sfal_load(out, d_sae=10)):
         assert expl.texts == want and "explainer default" in expl.kind
+
+
+def test_a_run_read_back_as_the_report_reads_it(planted):
+    from saelab.interp import load
+
+    ws, tok = planted
+    out = run(InterpConfig(examples=EX, scorers=("detection",)), ws, "synth", name="r", client=Mumbler(),
+              tokenizer=tok)
+    assert load.run_dictionary(out) == "synth" and load.run_explainer(out) == "default"
+    assert load.scored_variant("default") == "explanation"
+    assert load.scored_variant("top-tokens") == "top-tokens"
+    assert load.read_failures(out, "default") == {0: "no 'Explanation:' line in the answer"}
+    assert load.read_summary(out)["explainer"] == "default"
+    per = load.read_per_latent(out, "explanation")
+    assert set(per) == {"detection"} and set(per["detection"]) == set(range(1, len(PLANTED)))
+    assert load.scorers_with_records(out, "explanation") == ["detection"]
+    records = load.read_records(out, "detection", "explanation", 1)
+    assert records and {"label", "prediction", "failed"} <= set(records[0])
+    assert load.read_records(out, "detection", "explanation", 0) == []  # failed: never scored

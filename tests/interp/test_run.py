@@ -328,3 +328,48 @@ def test_ctrl_c_while_scoring_leaves_a_partial_summary_and_a_rerun_finishes(plan
     run(cfg, ws, "synth", name="t", client=ScriptedClient(), tokenizer=tok, embed=_embed)
     s = json.loads((out / "summary.json").read_text())
     assert s["partial"] is False and s["scores"]["detection"]["shuffled"]["n_latents"] == len(PLANTED)
+
+
+def test_the_two_steps_score_only_the_variants_asked_for(planted, tmp_path):
+    """`draw_examples` + `explain_and_score` (what diff naming calls): the chosen latents, the chosen variants."""
+    from saelab.data.tokens import load_token_windows
+    from saelab.errors import ConfigError
+    from saelab.interp import NegativeSource, draw_examples, explain_and_score
+    from saelab.latents import LatentStore
+
+    ws, tok = planted
+    store, windows, cfg = LatentStore(ws.latents("synth")), load_token_windows(ws.tokens), _cfg(scorers=("detection",))
+    found, skipped = draw_examples(cfg, store, windows, NegativeSource(store, EX.example_ctx_len), tmp_path / "a")
+    assert sorted(found) == list(range(len(PLANTED))) and RARE in skipped
+    items = {l: found[l] for l in (0, 1, 2)}
+    with pytest.raises(ConfigError, match="variants: got \\['chance'\\]"):
+        explain_and_score(cfg, items, skipped, store, windows, tmp_path / "a", tokenizer=tok, variants=["chance"])
+    client = ScriptedClient()
+    done = explain_and_score(cfg, items, skipped, store, windows, tmp_path / "a", tokenizer=tok, client=client,
+                             variants=("explanation", "shuffled"))
+    assert set(done.explained) == {"default", "top-tokens"} and set(done.explained["default"]) == {0, 1, 2}
+    assert list(done.texts) == ["explanation", "shuffled"] and done.client is client
+    assert set(done.summary["scores"]["detection"]) == {"explanation", "shuffled"}
+    assert not (tmp_path / "a" / "scores" / "detection" / "top-tokens").exists()
+
+    top = _cfg(explainer="top-tokens", scorers=("detection",))
+    done = explain_and_score(top, items, skipped, store, windows, tmp_path / "b", tokenizer=tok, variants=())
+    assert done.summary is None and done.client is None and not (tmp_path / "b" / "summary.json").exists()
+    assert set(done.explained) == {"top-tokens"} and "king" in done.explained["top-tokens"][0].explanation
+
+
+def test_top_tokens_is_an_explainer_that_asks_no_llm(planted):
+    from saelab.data.tokens import load_token_windows
+    from saelab.interp import TOP_TOKENS, TopTokensExplainer, variant_names
+    from saelab.interp.registry import make_explainer
+    from saelab.latents import LatentStore
+
+    ws, tok = planted
+    assert isinstance(make_explainer(TOP_TOKENS.name), TopTokensExplainer) and not TOP_TOKENS.needs_client
+    assert make_explainer("default").needs_client and make_explainer("default").variant == "explanation"
+    assert variant_names(_cfg()) == ["explanation", TOP_TOKENS.variant, "shuffled"]
+    assert variant_names(_cfg(explainer=TOP_TOKENS.name)) == [TOP_TOKENS.variant, "shuffled"]
+    never = len(PLANTED) + 1
+    e0, dead = TOP_TOKENS.explain_store(LatentStore(ws.latents("synth")), load_token_windows(ws.tokens), tok, [0, never])
+    assert "king" in e0.explanation and not e0.failed
+    assert dead.failed and dead.reason == "the latent never fires" and dead.explainer == TOP_TOKENS.name

@@ -38,6 +38,28 @@ def test_explicit_dtypes_are_kept_and_bad_ones_list_auto():
         L.parse_dtype("float8")
 
 
+def test_one_parser_for_every_spelling():
+    """Long and short names, the same dtype; int8 only where the caller loads quantized weights."""
+    for short, long in L.SHORT_NAMES.items():
+        assert L.dtype_name(short) == L.dtype_name(long) == long
+        assert L.parse_dtype(short) is L.parse_dtype(long) is L.DTYPES[long]
+    assert L.dtype_name("auto") == "auto" and L.dtype_name("int8", quantizations=L.QUANTIZATIONS) == "int8"
+    with pytest.raises(ConfigError, match="--dtype: got 'int8'; expected one of: auto, float32, bfloat16, float16."):
+        L.dtype_name("int8", "--dtype")
+    with pytest.raises(ConfigError, match="dtype: got 8"):
+        L.dtype_name(8)  # type: ignore[arg-type]
+
+
+def test_the_diff_records_its_dtype_as_before(tmp_path):
+    """`--dtype bfloat16` and the seed's `--quantization bf16` are one setting: a diff made before resumes."""
+    from saelab.diff.loading import ModelPair
+
+    for new, old in (("bfloat16", "bf16"), ("float32", "fp32"), ("float16", "fp16"), ("auto", "auto")):
+        a, b = ModelPair("m", "t", dtype=new), ModelPair("m", "t", quantization=old)
+        assert a.dtype == b.dtype == L.dtype_name(new) and a.identity("base") == b.identity("base")
+        assert a.identity("base")["quantization"] == old
+
+
 @pytest.mark.parametrize("flags, recorded", [({"avx2"}, "fp32"), ({"amx_bf16"}, "bf16-autocast")])
 def test_finetune_precision_auto_records_what_it_resolved_to(monkeypatch, tmp_path, flags, recorded):
     import json

@@ -1,4 +1,4 @@
-"""One synthetic workspace and its report, built once per session (a few seconds)."""
+"""One synthetic workspace with a real diff run, and its report, built once per session (seconds)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import pytest
 
 from saelab.report import ReportConfig, run
 
+from .diff_run import add_diff_run
 from .workspace import make_workspace, model_view
 
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
-    return make_workspace(tmp_path_factory.mktemp("report-ws"))
+    ws = make_workspace(tmp_path_factory.mktemp("report-ws"))
+    add_diff_run(ws.root)
+    return ws
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The report in headless Chromium from file:// (make test-browser): no console errors, the latent
 table sorts and filters, latent pages show coloured tokens and the histogram, partner links work,
-corpus HTML does not run. Screenshots go to a tmp dir (or $SAELAB_SCREENSHOTS) to look at."""
+the diff page shows its plots and links its named latents, corpus HTML does not run. Screenshots go
+to a tmp dir (or $SAELAB_SCREENSHOTS) to look at."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from .diff_run import LAYER, RUN
 from .workspace import IMG, SCRIPT
 
 pytestmark = pytest.mark.browser
@@ -52,7 +54,7 @@ def url(site, rel: str) -> str:
 
 
 @pytest.mark.parametrize("rel", ["index.html", "narrow/index.html", "wide/index.html", "narrow/latents/0.html",
-                                 "match/wide__narrow.html", "sfal/narrow.html"])
+                                 "match/wide__narrow.html", "sfal/narrow.html", f"diff/{RUN}.html"])
 def test_pages_render_without_console_errors(site, page, shots, rel):
     page.goto(url(site, rel))
     page.wait_for_load_state("load")
@@ -112,7 +114,8 @@ def test_three_clicks_from_best_explanations_to_examples_to_partner(site, page, 
     assert page.errors == []
 
 
-@pytest.mark.parametrize("rel", ["narrow/latents/0.html", "narrow/index.html", "sfal/narrow.html"])
+@pytest.mark.parametrize("rel", ["narrow/latents/0.html", "narrow/index.html", "sfal/narrow.html",
+                                 f"diff/{RUN}.html"])
 def test_injected_script_in_corpus_and_explanations_does_not_execute(site, page, rel):
     page.goto(url(site, rel))
     page.wait_for_timeout(200)  # an <img onerror> would have fired by now
@@ -120,3 +123,27 @@ def test_injected_script_in_corpus_and_explanations_does_not_execute(site, page,
     text = page.locator("body").inner_text()
     assert SCRIPT in text or IMG in text  # shown as text
     assert page.locator("main script, main img[onerror]").count() == 0
+
+
+def test_front_page_to_the_diff_page_its_plots_and_a_named_latent(site, page, shots):
+    page.goto(url(site, "index.html"))
+    page.locator(f"#stage-diff-{RUN} a.go").click()  # 1: the diff run's page
+    page.wait_for_load_state("load")
+    assert page.url.endswith(f"/diff/{RUN}.html")
+    imgs = page.locator("main img").all()
+    assert len(imgs) >= 3  # layer divergence, Δnorm histogram, categories
+    for img in imgs:
+        assert img.evaluate("i => i.complete && i.naturalWidth > 0"), img.get_attribute("src")
+    assert page.locator("table.tails tr").count() > 1 and page.locator("ul.sentences li").count() > 3
+    page.screenshot(path=str(shots / "diff.png"), full_page=True)
+    link = page.locator("table.named a").first  # 2: a named latent's page
+    latent = link.inner_text()
+    link.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith(f"/diff/{RUN}/layer_{LAYER:02d}/latents/{latent}.html")
+    assert page.locator("h1").inner_text() == f"{RUN} · layer {LAYER} · latent {latent}"
+    assert page.locator("#top-examples .ex").count() > 0 and page.locator("svg.hist rect").count() > 0
+    page.screenshot(path=str(shots / "diff_latent.png"), full_page=True)
+    page.locator(".crumbs a").click()  # 3: back to the diff page
+    assert page.url.endswith(f"/diff/{RUN}.html#named-{LAYER}")
+    assert page.errors == []

@@ -7,11 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from saelab.errors import ConfigError
 from saelab.report import ReportConfig, run
-from saelab.report.render import environment
+from saelab.render import environment
 
+from .diff_run import LAYER, RUN, to_old_format
 from .workspace import IMG, SCRIPT, SIZES, model_view
 
 
@@ -30,11 +32,11 @@ def test_every_stage_has_its_page(site):
     index, _ = site
     root = index.parent
     for rel in ("index.html", "narrow/index.html", "wide/index.html", "match/wide__narrow.html",
-                "sfal/narrow.html", "static/report.js", "static/report.css", "cfg.json"):
+                "sfal/narrow.html", f"diff/{RUN}.html", "static/report.js", "static/report.css", "cfg.json"):
         assert (root / rel).is_file(), rel
-    assert not (root / "diff").exists()  # no diff artifacts: no diff page
     html = index.read_text(encoding="utf-8")
-    for card in ("stage-interp-narrow", "stage-cooc-narrow", "stage-cooc-wide", "stage-match-wide__narrow"):
+    for card in ("stage-interp-narrow", "stage-cooc-narrow", "stage-cooc-wide", "stage-match-wide__narrow",
+                 f"stage-diff-{RUN}"):
         assert f'id="{card}"' in html
 
 
@@ -96,14 +98,16 @@ def test_report_without_model_or_optional_stages(workspace, tmp_path):
     import shutil
 
     ws_copy = type(workspace)(tmp_path / "ws")
-    shutil.copytree(workspace.root, ws_copy.root, ignore=shutil.ignore_patterns("interp", "sfal", "cooc", "match"))
+    shutil.copytree(workspace.root, ws_copy.root,
+                    ignore=shutil.ignore_patterns("interp", "sfal", "cooc", "match", "diff"))
     index = run(ReportConfig(max_latent_pages=2), ws_copy, tmp_path / "site")
     html = (index.parent / "narrow" / "index.html").read_text(encoding="utf-8")
     assert "narrow" in html
     latent = next((index.parent / "narrow" / "latents").glob("*.html")).read_text(encoding="utf-8")
     assert "Not computed: the report was written without the model." in latent
     assert "co-occurrence not computed" in latent and "Not matched" in latent
-    assert not (index.parent / "match").exists() and not (index.parent / "sfal").exists()
+    assert not any((index.parent / stage).exists() for stage in ("match", "sfal", "diff"))
+    assert "stage-diff" not in index.read_text(encoding="utf-8")
 
 
 def test_the_interp_run_shown_can_be_chosen_by_name(workspace, tmp_path):
@@ -113,7 +117,7 @@ def test_the_interp_run_shown_can_be_chosen_by_name(workspace, tmp_path):
     from saelab.errors import ArtifactError
 
     ws_copy = type(workspace)(tmp_path / "ws")
-    shutil.copytree(workspace.root, ws_copy.root)
+    shutil.copytree(workspace.root, ws_copy.root, ignore=shutil.ignore_patterns("diff"))
     other = ws_copy.root / "interp" / "narrow-merged"
     shutil.copytree(ws_copy.root / "interp" / "narrow-run", other)
     path = other / "explanations" / "default" / "2.json"
@@ -178,3 +182,82 @@ def test_sfal_page_links_best_aligned_latents(site):
     html = (index.parent / "sfal" / "narrow.html").read_text(encoding="utf-8")
     assert "mean NDCG <b>0.410</b>" in html and "baseline 0.300" in html
     assert re.search(r'href="\.\./narrow/index\.html#q=23"[^>]*>narrow #23</a>', html)  # no page: its table row
+
+
+def _diff_page(index: Path) -> tuple[Path, str]:
+    path = index.parent / "diff" / f"{RUN}.html"
+    return path, path.read_text(encoding="utf-8")
+
+
+def _named(workspace) -> dict:
+    path = workspace.root / "diff" / RUN / "features" / f"layer_{LAYER:02d}" / "naming" / "named.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_front_page_links_the_diff_run_and_says_what_it_found(site):
+    index, _ = site
+    html = index.read_text(encoding="utf-8")
+    card = html.split(f'id="stage-diff-{RUN}"')[1].split("</div>")[0]
+    assert f'href="diff/{RUN}.html"' in card and "Base tiny-base vs target tiny-target" in card
+    assert f'href="../diff/{RUN}.html"' in (index.parent / "narrow" / "index.html").read_text(encoding="utf-8")  # nav
+    assert not any("not built yet" in h or "does not render model diffing" in h for h in all_html(index).values())
+
+
+def test_diff_page_shows_its_plots_sentences_tails_and_named_latents(site, workspace):
+    index, _ = site
+    path, html = _diff_page(index)
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert {Path(s).name for s in srcs} >= {f"diff-{RUN}-layer_divergence.svg",
+                                             f"diff-{RUN}-delta_norm_layer_{LAYER:02d}.svg"}
+    for src in srcs:  # drawn by the shared plot helper into the site's plots/, as SVG with text as text
+        svg = (path.parent / src).resolve()
+        assert svg.is_file() and svg.parent == index.parent / "plots", src
+        assert "<text" in svg.read_text(encoding="utf-8")
+    assert f"Layer {LAYER}: " in html and "target-only latents" in html and "What this data cannot support" in html
+    assert "Where the models diverge" in html and "Tokens where the next-token predictions differ most" in html
+    assert 'class="grid tails"' in html and "most target-leaning" in html
+    assert '<link rel="stylesheet" href="../static/report.css">' in html and "<style>" not in html
+
+
+def test_named_diff_latents_link_to_their_latent_pages(site, workspace):
+    index, _ = site
+    path, html = _diff_page(index)
+    named = _named(workspace)["latents"]
+    assert named
+    table = html.split('<table class="grid named">')[1].split("</table>")[0]
+    links = re.findall(r'<a href="([^"]+)">(\d+)</a>', table)
+    assert [int(n) for _, n in links] == [r["latent"] for r in named]
+    for href, latent in links:
+        assert href == f"{RUN}/layer_{LAYER:02d}/latents/{latent}.html"
+        page = (path.parent / href).read_text(encoding="utf-8")
+        assert f"<h1>{RUN} · layer {LAYER} · latent {latent}</h1>" in page
+        assert f'href="../../../{RUN}.html#named-{LAYER}"' in page  # back to the diff page's named latents
+        assert "Not computed for a crosscoder of two models" in page and '<svg class="hist"' in page
+        assert re.search(r'class="t[^"]*"[^>]*>#\d+</span>', page)  # the pair's tokenizer is not the workspace's: ids
+    r = named[0]
+    first = (path.parent / links[0][0]).read_text(encoding="utf-8")
+    assert str(escape(r["explanation"])) in first and "top-tokens" in first
+    assert f'<span class="k">named as</span> {r["group"]}' in first
+
+
+def test_old_diff_run_with_run_config_json_still_renders(workspace, tmp_path):
+    import shutil
+
+    ws_copy = type(workspace)(tmp_path / "ws")
+    shutil.copytree(workspace.root, ws_copy.root, ignore=shutil.ignore_patterns("interp", "sfal", "cooc", "match"))
+    to_old_format(ws_copy.root / "diff" / RUN)
+    index = run(ReportConfig(max_latent_pages=1), ws_copy, tmp_path / "site")
+    assert f'href="diff/{RUN}.html"' in index.read_text(encoding="utf-8")
+    path, html = _diff_page(index)
+    assert f"diff-{RUN}-layer_divergence.svg" in html and f"Layer {LAYER}: " in html
+    assert len(list((path.parent / RUN / f"layer_{LAYER:02d}" / "latents").glob("*.html"))) == 1  # the cap
+
+
+def test_a_diff_run_without_latent_tables_is_left_out(workspace, tmp_path):
+    import shutil
+
+    ws_copy = type(workspace)(tmp_path / "ws")
+    shutil.copytree(workspace.root, ws_copy.root, ignore=shutil.ignore_patterns("interp", "sfal", "cooc", "match"))
+    (ws_copy.root / "diff" / RUN / "features" / f"layer_{LAYER:02d}" / "latent_table.json").unlink()
+    index = run(ReportConfig(max_latent_pages=1), ws_copy, tmp_path / "site")
+    assert "stage-diff" not in index.read_text(encoding="utf-8") and not (index.parent / "diff").exists()

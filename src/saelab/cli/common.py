@@ -11,9 +11,9 @@ from ..models.load import DEFAULT_MODEL
 
 Model = typer.Option(DEFAULT_MODEL, "--model", "-m",
                      help="Embedded name (smollm2-135m, gemma3-270m), Hugging Face id, model directory, or .gguf file.")
-DType = typer.Option("auto", "--dtype", help="Model dtype: auto | float32 | bfloat16 | float16. auto: bf16 where the CPU "
-                     "(AMX / AVX512-BF16) or GPU multiplies it fast (~2x fp32), else float32 (bf16 on a CPU without "
-                     "them ran 50-300x slower).")
+DType = typer.Option("auto", "--dtype", help="Model dtype: auto | float32 | bfloat16 | float16 (or fp32, bf16, fp16). "
+                     "auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU multiplies it fast (~2x fp32), else float32 "
+                     "(bf16 on a CPU without them ran 50-300x slower).")
 Device = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N.")
 WorkspaceOpt = typer.Option(None, "--workspace", "-w", help="Workspace directory (default: $SAELAB_WORKSPACE or ./saelab-workspace).")
 Corpus = typer.Option("mixed-en", "--corpus", "-c",

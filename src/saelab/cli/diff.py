@@ -29,12 +29,12 @@ def register(app: typer.Typer) -> None:
         device: str = opt.Device,
         cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Download directory for hub models "
                                                 "(default: the Hugging Face cache)."),
-        quantization: str = typer.Option("auto", "--quantization", help="auto | fp32 | fp16 | bf16 | int8. auto: bf16 "
-                                         "where the CPU (AMX / AVX512-BF16) or GPU multiplies it fast (~2x fp32), "
-                                         "else fp32 (bf16 on a CPU without them ran 50-300x slower); int8 (CPU "
-                                         "dynamic quantization, or "
-                                         "bitsandbytes on CUDA) saves memory, is slower on CPU and changes the "
-                                         "activations slightly; refused where the platform has no int8 kernels."),
+        dtype: str = typer.Option("auto", "--dtype", "--quantization", help="auto | float32 | float16 | bfloat16 | "
+                                  "int8 (also fp32, fp16, bf16; --quantization is the seed's spelling). auto: bf16 "
+                                  "where the CPU (AMX / AVX512-BF16) or GPU multiplies it fast (~2x fp32), else "
+                                  "float32 (bf16 on a CPU without them ran 50-300x slower); int8 (CPU dynamic "
+                                  "quantization, or bitsandbytes on CUDA) saves memory, is slower on CPU and changes "
+                                  "the activations slightly; refused where the platform has no int8 kernels."),
         corpus: str = opt.Corpus,
         n_tokens: int = typer.Option(65_536, "--n-tokens", help="Corpus tokens both models read (prompts come on "
                                      f"top). {SPEED} ~2,000 tokens/s per model to layer 15."),
@@ -75,7 +75,9 @@ def register(app: typer.Typer) -> None:
         sweep (where the models diverge, per-token KL), a BatchTopK crosscoder per layer with its latent table
         (Δnorm tags, decoder cosine, latent scaling), named latents and a Markdown/HTML report."""
         from ..train import CrosscoderConfig
-        from ..diff.naming import NamingConfig
+        from dataclasses import replace
+
+        from ..diff.naming import NAMING_EXAMPLES, NamingConfig
         from ..diff.pipeline import DiffConfig, run_feature_interpretation_pipeline
         from . import console
         from .finetune import _parse_layers
@@ -86,7 +88,7 @@ def register(app: typer.Typer) -> None:
                                         batch_size=crosscoder_batch_size, seed=seed),
             feature_threshold=feature_threshold, seed=seed,
             naming=NamingConfig(explainer=explainer, n_target_only=n_named, n_base_only=max(1, n_named // 2),
-                                n_changed=n_named, seed=seed))
+                                n_changed=n_named, examples=replace(NAMING_EXAMPLES, seed=seed)))
         skip = [name for name, on in (("activations", skip_activations), ("sweep", skip_sweep),
                                       ("naming", skip_naming), ("visualization", skip_visualization),
                                       ("report", skip_report)) if on]
@@ -96,7 +98,7 @@ def register(app: typer.Typer) -> None:
             load_categories(categories)
         result = run_feature_interpretation_pipeline(
             base_model, target_model, output_dir, layers=_parse_layers(layers), config=config,
-            crosscoder_file=crosscoder_file, device=device, quantization=quantization,  # type: ignore[arg-type]
+            crosscoder_file=crosscoder_file, device=device, dtype=dtype,  # type: ignore[arg-type]
             cache_dir=cache_dir, skip=skip, report_format=report_format, overwrite=overwrite,  # type: ignore[arg-type]
             emit=lambda m: console.print(m, highlight=False, markup=False))
         console.print("stages: " + ", ".join(f"{k} {v}" for k, v in result.done.items()))

@@ -34,10 +34,18 @@ def _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, m
     return ws, config, lm, windows
 
 
+def _stored_names(out_dir: Path) -> list[str] | None:
+    """Display names of the comparison in `out_dir` (the stored check does not compare them)."""
+    from .._io import read_json
+
+    cfg = out_dir / "cfg.json"
+    return read_json(cfg).get("names") if cfg.exists() else None
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_(dict_: str = typer.Option(..., "--dict", "-d", help=f"Dictionary: {DICT_HELP}."),
-              model: str = opt.Model, dtype: str = typer.Option("float32", "--dtype", help="Model dtype (fp32 for exact CE/KL; bf16 ~2x faster)."),
+              model: str = opt.Model, dtype: str = opt.DType,
               device: str = opt.Device,
               n_tokens: int = typer.Option(131_072, "--n-tokens", help="Tokens for reconstruction and sparsity (cheap: truncated forward)."),
               ce_n_tokens: int = typer.Option(16_384, "--ce-n-tokens", help="Tokens for the CE/KL splice (3 full forwards each)."),
@@ -62,7 +70,7 @@ def register(app: typer.Typer) -> None:
                 b: str = typer.Option(..., "--b", help="Second dictionary, or a dense baseline: dense:pca (K = a's L0), dense:pca:K, dense:linear."),
                 names: Optional[str] = typer.Option(None, "--names", help="Display names, comma-separated: ours,theirs."),
                 output_dir: Path = typer.Option(Path("comparison"), "--output-dir", "-o", help="Where comparison.json, *_metrics.json, summary.txt and plots go."),
-                model: str = opt.Model, dtype: str = typer.Option("float32", "--dtype", help="Model dtype."),
+                model: str = opt.Model, dtype: str = opt.DType,
                 device: str = opt.Device,
                 n_tokens: int = typer.Option(131_072, "--n-tokens", help="Tokens for reconstruction and sparsity."),
                 ce_n_tokens: int = typer.Option(16_384, "--ce-n-tokens", help="Tokens for the CE/KL splice."),
@@ -70,7 +78,10 @@ def register(app: typer.Typer) -> None:
                 workspace: Optional[str] = opt.WorkspaceOpt,
                 hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
                 width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
-                site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir) -> None:
+                site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
+                overwrite: bool = typer.Option(False, "--overwrite", help="Recompute a comparison that --output-dir "
+                                               "already holds (by default one of the same weights, settings, model "
+                                               "and tokens is read back).")) -> None:
         """Compare two dictionaries (or one and a dense baseline) on the same tokens: a side-by-side table with a winner per metric."""
         from ..errors import ConfigError
         from ..evals import compare as run_compare
@@ -81,6 +92,10 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"names: got {names!r}; expected two names separated by a comma, e.g. ours,theirs.")
         sel = opt.selector(hookpoint, layer, width, l0, site)  # picks within whichever of --a / --b is a tree
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
-        r = run_compare(a, b, ws, lm, windows, output_dir, config, names=pair, selector=sel)  # type: ignore[arg-type]
+        resume = not overwrite and (pair is None or _stored_names(output_dir) == list(pair))
+        r = run_compare(a, b, ws, lm, windows, output_dir, config, names=pair, selector=sel,  # type: ignore[arg-type]
+                        resume=resume)
+        if r.get("reused"):
+            console.print(f"{output_dir} holds this comparison already; shown as stored (--overwrite recomputes it)")
         console.print(r["summary_text"], highlight=False, markup=False)
         console.print(f"written: {output_dir}/comparison.json, summary.txt, fvu_vs_l0.png, firing_frequency.png")

@@ -1,8 +1,9 @@
 """`saelab autointerp MODEL SPARSE_MODEL`: explain latents in words and score the explanations.
 
-Parameters are spelled as delphi spells them (`--n_tokens`, `--max_latents`, `--scorers`, …),
-so its users can move over. The workspace's latent store is reused when one exists for the
-dictionary; otherwise token windows and the store are built first (the slow part).
+Flags are kebab-case (`--n-tokens`, `--max-latents`, `--scorers`, …); delphi's spellings
+(`--n_tokens`, `--max_latents`, …) are accepted as aliases, so its users can move over. The
+workspace's latent store is reused when one exists for the dictionary; otherwise token windows
+and the store are built first (the slow part).
 """
 
 from __future__ import annotations
@@ -95,78 +96,106 @@ def register(app: typer.Typer) -> None:
                                              "(a sparsify repo or run: one folder per hookpoint) to explain, space- "
                                              "or comma-separated; one store and one run per hookpoint, and one "
                                              "summary over all in interp/NAME."),
-        n_tokens: int = typer.Option(1_000_000, "--n_tokens", help="Tokens to cache when no store exists. More "
-                                     "tokens: more examples per latent, slower cache (~2k tok/s on CPU)."),
-        max_latents: Optional[int] = typer.Option(None, "--max_latents", help="Explain the first N latents with "
-                                                  "enough examples. Time grows linearly with it."),
+        n_tokens: int = typer.Option(
+            1_000_000, "--n-tokens", "--n_tokens",
+            help="Tokens to cache when no store exists. More tokens: more examples per latent, slower cache (~2k "
+                 "tok/s on CPU)."),
+        max_latents: Optional[int] = typer.Option(
+            None, "--max-latents", "--max_latents",
+            help="Explain the first N latents with enough examples. Time grows linearly with it."),
         latents: list[str] = typer.Option([], "--latents", help="Explicit latent ids and inclusive ranges, "
-                                          "repeatable or comma-separated (5, 20-59, 1,2,9-11); with --max_latents, "
+                                          "repeatable or comma-separated (5, 20-59, 1,2,9-11); with --max-latents, "
                                           "the first N of them with enough examples. Slices of one dictionary "
                                           "run as separate --name runs pool with `saelab autointerp-merge`."),
         scorers: list[str] = typer.Option(["detection", "fuzz", "embedding"], "--scorers", help="detection, fuzz, "
                                           "recall (LLM: one forward per example per variant), simulation (predicts "
                                           "0-10 per token, Pearson r; one forward per example with ~4x detection's "
                                           "tokens; API: one generated list per example, slower), intruder (pick "
-                                          "the odd text among --n_intruder_examples; one forward per "
+                                          "the odd text among --n-intruder-examples; one forward per "
                                           "non-activating example with N texts, once per latent), surprisal (two "
                                           "forwards per example; in-process only) and embedding (cheap)."),
         explainer: str = typer.Option("default", "--explainer", help="default | default-tally (adds the marked "
                                       "tokens counted over the examples; same speed) | default-fewshot (adds worked "
                                       "examples, which small explainers copy) | contrastive | top-tokens (no LLM, "
                                       "seconds)."),
-        explainer_model: str = typer.Option("qwen2.5-coder-1.5b", "--explainer_model", help="Embedded "
-                                            "qwen2.5-coder-1.5b (default; 11x the parameters of smollm2-135m), smollm2-135m "
-                                            "(quick, explains poorly), a directory, .gguf, or a server's model."),
-        explainer_provider: str = typer.Option("transformers", "--explainer_provider", help="transformers "
-                                               "(in-process, log-prob scoring) | openai (any compatible server) | "
-                                               "openrouter."),
-        base_url: Optional[str] = typer.Option(None, "--base_url", help="Server URL for openai, e.g. "
-                                               "http://127.0.0.1:8080/v1."),
-        api_key_env: str = typer.Option("OPENAI_API_KEY", "--api_key_env", help="Environment variable holding the "
-                                        "API key (never written anywhere)."),
-        explainer_model_max_len: int = typer.Option(4096, "--explainer_model_max_len", help="Longest prompt; "
-                                                    "training examples are dropped to fit. Longer: slower."),
-        num_examples_per_scorer_prompt: int = typer.Option(1, "--num_examples_per_scorer_prompt", help="Examples "
-                                                           "per detection/fuzz/recall prompt. 1: log-prob yes/no "
-                                                           "per example (in-process). N > 1: one generated list "
-                                                           "like [1, 0, 1] per N examples (fewer API calls; no "
-                                                           "AUC; a bad list fails all N)."),
-        n_intruder_examples: int = typer.Option(5, "--n_intruder_examples", help="Texts per intruder question "
-                                                "(2-9; chance = 1/N). Prompt length grows with it."),
-        dataset_repo: str = typer.Option("mixed-en", "--dataset_repo", help="Corpus for a new cache: embedded "
-                                         "name, path, or HF dataset."),
-        dataset_split: str = typer.Option("train", "--dataset_split", help="Split of --dataset_repo."),
-        dataset_column: str = typer.Option("text", "--dataset_column", help="Text column of --dataset_repo."),
-        batch_size: int = typer.Option(8, "--batch_size", help="Prompts per forward (transformers) or requests in "
-                                       "flight (openai); windows per forward when caching."),
-        cache_ctx_len: int = typer.Option(256, "--cache_ctx_len", help="Tokens per cached window (new cache)."),
-        min_examples: int = typer.Option(200, "--min_examples", help="Latents with fewer activating examples are "
-                                         "skipped and listed. Lower it for small stores."),
-        n_examples_train: int = typer.Option(40, "--n_examples_train", help="Examples shown to the explainer "
-                                             "(prompt length, so explain time, grows with it)."),
-        train_type: str = typer.Option("top", "--train_type", help="Examples shown to the explainer: top "
-                                       "(strongest; the clearest pattern) | random | quantiles (stratified by "
-                                       "activation, as the test set) | mix."),
-        n_examples_test: int = typer.Option(50, "--n_examples_test", help="Held-out activating examples scored "
-                                            "(disjoint from training). Scoring time grows with it."),
-        n_non_activating: int = typer.Option(50, "--n_non_activating", help="Non-activating examples scored."),
-        example_ctx_len: int = typer.Option(32, "--example_ctx_len", help="Tokens per example."),
-        center_examples: bool = typer.Option(True, "--center_examples/--no-center_examples",
-                                             help="Centre examples on their maximum."),
-        non_activating_source: str = typer.Option("random", "--non_activating_source", help="random | neighbours "
-                                                  "(co-occurring latents; builds sparse cooc once) | FAISS "
-                                                  "(embedding nearest; embeds every chunk once, cached)."),
-        filter_bos: bool = typer.Option(True, "--filter_bos/--no-filter_bos", help="Drop activations on "
-                                        "BOS/special tokens."),
-        show_activations: bool = typer.Option(False, "--show_activations", help="Show activation values 0-10 "
-                                              "to the explainer (longer prompts)."),
+        explainer_model: str = typer.Option(
+            "qwen2.5-coder-1.5b", "--explainer-model", "--explainer_model",
+            help="Embedded qwen2.5-coder-1.5b (default; 11x the parameters of smollm2-135m), smollm2-135m (quick, "
+                 "explains poorly), a directory, .gguf, or a server's model."),
+        explainer_provider: str = typer.Option(
+            "transformers", "--explainer-provider", "--explainer_provider",
+            help="transformers (in-process, log-prob scoring) | openai (any compatible server) | openrouter."),
+        base_url: Optional[str] = typer.Option(
+            None, "--base-url", "--base_url",
+            help="Server URL for openai, e.g. http://127.0.0.1:8080/v1."),
+        api_key_env: str = typer.Option(
+            "OPENAI_API_KEY", "--api-key-env", "--api_key_env",
+            help="Environment variable holding the API key (never written anywhere)."),
+        explainer_model_max_len: int = typer.Option(
+            4096, "--explainer-model-max-len", "--explainer_model_max_len",
+            help="Longest prompt; training examples are dropped to fit. Longer: slower."),
+        num_examples_per_scorer_prompt: int = typer.Option(
+            1, "--num-examples-per-scorer-prompt", "--num_examples_per_scorer_prompt",
+            help="Examples per detection/fuzz/recall prompt. 1: log-prob yes/no per example (in-process). N > 1: one "
+                 "generated list like [1, 0, 1] per N examples (fewer API calls; no AUC; a bad list fails all N)."),
+        n_intruder_examples: int = typer.Option(
+            5, "--n-intruder-examples", "--n_intruder_examples",
+            help="Texts per intruder question (2-9; chance = 1/N). Prompt length grows with it."),
+        dataset_repo: str = typer.Option(
+            "mixed-en", "--dataset-repo", "--dataset_repo",
+            help="Corpus for a new cache: embedded name, path, or HF dataset."),
+        dataset_split: str = typer.Option(
+            "train", "--dataset-split", "--dataset_split",
+            help="Split of --dataset-repo."),
+        dataset_column: str = typer.Option(
+            "text", "--dataset-column", "--dataset_column",
+            help="Text column of --dataset-repo."),
+        batch_size: int = typer.Option(
+            8, "--batch-size", "--batch_size",
+            help="Prompts per forward (transformers) or requests in flight (openai); windows per forward when "
+                 "caching."),
+        cache_ctx_len: int = typer.Option(
+            256, "--cache-ctx-len", "--cache_ctx_len",
+            help="Tokens per cached window (new cache)."),
+        min_examples: int = typer.Option(
+            200, "--min-examples", "--min_examples",
+            help="Latents with fewer activating examples are skipped and listed. Lower it for small stores."),
+        n_examples_train: int = typer.Option(
+            40, "--n-examples-train", "--n_examples_train",
+            help="Examples shown to the explainer (prompt length, so explain time, grows with it)."),
+        train_type: str = typer.Option(
+            "top", "--train-type", "--train_type",
+            help="Examples shown to the explainer: top (strongest; the clearest pattern) | random | quantiles "
+                 "(stratified by activation, as the test set) | mix."),
+        n_examples_test: int = typer.Option(
+            50, "--n-examples-test", "--n_examples_test",
+            help="Held-out activating examples scored (disjoint from training). Scoring time grows with it."),
+        n_non_activating: int = typer.Option(
+            50, "--n-non-activating", "--n_non_activating",
+            help="Non-activating examples scored."),
+        example_ctx_len: int = typer.Option(32, "--example-ctx-len", "--example_ctx_len", help="Tokens per example."),
+        center_examples: bool = typer.Option(
+            True, "--center-examples/--no-center-examples", "--center_examples/--no-center_examples",
+            help="Centre examples on their maximum."),
+        non_activating_source: str = typer.Option(
+            "random", "--non-activating-source", "--non_activating_source",
+            help="random | neighbours (co-occurring latents; builds sparse cooc once) | FAISS (embedding nearest; "
+                 "embeds every chunk once, cached)."),
+        filter_bos: bool = typer.Option(
+            True, "--filter-bos/--no-filter-bos", "--filter_bos/--no-filter_bos",
+            help="Drop activations on BOS/special tokens."),
+        show_activations: bool = typer.Option(
+            False, "--show-activations", "--show_activations",
+            help="Show activation values 0-10 to the explainer (longer prompts)."),
         dtype: str = opt.DType,
         seed: int = typer.Option(22, "--seed", help="Seed of every draw."),
         overwrite: list[str] = typer.Option([], "--overwrite", help="Stages to redo: examples, explanations, "
                                             "scores."),
         name: str = typer.Option("", "--name", help="Run name: outputs in workspace/interp/NAME (default: the "
                                  "dictionary's name)."),
-        results_dir: Optional[str] = typer.Option(None, "--results_dir", help="Write to results_dir/NAME instead."),
+        results_dir: Optional[str] = typer.Option(
+            None, "--results-dir", "--results_dir",
+            help="Write to results_dir/NAME instead."),
         workspace: Optional[str] = opt.WorkspaceOpt,
         layer: Optional[int] = opt.SelLayer, width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
         site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,

@@ -23,7 +23,10 @@ def register(app: typer.Typer) -> None:
               out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/match/A__B)."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
               width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
-              site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir) -> None:
+              site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
+              overwrite: bool = typer.Option(False, "--overwrite", help="Recompute a match the output directory "
+                                             "already holds (by default one of the same weights, stores and "
+                                             "settings is kept).")) -> None:
         """Which latent of A is which latent of B? One-to-one and many-to-one matches, families of split
         latents, unique and novel latents, the coverage curve against a random baseline."""
         from ..match import MatchConfig, run
@@ -34,7 +37,8 @@ def register(app: typer.Typer) -> None:
         config = MatchConfig(same_threshold=threshold, novel_threshold=novel, assignment=assignment, seed=seed)  # type: ignore[arg-type]
         ws = Workspace.at(workspace)
         sel = opt.selector(hookpoint, layer, width, l0, site)
-        path = run(config, ws, opt.store_name(ws, a, sel), opt.store_name(ws, b, sel), out_dir=out)
+        path = run(config, ws, opt.store_name(ws, a, sel), opt.store_name(ws, b, sel), out_dir=out,
+                   resume=not overwrite)
         cfg = read_json(path / "cfg.json")
         console.print(f"[bold]{cfg['headline']['text']}[/]", highlight=False)
         console.print(f"signals: {', '.join(cfg['signals_used'])}" +

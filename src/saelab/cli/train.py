@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -43,6 +45,32 @@ def widths(d_sae: list[int], expansion_factor: list[int], d_model: int) -> list[
     return list(d_sae) or [f * d_model for f in (expansion_factor or [8])]
 
 
+def resume_or_refuse(run_dir: Path, fingerprint: str, dictionaries: list[Path], overwrite: bool) -> bool:
+    """Whether to resume the run in `run_dir`: yes when its checkpoint was written by this same run (same
+    options, model and token windows); a checkpoint of another run, or a finished dictionary with no
+    checkpoint to tell, is refused in one line naming --overwrite (never trained over silently)."""
+    import torch
+
+    from ..errors import ArtifactError
+    from ..train.checkpoint import CHECKPOINT_NAME
+
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if overwrite:
+        return False
+    if checkpoint.exists():
+        stored = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["fingerprint"]
+        if stored != fingerprint:
+            raise ArtifactError(f"train: {checkpoint} was written by a run with other options, model or token "
+                                "windows; rerun with those to resume it, --overwrite to train this run over it, "
+                                "or --name for a new run.")
+        return True
+    existing = [str(d) for d in dictionaries if (d / "cfg.json").exists()]
+    if existing:
+        raise ArtifactError(f"train: {run_dir} has no checkpoint to resume, and {', '.join(existing)} already "
+                            "hold dictionaries; --overwrite to train over them, or --name for new ones.")
+    return False
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
@@ -64,7 +92,12 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, "--name", help="Dictionary name (prefix when several)."),
         checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between checkpoints."),
         first_window: int = typer.Option(0, "--first-window", help="First workspace window to train on."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and of the token shuffle."), resume: bool = typer.Option(False, "--resume", help="Continue the run from its checkpoint."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and of the token shuffle."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Train from scratch over a run (and its "
+                                       "dictionaries) made with other options. Without it a rerun resumes from the "
+                                       "checkpoint when the options match, and stops with an error when they do not."),
+        _resume: bool = typer.Option(False, "--resume", hidden=True, help="Accepted for older scripts; resuming is "
+                                     "the default."),
         model: str = opt.Model, dtype: str = opt.DType, device: str = opt.Device, corpus: str = opt.Corpus,
         ctx_len: int = opt.CtxLen, workspace: Optional[str] = opt.WorkspaceOpt,
     ) -> None:
@@ -72,12 +105,14 @@ def register(app: typer.Typer) -> None:
 
         Dictionaries go to WORKSPACE/dictionaries/NAME (saelab format; cfg.json records the training);
         the checkpoint and JSONL log of the run to WORKSPACE/train/NAME. Sink (position 0) and special
-        tokens are excluded from training, as the workspace's token windows say.
+        tokens are excluded from training, as the workspace's token windows say. Run it again after an
+        interruption: it resumes from the last checkpoint (--overwrite starts over).
         """
         from ..data.run import TokensConfig, run as tokens_run
         from ..data.tokens import load_token_windows
         from ..models.load import load_model
         from ..train import TrainConfig, run
+        from ..train.checkpoint import config_fingerprint
         from ..workspace import Workspace
         from . import console
 
@@ -93,6 +128,13 @@ def register(app: typer.Typer) -> None:
         config = TrainConfig(specs, n_tokens=n_tokens, batch_size=batch_size, shuffle_windows=8 * batch_size,
                              first_window=first_window, lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
                              dead_tokens=dead_tokens, seed=seed, checkpoint_every=checkpoint_every)
+        # the run's directory and checkpoint fingerprint, as `saelab.train.run` makes them
+        run_dir = ws.root / "train" / (name or specs[0].name)
+        fingerprint = config_fingerprint({"config": asdict(config), "tokens_hash": windows.tokens_hash,
+                                          "model": lm.spec})
+        resume = resume_or_refuse(run_dir, fingerprint, [ws.dictionary(s.name) for s in specs], overwrite)
+        if resume:
+            console.print(f"resuming {run_dir} from its checkpoint (--overwrite starts over)")
         paths = run(config, ws, lm, windows, run_name=name, resume=resume)
         from ..coders.base import read_native_cfg
 

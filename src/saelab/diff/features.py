@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 
 from ..coders import SparseCoder
-from ..data.tokens import TokenWindows
-from ..interp.format import token_decoder
 from ..latents import LatentStore, write_store
 from ..latents.manifest import dictionary_hash
-from .pair import PairedActivations
+from ..activations.paired import PairedActivations
 
 log = logging.getLogger(__name__)
 SCALING_LIMIT = 0.3
@@ -37,26 +35,6 @@ def heldout_windows(acts: PairedActivations, fraction: float) -> tuple[int, int]
     n_corpus = int(acts.windows().cfg.get("n_corpus_windows", acts.cfg["n_windows"]))
     n_held = int(round(n_corpus * fraction))
     return n_corpus - n_held, n_corpus
-
-
-def training_batches(acts: PairedActivations, layer: int, batch_size: int, seed: int,
-                     heldout: tuple[int, int]) -> Iterator[torch.Tensor]:
-    """Shuffled [batch_size, 2, d] batches of the windows outside `heldout` (the last one may be smaller)."""
-    lo, hi = heldout
-    rest: list[torch.Tensor] = []
-    n_rest = 0
-    for b in acts.batches_with_meta(layer, batch_size, shuffle_seed=seed):
-        keep = torch.from_numpy((b.window < lo) | (b.window >= hi))
-        rest.append(b.acts[keep])
-        n_rest += int(keep.sum())
-        if n_rest >= batch_size:
-            x = torch.cat(rest)
-            for i in range(0, x.shape[0] - batch_size + 1, batch_size):
-                yield x[i : i + batch_size]
-            tail = x[x.shape[0] // batch_size * batch_size :]
-            rest, n_rest = [tail], tail.shape[0]
-    if n_rest:
-        yield torch.cat(rest)
 
 
 class _FVU:

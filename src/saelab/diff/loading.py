@@ -1,6 +1,7 @@
-"""The two models of a diff, loaded when first needed, with the quantization the user asked for.
+"""The two models of a diff, loaded when first needed, in the dtype the user asked for.
 
-- fp32 / fp16 / bf16: the dtype the weights are loaded in.
+- auto / float32 / float16 / bfloat16 (or fp32 / fp16 / bf16): the dtype the weights are loaded
+  in (`saelab.models.load.dtype_name` is the one parser of these names).
 - int8: on a CPU, torch's dynamic int8 quantization of every `nn.Linear` (weights int8,
   activations quantized per batch), where torch has a quantized engine for the platform; on
   CUDA, bitsandbytes' LLM.int8(). Anywhere else the request is refused with the reason.
@@ -16,31 +17,36 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, MissingPackageError
-from ..models.load import LoadedModel
+from ..models.load import AUTO, QUANTIZATIONS, SHORT_NAMES, LoadedModel, dtype_name
 
 log = logging.getLogger(__name__)
 
-QUANT_DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
-"""`auto`: bf16 where the device multiplies it fast, else fp32 (`saelab.models.load.auto_dtype`)."""
+INT8 = "int8"
+RECORDED = {**{v: k for k, v in SHORT_NAMES.items()}, AUTO: AUTO, INT8: INT8}
+"""The name an artifact records for each dtype: the seed's `quantization` values, so that diffs made before
+`--dtype` existed are recognised as the same settings and resume."""
+
+
+def diff_dtype(dtype: str) -> str:
+    """The one name of a diff's model dtype: auto | float32 | float16 | bfloat16 | int8 (fp32 / fp16 / bf16 too)."""
+    return dtype_name(dtype, "--dtype", QUANTIZATIONS)
 
 
 def check_quantization(quantization: str, device: str) -> None:
-    """Refuse a quantization this platform cannot run, before any model is loaded."""
-    if quantization not in QUANT_DTYPES:
-        raise ConfigError(f"--quantization: got {quantization!r}; expected one of: auto, fp32, fp16, bf16, int8.")
-    if quantization != "int8":
+    """Refuse a dtype (`diff_dtype`'s names) this platform cannot run, before any model is loaded."""
+    if diff_dtype(quantization) != INT8:
         return
     if str(device).startswith("cuda"):
         import importlib.util
 
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise MissingPackageError("--quantization int8 on CUDA needs bitsandbytes (`pip install bitsandbytes`); "
-                                      "or use --quantization bf16.")
+            raise MissingPackageError("--dtype int8 on CUDA needs bitsandbytes (`pip install bitsandbytes`); "
+                                      "or use --dtype bfloat16.")
         return
     engines = set(torch.backends.quantized.supported_engines) - {"none"}
     if str(device) != "cpu" or not engines:
-        raise ConfigError(f"--quantization int8: not supported on device {device!r} by this torch build "
-                          f"(quantized engines: {sorted(engines) or 'none'}); use --quantization bf16 or fp32.")
+        raise ConfigError(f"--dtype int8: not supported on device {device!r} by this torch build "
+                          f"(quantized engines: {sorted(engines) or 'none'}); use --dtype bfloat16 or float32.")
 
 
 def _quantize_cpu(lm: LoadedModel) -> LoadedModel:
@@ -56,22 +62,23 @@ def _quantize_cpu(lm: LoadedModel) -> LoadedModel:
     return lm
 
 
-def _load(spec: str, device: str, quantization: str, cache_dir: str | Path | None) -> LoadedModel:
+def _load(spec: str, device: str, dtype: str, cache_dir: str | Path | None) -> LoadedModel:
     from ..models.load import load_model
 
+    load_dtype = "float32" if dtype == INT8 else dtype  # int8 quantizes float32 weights after loading
     local = Path(spec).expanduser()
     if cache_dir is not None and not local.exists() and spec.count("/") == 1 and not spec.startswith((".", "/")):
         from huggingface_hub import snapshot_download
 
         spec_path = snapshot_download(spec, cache_dir=str(cache_dir),
                                       allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
-        lm = load_model(spec_path, dtype=QUANT_DTYPES[quantization], device=device)
+        lm = load_model(spec_path, dtype=load_dtype, device=device)
         lm.spec = spec
-    elif quantization == "int8" and str(device).startswith("cuda"):
+    elif dtype == INT8 and str(device).startswith("cuda"):
         lm = _load_bnb(spec, device)
     else:
-        lm = load_model(spec, dtype=QUANT_DTYPES[quantization], device=device)
-    if quantization == "int8" and not str(device).startswith("cuda"):
+        lm = load_model(spec, dtype=load_dtype, device=device)
+    if dtype == INT8 and not str(device).startswith("cuda"):
         lm = _quantize_cpu(lm)
     return lm
 
@@ -91,24 +98,27 @@ def _load_bnb(spec: str, device: str) -> LoadedModel:
 class ModelPair:
     """Base and target, as `LoadedModel`s given by the caller or loaded from specs on first use."""
 
-    def __init__(self, base: Any, target: Any, *, device: str = "cpu", quantization: str = "auto",
-                 cache_dir: str | Path | None = None) -> None:
-        check_quantization(quantization, device)
+    def __init__(self, base: Any, target: Any, *, device: str = "cpu", dtype: str = "auto",
+                 quantization: str | None = None, cache_dir: str | Path | None = None) -> None:
+        """`dtype`: `diff_dtype`'s names; `quantization`: the seed's name of it (used when given)."""
+        dtype = quantization or dtype
+        check_quantization(dtype, device)
         self.specs = {"base": base, "target": target}
-        self.device, self.quantization, self.cache_dir = device, quantization, cache_dir
+        self.device, self.cache_dir = device, cache_dir
+        self.dtype = diff_dtype(dtype)  # auto | float32 | float16 | bfloat16 | int8
         self._loaded: dict[str, LoadedModel] = {k: v for k, v in self.specs.items() if isinstance(v, LoadedModel)}
         self._tokenizer: Any = None
 
     def identity(self, which: str) -> dict[str, Any]:
-        """What identifies a model in an artifact's request (spec, quantization)."""
+        """What identifies a model in an artifact's request (spec, dtype under the seed's key and names)."""
         spec = self.specs[which]
         name = spec.path if isinstance(spec, LoadedModel) else str(spec)
-        return {"spec": name, "quantization": self.quantization}
+        return {"spec": name, "quantization": RECORDED[self.dtype]}
 
     def load(self) -> tuple[LoadedModel, LoadedModel]:
         for which in ("base", "target"):
             if which not in self._loaded:
-                self._loaded[which] = _load(str(self.specs[which]), self.device, self.quantization, self.cache_dir)
+                self._loaded[which] = _load(str(self.specs[which]), self.device, self.dtype, self.cache_dir)
         return self._loaded["base"], self._loaded["target"]
 
     def tokenizer(self) -> Any:

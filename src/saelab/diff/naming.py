@@ -23,7 +23,6 @@ cache) and `top-tokens` otherwise, so a fresh clone without the 1.1 GB packages 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,11 +33,10 @@ import numpy as np
 from .._io import read_json, versions, write_json
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError, MissingPackageError, ModelError
-from ..interp.config import ExampleConfig, InterpConfig
-from ..interp.examples import LatentExamples
-from ..interp.explainers.top_tokens import NAME as TOP_TOKENS
+from ..interp import (TOP_TOKENS, Client, ExampleConfig, InterpConfig, LatentExamples, NegativeSource, draw_examples,
+                      explain_and_score)
+from ..interp.load import read_records
 from ..interp.metrics import classification
-from ..interp.negatives import NegativeSource
 from ..latents.store import LatentStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +44,8 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 GROUPS = ("target-only", "base-only", "most-changed")
 NAMED_FILE = "named.json"
+NAMING_EXAMPLES = ExampleConfig(n_examples_train=12, n_examples_test=10, n_non_activating=10, min_examples=12)
+"""Fewer examples than an interp run's defaults: a diff names a handful of latents, often on a CPU."""
 
 
 @dataclass(frozen=True)
@@ -61,32 +61,21 @@ class NamingConfig:
     """Base-only latents to name."""
     n_changed: int = 4
     """Most-changed non-exclusive latents to name (largest decoder change first)."""
-    min_examples: int = 12
-    """Activating examples (32-token chunks) a latent needs to be named."""
-    n_examples_train: int = 12
-    """Examples shown to the explainer."""
-    n_examples_test: int = 10
-    """Held-out activating examples for detection (never among the shown ones)."""
-    n_non_activating: int = 10
-    """Non-activating examples for detection (text chunks where the latent never fires)."""
+    examples: ExampleConfig = NAMING_EXAMPLES
+    """How examples are cut (interp's): `n_examples_train` shown to the explainer, `n_examples_test` held-out
+    activating and `n_non_activating` silent text chunks for detection; a latent needs `min_examples`
+    activating chunks to be named at all."""
     max_new_tokens: int = 40
     batch_size: int = 8
     dtype: str = "auto"
     """Dtype of an LLM explainer."""
-    seed: int = 0
-
     def __post_init__(self) -> None:
         for name in ("n_target_only", "n_base_only", "n_changed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: got {getattr(self, name)}; expected ≥ 0.")
-        for name in ("min_examples", "n_examples_train", "n_examples_test", "n_non_activating", "max_new_tokens",
-                     "batch_size"):
+        for name in ("max_new_tokens", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: got {getattr(self, name)}; expected a positive integer.")
-
-    def example_config(self) -> ExampleConfig:
-        return ExampleConfig(n_examples_train=self.n_examples_train, n_examples_test=self.n_examples_test,
-                             n_non_activating=self.n_non_activating, min_examples=self.min_examples, seed=self.seed)
 
 
 def qwen_available() -> bool:
@@ -109,14 +98,14 @@ def resolve_explainer(spec: str) -> str:
 
     if spec != AUTO:
         return spec
-    return EMBEDDED_EXPLAINER if qwen_available() else TOP_TOKENS
+    return EMBEDDED_EXPLAINER if qwen_available() else TOP_TOKENS.name
 
 
 def choose_latents(table: dict[str, Any], config: NamingConfig, store: LatentStore) -> dict[str, list[int]]:
     """{group: latents to name}, each group ordered as the module docstring says."""
     rows = table["latents"]
     counts = store.stats()["window_counts"]
-    enough = lambda r: counts[r["latent"]] >= config.min_examples  # noqa: E731
+    enough = lambda r: counts[r["latent"]] >= config.examples.min_examples  # noqa: E731
     # latents that pass latent scaling (genuinely exclusive) first, then by how often they fire
     by_count = lambda rs: sorted(rs, key=lambda r: (r.get("artifact") is True, -int(counts[r["latent"]]),  # noqa: E731
                                                     r["latent"]))
@@ -166,41 +155,32 @@ def name_features(store: LatentStore, windows: TokenWindows, tokenizer: Any, tab
         >>> named = name_features(store, windows, lm.tokenizer, table, "features/layer_06/naming")
         >>> named["latents"][0]["explanation"], named["latents"][0]["detection"]["f1"]
     """
-    from ..interp.run import _client_factory, stage_examples, stage_explanations, stage_scores, variants
-    from ..interp.summary import write_summary
-
     out = Path(out_dir)
     explainer = resolve_explainer(config.explainer)
+    no_llm = explainer == TOP_TOKENS.name
     groups = choose_latents(table, config, store)
     order = [l for g in GROUPS for l in groups.get(g, [])]
-    interp = InterpConfig(examples=config.example_config(), latents=tuple(dict.fromkeys(order)),
-                          explainer="top-tokens" if explainer == TOP_TOKENS else "default",
-                          explainer_model=explainer if explainer != TOP_TOKENS else "none", scorers=("detection",),
+    interp = InterpConfig(examples=config.examples, latents=tuple(dict.fromkeys(order)),
+                          explainer=TOP_TOKENS.name if no_llm else "default",
+                          explainer_model="none" if no_llm else explainer, scorers=("detection",),
                           batch_size=config.batch_size, max_new_tokens=config.max_new_tokens, dtype=config.dtype)
     identity = {"dictionary_hash": store.cfg.get("dictionary_hash"), "tokens_hash": store.tokens_hash}
     _check_same_run(out, config, explainer, identity)
     if (out / NAMED_FILE).exists():
         return read_json(out / NAMED_FILE)  # finished with these settings on this store
-    source = TextNegatives(store, interp.examples.example_ctx_len, windows)
-    items, skipped = stage_examples(interp, store, windows, source, out)
-    kept = _keep(groups, items, config)
-    items = {l: items[l] for g in kept.values() for l in g}
-    client_fn = _client_factory(interp, client)
-    explained = stage_explanations(interp, items, store, windows, tokenizer, client_fn, out)
-    texts = variants(interp, explained)
-    if explainer == TOP_TOKENS:
-        texts = {TOP_TOKENS: texts[TOP_TOKENS]}
-        scores = _token_match_scores(items, store, windows, out)
-    else:
-        texts = {k: v for k, v in texts.items() if k in ("explanation", "shuffled")}
-        stage_scores(interp, items, texts, tokenizer, client_fn, out)
-        scores = _judge_scores(out, items, texts)
-        write_summary(out, interp, items, skipped, explained, texts)
-    named = _named(explainer, kept, explained[interp.explainer], scores, skipped, items)
+    negatives = TextNegatives(store, interp.examples.example_ctx_len, windows)
+    found, skipped = draw_examples(interp, store, windows, negatives, out)
+    kept = _keep(groups, found, config)
+    items = {l: found[l] for g in kept.values() for l in g}
+    # an LLM's explanations are judged beside shuffled ones (measured chance); top-tokens is scored by a rule below
+    done = explain_and_score(interp, items, skipped, store, windows, out, tokenizer=tokenizer, client=client,
+                             variants=() if no_llm else ("explanation", "shuffled"))
+    scores = _token_match_scores(items, out) if no_llm else _judge_scores(out, items, done.texts)
+    named = _named(explainer, kept, done.explained[interp.explainer], scores, skipped, items)
     write_json(out / "run_config.json", {"artifact": "diff_naming", "config": asdict(config),
                                          "explainer": explainer, "interp_config": _jsonable(asdict(interp)),
                                          "store_identity": identity,
-                                         "client": _describe(client_fn), "store": str(store.path),
+                                         "client": _describe(done.client), "store": str(store.path),
                                          "versions": versions()})
     write_json(out / NAMED_FILE, named)  # last: its presence means the stage is done
     return named
@@ -236,24 +216,16 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d))
 
 
-def _describe(client_fn: Any) -> dict[str, Any]:
-    made = getattr(client_fn, "made", [])
-    return made[0].describe() if made else {"provider": "none", "note": "no LLM was loaded this run"}
+def _describe(client: Client | None) -> dict[str, Any]:
+    return client.describe() if client is not None else {"provider": "none", "note": "no LLM was loaded this run"}
 
 
 def _judge_scores(out: Path, items: dict[int, LatentExamples], texts: dict[str, dict[int, str]]) -> dict:
-    """{latent: {variant: records}} from the interp score files."""
-    found: dict[int, dict[str, Any]] = {}
-    for variant in texts:
-        for latent in items:
-            path = out / "scores" / "detection" / variant / f"{latent}.json"
-            if path.exists():
-                found.setdefault(latent, {})[variant] = read_json(path)["records"]
-    return found
+    """{latent: {variant: detection records}} from the interp score files ([] where none were written)."""
+    return {latent: {v: read_records(out, "detection", v, latent) for v in texts} for latent in items}
 
 
-def _token_match_scores(items: dict[int, LatentExamples], store: LatentStore, windows: TokenWindows,
-                        out: Path, n_top: int = 3) -> dict:
+def _token_match_scores(items: dict[int, LatentExamples], out: Path, n_top: int = 3) -> dict:
     """Detection without an LLM: predict "fires" when an example holds one of the latent's `n_top` most
     frequent firing tokens (counted on its training examples only, so the test stays held out)."""
     found = {}
@@ -269,14 +241,15 @@ def _token_match_scores(items: dict[int, LatentExamples], store: LatentStore, wi
                    for label, exs in ((1, ex.test), (0, ex.non_activating)) for e in exs]
         write_json(out / "scores" / "token-match" / f"{latent}.json", {"latent": latent, "top_tokens": sorted(top),
                                                                       "records": records})
-        found[latent] = {TOP_TOKENS: records}
+        found[latent] = {TOP_TOKENS.variant: records}
     return found
 
 
 def _named(explainer: str, kept: dict[str, list[int]], explained: dict, scores: dict, skipped: dict,
            items: dict[int, LatentExamples]) -> dict[str, Any]:
     rows = []
-    main = TOP_TOKENS if explainer == TOP_TOKENS else "explanation"
+    no_llm = explainer == TOP_TOKENS.name
+    main = TOP_TOKENS.variant if no_llm else "explanation"
     for group, latents in kept.items():
         for latent in latents:
             e = explained.get(latent)
@@ -286,10 +259,9 @@ def _named(explainer: str, kept: dict[str, list[int]], explained: dict, scores: 
                          "detection": _metrics(s.get(main)), "shuffled_detection": _metrics(s.get("shuffled")),
                          "n_activating_examples": items[latent].n_activating})
     pooled = {v: _metrics([r for s in scores.values() for r in s.get(v, [])]) for v in (main, "shuffled")}
-    return {"explainer": explainer, "kind": "top-tokens" if explainer == TOP_TOKENS else "llm",
+    return {"explainer": explainer, "kind": TOP_TOKENS.name if no_llm else "llm",
             "detection_method": ("token match: the text holds one of the latent's 3 most frequent firing tokens "
-                                 "(no LLM)") if explainer == TOP_TOKENS else f"LLM judge ({explainer}), P(yes) "
-                                                                              "from log-probs",
+                                 "(no LLM)") if no_llm else f"LLM judge ({explainer}), P(yes) from log-probs",
             "latents": rows, "skipped": {str(k): v for k, v in skipped.items()}, "pooled": pooled}
 
 

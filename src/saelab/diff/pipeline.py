@@ -1,14 +1,17 @@
 """`run_feature_interpretation_pipeline`: base vs target model → crosscoder → named latents → report.
 
-Stages, each writing its artifact under `output_dir` with a cfg.json / run_config.json beside
-it, each skipped on a rerun when its artifact is complete and was made the same way:
+Stages, each writing its artifact under `output_dir` with a cfg.json beside it that records what
+it was made from (`request`), each skipped on a rerun when its artifact is complete and was made
+the same way; `output_dir/cfg.json` (`"artifact": "diff_run"`) describes the whole run:
 
 1. activations    `activations/`: paired windows (corpus + category prompts) and both models'
-                  residual streams at the chosen layers (`pair.extract_activations_for_comparison`)
+                  residual streams at the chosen layers (`saelab.activations.paired`)
 2. sweep          `activations/sweep/`: per-layer divergence and per-token KL on a sample of windows
-3. crosscoder     `features/layer_LL/crosscoder/`: a BatchTopK crosscoder per layer (or `crosscoder_file`)
+3. crosscoder     `features/layer_LL/crosscoder/`: a BatchTopK crosscoder per layer (`saelab.train`), or
+                  `crosscoder_file`
 4. features       `features/layer_LL/`: latent store, latent table, report examples
-5. naming         `features/layer_LL/naming/`: explanations + detection scores (`naming`)
+5. naming         `features/layer_LL/naming/`: explanations + detection scores (`naming`, on
+                  `saelab.interp.explain_and_score`)
 6. visualization  `visualizations/`: PNGs (`plots`)
 7. report         `reports/report.md`, `reports/report.html` (rebuilt every run: it is seconds)
 
@@ -26,18 +29,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
-from .._io import read_json, versions, write_cfg, write_json
+from .._io import CFG_NAME, json_safe, read_json, versions, write_cfg, write_json
+from ..activations.paired import PairedActivations
 from ..errors import ArtifactError, ConfigError, choices_message
 from ..train import CrosscoderConfig
+from .load import ARTIFACT, layer_dir
 from .naming import NamingConfig, load_named, name_features
-from .pair import PairedActivations, extract_activations_for_comparison
+from .pair import extract_activations_for_comparison
+from .plots import create_visualizations
 from .report import REPORT_FORMATS, ReportFormat, generate_report
 
 log = logging.getLogger(__name__)
 
 STAGES = ("activations", "sweep", "crosscoder", "features", "naming", "visualization", "report")
-Quantization = Literal["auto", "fp32", "fp16", "bf16", "int8"]
-QUANTIZATIONS = ("fp32", "fp16", "bf16", "int8")
+ModelDtype = Literal["auto", "float32", "float16", "bfloat16", "int8", "fp32", "fp16", "bf16"]
 
 __all__ = ["DiffConfig", "DiffResult", "STAGES", "create_visualizations", "extract_activations_for_comparison",
            "generate_report", "name_features", "run_feature_interpretation_pipeline"]
@@ -120,7 +125,7 @@ class _Run:
         return result
 
     def layer_dir(self, layer: int) -> Path:
-        return self.out / "features" / f"layer_{layer:02d}"
+        return layer_dir(self.out, layer)
 
     def replacing(self, what: str, where: Path, fn: Callable[[bool], Any]) -> Any:
         """`fn(resume=True)`; when the artifact on disk was made with other settings: redo it with
@@ -139,7 +144,8 @@ class _Run:
 def run_feature_interpretation_pipeline(
     base_model: Any, target_model: Any, output_dir: str | Path, *, layers: Sequence[int] | None = None,
     config: DiffConfig = DiffConfig(), crosscoder_file: str | Path | None = None, device: str = "cpu",
-    quantization: Quantization = "auto", cache_dir: str | Path | None = None, skip: Iterable[str] = (),
+    dtype: ModelDtype = "auto", quantization: ModelDtype | None = None, cache_dir: str | Path | None = None,
+    skip: Iterable[str] = (),
     report_format: ReportFormat = "both", client: Any = None, emit: Callable[[str], None] | None = None,
     progress: bool = True, overwrite: bool = False,
 ) -> DiffResult:
@@ -153,8 +159,9 @@ def run_feature_interpretation_pipeline(
             files) in any format `load_dictionary` reads — saelab's cfg.json + weights.safetensors, a
             dictionary_learning CrossCoder, a crosscoder-model-diff-replication checkpoint. It must fit the
             models (d_in, 2 sources, hookpoint); when its files name no layer, `layers` gives the one.
-        quantization: how the models are loaded: fp32 | fp16 | bf16 | int8 (int8: CPU dynamic quantization
-            where torch has a quantized engine, or bitsandbytes on CUDA).
+        dtype: how the models are loaded: auto | float32 | float16 | bfloat16 | int8 (int8: CPU dynamic
+            quantization where torch has a quantized engine, or bitsandbytes on CUDA).
+        quantization: the seed's name of `dtype` (fp32 | fp16 | bf16 | int8 | auto); given, it is used.
         cache_dir: where hub models are downloaded (default: the Hugging Face cache).
         skip: stage names not to run (see `STAGES`); skipping `activations` reuses the ones on disk.
         client: an interp client for naming (tests); default: the configured explainer.
@@ -176,7 +183,7 @@ def run_feature_interpretation_pipeline(
     if report_format not in REPORT_FORMATS:
         raise ConfigError(choices_message("report_format", report_format, REPORT_FORMATS))
     out = Path(output_dir)
-    pair = ModelPair(base_model, target_model, device=device, quantization=quantization, cache_dir=cache_dir)
+    pair = ModelPair(base_model, target_model, device=device, dtype=quantization or dtype, cache_dir=cache_dir)
     coder_file = _load_crosscoder_file(crosscoder_file) if crosscoder_file is not None else None
     if coder_file is not None:
         layers = _crosscoder_layers(coder_file, layers)
@@ -237,10 +244,10 @@ def _stage_activations(run: _Run) -> PairedActivations:
         windows = run.pair.windows(run.config, load_categories(run.config.categories))
         acts = run.replacing("paired activations", path, lambda resume: extract_activations_for_comparison(
             base, target, windows, layers, path, batch_size=run.config.batch_size,
-            dtype=_torch_dtype(run.config.activation_dtype), resume=resume, progress=run.progress))
+            dtype=run.config.activation_dtype, resume=resume, progress=run.progress))
         hookpoints = {str(l): resolve_hookpoint(base.model, f"resid_post.{l}").name for l in acts.layers}
-        write_json(path / "request.json", {**request, "layers": acts.layers, "hookpoints": hookpoints,
-                                           "tokenizer_notes": tokenizer_notes(base.tokenizer, target.tokenizer)})
+        _record_request(path, {**request, "layers": acts.layers, "hookpoints": hookpoints,
+                               "tokenizer_notes": tokenizer_notes(base.tokenizer, target.tokenizer)})
         return acts
 
     acts = run.timed("activations", work)
@@ -268,8 +275,7 @@ def _stage_sweep(run: _Run, acts: PairedActivations) -> None:
         result = layer_sweep(base, target, windows, batch_size=run.config.batch_size, seed=run.config.seed,
                              progress=run.progress)
         result.save(path)
-        write_json(path / "request.json", request)
-        write_cfg(path, {"artifact": "diff_sweep", **request, "n_windows": windows.n_windows})
+        write_cfg(path, {"artifact": "diff_sweep", "request": request, "n_windows": windows.n_windows})
         return result
 
     result = run.timed("sweep", work)
@@ -279,8 +285,7 @@ def _stage_sweep(run: _Run, acts: PairedActivations) -> None:
 
 
 def _stage_crosscoder(run: _Run, acts: PairedActivations, layer: int, coder_file: Any) -> Any:
-    from .features import heldout_windows, training_batches
-    from .features import train_or_resume
+    from .features import heldout_windows, train_or_resume
 
     if coder_file is not None:
         _check_fits(coder_file, acts, layer, run.pair)
@@ -299,9 +304,9 @@ def _stage_crosscoder(run: _Run, acts: PairedActivations, layer: int, coder_file
     cc = run.config.crosscoder
 
     def batches():
-        return training_batches(acts, layer, cc.batch_size, run.config.seed, held)
+        return acts.training_batches(layer, cc.batch_size, run.config.seed, held)
 
-    hookpoints = _request_file(run.out / "activations").get("hookpoints", {})
+    hookpoints = _recorded_request(run.out / "activations").get("hookpoints", {})
     hookpoint = hookpoints.get(str(layer), f"resid_post.{layer}")
     coder, status = run.timed("crosscoder", lambda: run.replacing(f"layer {layer} crosscoder", path, lambda resume: (
         train_or_resume(batches, cc, acts, layer, path, hookpoint, run.progress, resume=resume))))
@@ -312,7 +317,7 @@ def _stage_crosscoder(run: _Run, acts: PairedActivations, layer: int, coder_file
 
 
 def _stage_features(run: _Run, acts: PairedActivations, layer: int, coder: Any) -> Any:
-    from .table import build_table, write_examples
+    from .table import build_table
 
     d = run.layer_dir(layer)
     if "features" in run.skip:
@@ -351,49 +356,6 @@ def _stage_naming(run: _Run, acts: PairedActivations, layer: int, store: Any, cl
                                                  run.config))
 
 
-def create_visualizations(output_dir: str | Path) -> list[Path]:
-    """PNG plots of a run (Δnorm histograms, layer divergence, per-category bars) into `visualizations/`."""
-    from .plots import category_bars, delta_norm_histogram, layer_divergence
-
-    out = Path(output_dir)
-    vis = out / "visualizations"
-    run = read_json(out / "run_config.json")
-    inputs = _plot_inputs(out, run["layers"])
-    if (vis / "cfg.json").exists() and read_json(vis / "cfg.json").get("inputs") == inputs and \
-            all((vis / f).exists() for f in read_json(vis / "cfg.json")["files"]):
-        return [vis / f for f in read_json(vis / "cfg.json")["files"]]  # made from these very tables
-    sweep = read_json(out / "activations" / "sweep" / "sweep.json") \
-        if (out / "activations" / "sweep" / "sweep.json").exists() else None
-    written = []
-    if sweep:
-        rows = [{"layer": l, "rel_norm": r, "cosine": c, "cka": k}
-                for l, r, c, k in zip(sweep["layers"], sweep["rel_norm"], sweep["cosine"], sweep["cka"])]
-        written.append(layer_divergence(rows, vis / "layer_divergence.png", crosscoder_layers=run["layers"],
-                                        changed_layer=sweep["changed_layer"]))
-    for layer in run["layers"]:
-        path = out / "features" / f"layer_{layer:02d}" / "latent_table.json"
-        if not path.exists():
-            continue
-        t = read_json(path)
-        alive = [r["delta_norm"] for r in t["latents"] if r["count"] > 0]
-        written.append(delta_norm_histogram(alive, vis / f"delta_norm_layer_{layer:02d}.png",
-                                            threshold=t["threshold"], n_dead=t["n_dead"],
-                                            title=f"Layer {layer}: Δnorm of the {len(alive):,} latents that fire"))
-        written.append(category_bars(t["groups"], sweep["kl_by_group"] if sweep else None, t["tag_by_group"],
-                                     vis / f"categories_layer_{layer:02d}.png"))
-    write_cfg(vis, {"artifact": "diff_visualizations", "files": [p.name for p in written], "inputs": inputs})
-    return written
-
-
-def _plot_inputs(out: Path, layers: list[int]) -> str:
-    """Fingerprint of what the plots are drawn from (the sweep and the latent tables)."""
-    h = hashlib.sha256()
-    for p in [out / "activations" / "sweep" / "sweep.json",
-              *(out / "features" / f"layer_{l:02d}" / "latent_table.json" for l in layers)]:
-        h.update(p.read_bytes() if p.exists() else b"-")
-    return h.hexdigest()[:16]
-
-
 # --- helpers --------------------------------------------------------------------------------------
 
 
@@ -413,12 +375,21 @@ def _categories_identity(path: str | None) -> str:
 
 def _same_request(path: Path, request: dict[str, Any]) -> bool:
     """The artifact at `path` was made from `request` (layers None on either side match any layers)."""
-    f = path / "request.json"
-    if not f.exists():
-        return False
-    old = read_json(f)
+    old = _recorded_request(path)
     keys = [k for k in request if k != "layers"]
-    return all(old.get(k) == json.loads(json.dumps(request[k], default=str)) for k in keys)
+    return bool(old) and all(old.get(k) == json_safe(request[k]) for k in keys)
+
+
+def _recorded_request(path: Path) -> dict[str, Any]:
+    """What the artifact at `path` was made from: its cfg.json's `request` (runs made before it moved there:
+    their request.json)."""
+    cfg, old = path / CFG_NAME, path / "request.json"
+    request = read_json(cfg).get("request") if cfg.exists() else None
+    return request if request is not None else read_json(old) if old.exists() else {}
+
+
+def _record_request(path: Path, request: dict[str, Any]) -> None:
+    write_cfg(path, {**read_json(path / CFG_NAME), "request": request})
 
 
 def _check_layers(acts: PairedActivations, layers: list[int] | None, path: Path) -> None:
@@ -443,12 +414,6 @@ def _sweep_windows(windows: Any, n_corpus: int) -> Any:
                         windows.config, cfg)
 
 
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
-
-
 def _write_run_config(run: _Run, acts: PairedActivations, coder_file: Any) -> None:
     windows = acts.windows()
     from .pair import valid_mask
@@ -459,26 +424,17 @@ def _write_run_config(run: _Run, acts: PairedActivations, coder_file: Any) -> No
     cc = run.config.crosscoder
     summary = (f"file {coder_file.cfg.d_sae:,} latents" if coder_file is not None else
                f"{cc.d_sae:,} latents, k={cc.k}, {cc.n_tokens:,} training tokens")
-    write_json(run.out / "run_config.json", {
-        "artifact": "diff_run", "output_dir": str(run.out), "layers": run.layers,
-        "base": acts.cfg["base"], "target": acts.cfg["target"], "config": _jsonable(asdict(run.config)),
+    write_cfg(run.out, {
+        "artifact": ARTIFACT, "output_dir": str(run.out), "layers": run.layers,
+        "base": acts.cfg["base"], "target": acts.cfg["target"], "config": json_safe(asdict(run.config)),
         "naming": asdict(run.config.naming), "crosscoder_summary": summary,
         "crosscoder_file": None if coder_file is None else str(getattr(coder_file, "source_path", "")),
         "crosscoder_source": None if coder_file is None else getattr(coder_file, "source", None),
         "data": {"corpus": run.config.corpus, "n_corpus_windows": n_c, "n_prompts": int(sum(cats.values())),
                  "categories": list(cats), "n_text_tokens": int(valid.sum()),
                  "n_prompt_tokens": int(valid[n_c:].sum()), "ctx_len": windows.ctx_len},
-        "tokenizer_notes": _request_file(run.out / "activations").get("tokenizer_notes", []),
+        "tokenizer_notes": _recorded_request(run.out / "activations").get("tokenizer_notes", []),
         "skip": sorted(run.skip), "versions": versions()})
-
-
-def _request_file(path: Path) -> dict[str, Any]:
-    f = path / "request.json"
-    return read_json(f) if f.exists() else {}
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, default=str))
 
 
 def _load_crosscoder_file(path: str | Path) -> Any:

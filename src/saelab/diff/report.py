@@ -1,58 +1,35 @@
 """The diff report (Markdown and HTML): sentences made from the measurements, plots, tables, examples.
 
-Everything shown is read from the run's artifacts (`activations/sweep/`, `features/layer_LL/`,
-`visualizations/`), so a report can be rebuilt without the models. Corpus text, prompts and
-explanations are untrusted strings: the HTML template escapes every value (jinja2
-autoescape), and the Markdown environment escapes every value through `finalize`
-(HTML specials become entities, Markdown specials get a backslash), so neither a
-`<script>` in the corpus nor a `|` in an explanation can change the page.
+Everything shown is read from the run's artifacts (`cfg.json`, `activations/sweep/`,
+`features/layer_LL/`, `visualizations/`), so a report can be rebuilt without the models. The
+templates, stylesheet and environments are the shared ones of `saelab.render` (the workspace
+report shows the same body on its diff page). Corpus text, prompts and explanations are
+untrusted strings: the HTML environment escapes every value (autoescape), the Markdown one
+escapes every value through `md_escape` (HTML specials become entities, Markdown specials get
+a backslash), so neither a `<script>` in the corpus nor a `|` in an explanation can change the page.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
-import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from .._io import read_json, versions, write_cfg, write_text
-from ..report.render import format_number
+from ..errors import ConfigError, choices_message
+from ..render import environment, markdown_environment, md_escape, stylesheet
+from .load import layer_dir, read_run_config
 from .sentences import layer_sentences, limits, overview_sentences, tail_table
 
 ReportFormat = Literal["markdown", "html", "both"]
 REPORT_FORMATS = ("markdown", "html", "both")
-TEMPLATES = Path(__file__).parent / "templates"
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # what can start markup, a link, or end a table cell
 
-
-def md_escape(value: Any) -> str:
-    """A value as inert Markdown text: HTML specials as entities, Markdown specials backslashed, one line."""
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ⏎ ")
-
-
-def _pct(x: Any, digits: int = 1) -> str:
-    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.{digits}f}%"
-
-
-def _html_tokens(example: dict[str, Any]) -> Markup:
-    """Example pieces as spans shaded by activation (each piece escaped)."""
-    top = max(example["activations"]) or 1.0
-    parts = []
-    for piece, a in zip(example["pieces"], example["activations"]):
-        if a > 0:
-            parts.append(Markup('<span class="t on" style="--a:{:.2f}" title="{:.3g}">{}</span>').format(
-                0.15 + 0.85 * a / top, a, piece))
-        else:
-            parts.append(escape(piece))
-    return Markup("").join(parts)
+__all__ = ["REPORT_FORMATS", "ReportFormat", "generate_report", "report_context"]
 
 
 def _md_tokens(example: dict[str, Any]) -> Markup:
-    """Example pieces with firing runs inside «», escaped for Markdown (marked safe for `finalize`)."""
+    """Example pieces with firing runs inside «», each piece Markdown-escaped (Markup: `finalize` leaves it)."""
     out, inside = [], False
     for piece, a in zip(example["pieces"], example["activations"]):
         if a > 0 and not inside:
@@ -64,38 +41,39 @@ def _md_tokens(example: dict[str, Any]) -> Markup:
     return Markup("".join(out) + ("»" if inside else ""))
 
 
-def _environment(markdown: bool) -> jinja2.Environment:
-    common = dict(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                  trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    if markdown:
-        env = jinja2.Environment(autoescape=False, finalize=lambda v: v if isinstance(v, Markup) else md_escape(v),
-                                 **common)
-        env.filters["tokens"] = _md_tokens
-    else:
-        env = jinja2.Environment(autoescape=True, **common)
-        env.filters["tokens"] = _html_tokens
-    env.filters["num"] = format_number
-    env.filters["pct"] = _pct
-    return env
+def _tokens(example: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pieces as the shared `example` macro shows them: firing ones shaded by activation / the example's max."""
+    acts = example["activations"]
+    top = max(acts, default=0.0) or 1.0
+    peak = max(range(len(acts)), key=lambda i: acts[i]) if acts else -1
+    return [{"text": piece, "act": a, "alpha": round(0.15 + 0.85 * a / top, 2) if a > 0 else 0.0, "peak": i == peak}
+            for i, (piece, a) in enumerate(zip(example["pieces"], acts))]
 
 
 def report_context(output_dir: str | Path) -> dict[str, Any]:
-    """Everything the templates show, read from the run's artifacts."""
+    """Everything the templates show, read from the run's artifacts (no plots: see `generate_report`).
+
+    Returns {"run": cfg.json, "sweep": sweep.json or None, "layers": [one view per crosscoder layer:
+    layer, table, named, named_rows, scaling_rows, examples, tails, sentences], "overview": [sentence],
+    "limits": [sentence]}.
+
+    Example:
+        >>> ctx = report_context("diff-run")
+        >>> ctx["overview"][0]       # 'Base smollm2-135m vs target … compared on 70,000 tokens: …'
+    """
     out = Path(output_dir)
-    run = read_json(out / "run_config.json")
+    run = read_run_config(out)
     sweep_path = out / "activations" / "sweep" / "sweep.json"
     sweep = read_json(sweep_path) if sweep_path.exists() else None
     layers = []
     for layer in run["layers"]:
-        d = out / "features" / f"layer_{layer:02d}"
+        d = layer_dir(out, layer)
         table = read_json(d / "latent_table.json")
         named_path = d / "naming" / "named.json"
         named = read_json(named_path) if named_path.exists() else None
         examples = read_json(d / "examples.json") if (d / "examples.json").exists() else {}
         layers.append(_layer_view(layer, table, named, examples))
-    # our own file names (not corpus text): marked safe so the Markdown escaping leaves the paths alone
-    plots = {p.stem: Markup(f"../visualizations/{p.name}") for p in sorted((out / "visualizations").glob("*.png"))}
-    ctx = {"run": run, "sweep": sweep, "layers": layers, "plots": plots}
+    ctx = {"run": run, "sweep": sweep, "layers": layers}
     ctx["overview"] = overview_sentences(run, sweep, layers)
     ctx["limits"] = limits(run, sweep, layers)
     return ctx
@@ -107,7 +85,8 @@ def _layer_view(layer: int, table: dict[str, Any], named: dict[str, Any] | None,
     named_rows = []
     for n in (named or {}).get("latents", []):
         row = rows.get(n["latent"], {})
-        named_rows.append({**row, **n, "examples": examples.get(str(n["latent"]), [])})
+        shown = [{**e, "tokens": _tokens(e)} for e in examples.get(str(n["latent"]), [])]
+        named_rows.append({**row, **n, "examples": shown})
     flagged = [r for r in table["latents"] if r.get("nu_eps") is not None]
     view = {"layer": layer, "table": table, "named": named, "named_rows": named_rows, "scaling_rows": flagged,
             "examples": examples, "tails": tail_table(table)}
@@ -118,23 +97,29 @@ def _layer_view(layer: int, table: dict[str, Any], named: dict[str, Any] | None,
 def generate_report(output_dir: str | Path, report_format: ReportFormat = "both") -> list[Path]:
     """Write `reports/report.md` and/or `reports/report.html` (and cfg.json); return the files written.
 
+    The plots are the run's `visualizations/*.png` (`plots.create_visualizations`), linked, not copied.
+
     Example:
         >>> generate_report("diff-run", "both")
         [PosixPath('diff-run/reports/report.md'), PosixPath('diff-run/reports/report.html')]
     """
-    from ..errors import ConfigError
-
     if report_format not in REPORT_FORMATS:
-        raise ConfigError(f"report_format: got {report_format!r}; expected one of: {', '.join(REPORT_FORMATS)}.")
+        raise ConfigError(choices_message("report_format", report_format, REPORT_FORMATS))
     out = Path(output_dir) / "reports"
     ctx = report_context(output_dir)
+    # our own file names (not corpus text): Markup so the Markdown escaping leaves the paths alone
+    plots = {p.stem: Markup(f"../visualizations/{p.name}")
+             for p in sorted((Path(output_dir) / "visualizations").glob("*.png"))}
     written = []
     if report_format in ("markdown", "both"):
-        write_text(out / "report.md", _environment(True).get_template("report.md.jinja").render(**ctx))
+        env = markdown_environment()
+        env.filters["tokens"] = _md_tokens
+        write_text(out / "report.md", env.get_template("diff_report.md.jinja").render(**ctx, plots=plots))
         written.append(out / "report.md")
     if report_format in ("html", "both"):
-        css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-        write_text(out / "report.html", _environment(False).get_template("report.html.jinja").render(**ctx, css=css))
+        html = environment().get_template("diff_report.html.jinja").render(**ctx, plots=plots, latent_links={},
+                                                                           css=stylesheet())
+        write_text(out / "report.html", html)
         written.append(out / "report.html")
     write_cfg(out, {"artifact": "diff_report", "format": report_format, "files": [p.name for p in written],
                     "layers": ctx["run"]["layers"], "versions": versions()})

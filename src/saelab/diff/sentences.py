@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..interp import TOP_TOKENS
+
 CORPUS = "corpus"
 SCALING_LIMIT = 0.3
 TAIL_N = 20
@@ -27,7 +29,7 @@ def _f1(m: dict[str, Any] | None) -> str:
 def explainer_phrase(named: dict[str, Any] | None) -> str:
     if not named:
         return "not named (naming was skipped)"
-    if named["kind"] == "top-tokens":
+    if named["kind"] == TOP_TOKENS.name:
         return "described by their most frequent tokens (top-tokens, no LLM)"
     return f"explained by the LLM {named['explainer']}"
 
@@ -144,7 +146,7 @@ def _named_phrase(rows: list[dict[str, Any]], group: str, kind: str, groups: lis
     picked = [r for r in rows if r["group"] == group and r.get("explanation")][:n]
     if not picked:
         return ""
-    what = "description" if kind == "top-tokens" else "explanation"
+    what = "description" if kind == TOP_TOKENS.name else "explanation"
     parts = []
     for r in picked:
         shuffled = f" vs {_f1(r.get('shuffled_detection'))} shuffled" if r.get("shuffled_detection") else ""
@@ -216,7 +218,7 @@ def limits(run: dict[str, Any], sweep: dict[str, Any] | None, layers: list[dict[
     out = [f"Token counts: {d['n_text_tokens']:,} tokens in all, {d['n_prompt_tokens']:,} of them in "
            f"{d['n_prompts']:,} category prompts. Per-category rates rest on a handful of prompts each, so differences "
            "of a fraction of a percent between categories are noise; a latent with fewer than "
-           f"{run['naming']['min_examples']} activating examples was not named."]
+           f"{min_examples(run['naming'])} activating examples was not named."]
     if sweep:
         out.append(f"The layer sweep and the KL numbers come from {sweep['n_tokens']:,} tokens "
                    f"(CKA from {sweep['n_cka_tokens']:,}).")
@@ -248,10 +250,16 @@ def limits(run: dict[str, Any], sweep: dict[str, Any] | None, layers: list[dict[
     return out
 
 
+def min_examples(naming: dict[str, Any]) -> int:
+    """Activating examples a latent needed to be named, from a run's `naming` settings (`examples.min_examples`;
+    runs made before naming took interp's ExampleConfig kept it at the top)."""
+    return naming["min_examples"] if "min_examples" in naming else naming["examples"]["min_examples"]
+
+
 def _explainer_limit(named: dict[str, Any] | None) -> str:
     if named is None:
         return "Explainer quality: no latent was named, so nothing here says what a latent means."
-    if named["kind"] == "top-tokens":
+    if named["kind"] == TOP_TOKENS.name:
         return ("Explainer quality: the latents are described by the tokens they fire on most (no LLM). These name "
                 "tokens, not concepts, and their detection score is a token-match rule, not a judge's reading.")
     p = named.get("pooled", {})

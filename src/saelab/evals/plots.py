@@ -1,25 +1,15 @@
-"""Comparison plots (matplotlib, Agg backend): FVU vs L0, firing-frequency histograms."""
+"""Comparison plots (`saelab.render.plots`): FVU vs L0, firing-frequency histograms."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_path
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..render.plots import figure, save
 
 
 def fvu_vs_l0(results: dict[str, dict[str, Any]], path: Path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = figure(5, 4)
     for name, m in results.items():
         fvu, l0 = m.get("reconstruction", {}).get("fvu"), m.get("sparsity", {}).get("l0")
         if fvu is None:
@@ -33,12 +23,11 @@ def fvu_vs_l0(results: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.set_title("Reconstruction vs sparsity (lower-left is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def frequency_histograms(results: dict[str, dict[str, Any]], path: Path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figure(6, 4)
     for name, m in results.items():
         h = m.get("sparsity", {}).get("firing_frequency_log10_histogram")
         if not h:
@@ -50,13 +39,5 @@ def frequency_histograms(results: dict[str, dict[str, Any]], path: Path) -> Path
     ax.set_title("Firing frequency of latents")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
-
-def _save(fig, path: Path) -> Path:
-    plt = _plt()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip("."))
-    plt.close(fig)
-    return path

@@ -1,4 +1,4 @@
-"""Read explanations back from an interp run: the one reader other stages (match, sfal) use.
+"""Read explanations back from an interp run: the one reader later stages (match, SFAL, the report) use.
 
 An interp run lives in `workspace/interp/RUN/` (RUN defaults to the dictionary's name, `--name`
 chooses another) and writes `explanations/<explainer>/<latent>.json`; `run_config.json` names the
@@ -12,8 +12,8 @@ from pathlib import Path
 from .._io import read_json
 from ..errors import ArtifactError
 from ..workspace import Workspace
-
-TOP_TOKENS = "top-tokens"
+from .explainers.base import Explainer
+from .explainers.top_tokens import TOP_TOKENS
 
 
 def _config(run_dir: Path) -> dict:
@@ -21,12 +21,17 @@ def _config(run_dir: Path) -> dict:
     return read_json(path) if path.exists() else {}
 
 
+def run_dictionary(run_dir: Path) -> str | None:
+    """The dictionary a run explained, as its run_config.json names it (None when it names none)."""
+    return _config(run_dir).get("dictionary")
+
+
 def interp_runs(workspace: Workspace, dictionary: str) -> list[Path]:
     """The interp runs of `dictionary`, preferred first: `interp/DICTIONARY/` (the default name), then
     the runs whose run_config.json names the dictionary, newest first."""
     runs = [p for p in sorted((workspace.root / "interp").glob("*")) if (p / "explanations").is_dir()]
     default = workspace.root / "interp" / dictionary
-    named = [p for p in runs if p != default and _config(p).get("dictionary") == dictionary]
+    named = [p for p in runs if p != default and run_dictionary(p) == dictionary]
     named.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     return ([default] if default in runs else []) + named
 
@@ -59,8 +64,8 @@ def run_explainer(run_dir: Path, explainer: str | None = None) -> str:
     configured = (_config(run_dir).get("config") or {}).get("explainer")
     if configured in folders:
         return configured
-    llm = [f for f in folders if f != TOP_TOKENS]
-    return llm[0] if llm else TOP_TOKENS
+    llm = [f for f in folders if f != TOP_TOKENS.name]
+    return llm[0] if llm else TOP_TOKENS.name
 
 
 def read_explanations(run_dir: Path, explainer: str) -> dict[int, str]:
@@ -72,6 +77,46 @@ def read_explanations(run_dir: Path, explainer: str) -> dict[int, str]:
         if not rec.get("failed") and text:
             out[int(rec.get("latent", path.stem))] = text
     return out
+
+
+def read_failures(run_dir: Path, explainer: str) -> dict[int, str]:
+    """{latent: why} for the explanations of `run_dir/explanations/<explainer>/` that failed or are empty."""
+    out = {}
+    for path in sorted((run_dir / "explanations" / explainer).glob("*.json")):
+        rec = read_json(path)
+        if rec.get("failed") or not str(rec.get("explanation") or "").strip():
+            out[int(rec.get("latent", path.stem))] = str(rec.get("reason") or "no explanation")
+    return out
+
+
+def scored_variant(explainer: str) -> str:
+    """The variant (scores/<scorer>/<variant>/) a run scored `explainer`'s explanations as, when it was the
+    run's explainer: `explanation`, or `top-tokens` for the baseline."""
+    return TOP_TOKENS.variant if explainer == TOP_TOKENS.name else Explainer.variant
+
+
+def read_summary(run_dir: Path) -> dict | None:
+    """summary.json of a run (None before its first summary)."""
+    path = run_dir / "summary.json"
+    return read_json(path) if path.exists() else None
+
+
+def read_per_latent(run_dir: Path, variant: str) -> dict[str, dict[int, dict]]:
+    """{scorer: {latent: metrics}} of one variant, from per_latent.json ({} before the first summary)."""
+    path = run_dir / "per_latent.json"
+    per = read_json(path) if path.exists() else {}
+    return {scorer: {int(l): m for l, m in by_variant.get(variant, {}).items()} for scorer, by_variant in per.items()}
+
+
+def scorers_with_records(run_dir: Path, variant: str) -> list[str]:
+    """The scorers that wrote per-example records of `variant` (scores/<scorer>/<variant>/)."""
+    return sorted(p.name for p in (run_dir / "scores").glob("*") if (p / variant).is_dir())
+
+
+def read_records(run_dir: Path, scorer: str, variant: str, latent: int) -> list[dict]:
+    """The per-example records `scorer` wrote for `latent`'s `variant` ([] when it wrote none)."""
+    path = run_dir / "scores" / scorer / variant / f"{latent}.json"
+    return list(read_json(path).get("records", [])) if path.exists() else []
 
 
 def load_explanations(workspace: Workspace | None, dictionary: str | None, run: str | Path | None = None,

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from .._io import json_safe, read_json, versions, write_json
 from ..errors import ArtifactError, ConfigError
 from .config import ExampleConfig, InterpConfig
-from .explainers.top_tokens import NAME as TOP_TOKENS
+from .explainers.top_tokens import TOP_TOKENS
 from .run import _load_explanations, add_time
 from .registry import scorer_class
 from .summary import TIMINGS, write_summary
@@ -36,7 +36,7 @@ MAY_DIFFER = ("latents", "max_latents", "batch_size", "timeout_s", "max_retries"
               "api_key_env")
 """Config keys that say which latents a run covered or how its requests were spread, not how it measured."""
 
-VARIANT_ORDER = ("explanation", TOP_TOKENS, "shuffled")
+VARIANT_ORDER = ("explanation", TOP_TOKENS.variant, "shuffled")
 
 
 def _latents(run: Path) -> list[int]:

@@ -97,7 +97,7 @@ class FaissSource(NegativeSource):
             import faiss
         except ImportError:
             raise MissingPackageError("non_activating_source=FAISS needs faiss-cpu: `pip install faiss-cpu`.") from None
-        from ..sfal.embed import Embedder, EmbeddingCache
+        from ..models.embed import Embedder, EmbeddingCache
 
         texts = chunk_texts(windows, tokenizer, store.n_windows, store.ctx_len, chunk_len)
         embedder = embedder or Embedder()

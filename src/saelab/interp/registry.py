@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-EXPLAINERS = ("default", "default-fewshot", "default-tally", "contrastive", "top-tokens")
+from .explainers.top_tokens import TOP_TOKENS
+
+EXPLAINERS = ("default", "default-fewshot", "default-tally", "contrastive", TOP_TOKENS.name)
 SCORERS = ("detection", "fuzz", "recall", "simulation", "intruder", "embedding", "surprisal")
 PROVIDERS = ("transformers", "openai", "openrouter")
 
@@ -26,8 +28,10 @@ def make_scorer(name: str, config: Any = None):
 
 
 def make_explainer(name: str, show_activations: bool = False):
-    from .explainers import ContrastiveExplainer, DefaultExplainer
+    from .explainers import ContrastiveExplainer, DefaultExplainer, TopTokensExplainer
 
     if name in ("default-fewshot", "default-tally"):
-        return DefaultExplainer(show_activations, worked_examples=name == "default-fewshot", tally=name == "default-tally")
-    return {"default": DefaultExplainer, "contrastive": ContrastiveExplainer}[name](show_activations)
+        return DefaultExplainer(show_activations, worked_examples=name == "default-fewshot",
+                                tally=name == "default-tally")
+    return {"default": DefaultExplainer, "contrastive": ContrastiveExplainer,
+            TOP_TOKENS.name: TopTokensExplainer}[name](show_activations)

@@ -9,6 +9,9 @@ On disk (`workspace/interp/NAME/`, or any `out_dir`):
   summary.json, summary.md            pooled metrics, both baselines, failures, best / worst latents
 Every file is written atomically when its latent is done, so an interrupted run resumes; a
 rerun redoes only failed explanations and failed records. `overwrite` names stages to redo.
+
+`run` is the stage. Its two steps are public for a caller that picks its own latents and negatives
+(diff naming): `draw_examples`, then `explain_and_score`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -33,9 +36,10 @@ from ..workspace import Workspace
 from .clients.base import Client
 from .config import InterpConfig
 from .examples import LatentExamples, build_examples
-from .explainers.base import Explanation
-from .explainers.top_tokens import NAME as TOP_TOKENS, explain_top_tokens
+from .explainers.base import Explainer, Explanation
+from .explainers.top_tokens import TOP_TOKENS
 from .format import token_decoder
+from .negatives import NegativeSource
 from .registry import make_explainer, make_scorer
 from .summary import TIMINGS, write_summary
 
@@ -49,7 +53,7 @@ def interp_dir(workspace: Workspace, name: str) -> Path:
 
 def negative_source(config: InterpConfig, workspace: Workspace, dictionary: str, store: LatentStore,
                     windows: TokenWindows, tokenizer: Any, out: Path, embed: Any = None) -> Any:
-    from .negatives import FaissSource, NegativeSource, NeighbourSource
+    from .negatives import FaissSource, NeighbourSource
 
     ex = config.examples
     if ex.non_activating_source == "random":
@@ -73,9 +77,18 @@ class _EmbedAdapter:
         self.embed, self.name = fn, name
 
 
-def stage_examples(config: InterpConfig, store: LatentStore, windows: TokenWindows, source: Any,
-                   out: Path) -> tuple[dict[int, LatentExamples], dict[int, str]]:
-    """Examples of the chosen latents (read back from disk when present) and the skipped ones."""
+def draw_examples(config: InterpConfig, store: LatentStore, windows: TokenWindows, negatives: NegativeSource,
+                  out_dir: str | Path) -> tuple[dict[int, LatentExamples], dict[int, str]]:
+    """({latent: examples}, {latent: why it was skipped}) of `config.latents` (else the first
+    `config.max_latents` latents that fire), written to `out_dir/examples/` (read back when present).
+
+    Args:
+        negatives: where non-activating examples come from (`NegativeSource(store, chunk_len)`: random).
+
+    Example:
+        >>> items, skipped = draw_examples(config, store, windows, NegativeSource(store, 32), "out")
+    """
+    out = Path(out_dir)
     _check_same_examples(config, out)
     alive = np.flatnonzero(store.stats()["window_counts"] > 0)
     candidates = list(config.latents) if config.latents is not None else alive.tolist()
@@ -89,7 +102,7 @@ def stage_examples(config: InterpConfig, store: LatentStore, windows: TokenWindo
         if path.exists():
             chosen[latent] = LatentExamples.from_dict(read_json(path))
             continue
-        result = build_examples(store, windows, int(latent), config.examples, source)
+        result = build_examples(store, windows, int(latent), config.examples, negatives)
         if isinstance(result, str):
             skipped[int(latent)] = result
             continue
@@ -134,12 +147,13 @@ def add_time(out: Path, key: str, seconds: float, n_latents: int) -> None:
 def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], store: LatentStore,
                        windows: TokenWindows, tokenizer: Any, client_fn: Callable[[], Client],
                        out: Path) -> dict[str, dict[int, Explanation]]:
-    """{explainer name: {latent: Explanation}} for top-tokens and the configured explainer."""
+    """{explainer name: {latent: Explanation}} for the top-tokens baseline and the configured explainer."""
     result = {}
-    for name in dict.fromkeys([TOP_TOKENS, config.explainer]):
+    for explainer in _explainers(config):
+        name = explainer.name
         directory = out / "explanations" / name
         have = _load_explanations(directory, items)
-        sources = {} if name == TOP_TOKENS else explanation_sources(config, name, items, tokenizer)
+        sources = explanation_sources(config, explainer, items, tokenizer) if explainer.needs_client else {}
         stale = [l for l in have if l in sources and have[l].source != sources[l]]
         if stale:
             shown = ", ".join(map(str, stale[:10])) + (" …" if len(stale) > 10 else "")
@@ -147,14 +161,14 @@ def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], s
                         "again", name, len(stale), shown)
         todo = [l for l in items if l not in have or have[l].failed or l in stale]
         n_new, t0 = 0, time.perf_counter()
-        if todo and name == TOP_TOKENS:
-            for e in explain_top_tokens(store, windows, tokenizer, todo):
+        if todo and not explainer.needs_client:  # the baseline: read from the whole store at once
+            for e in explainer.explain_store(store, windows, tokenizer, todo):
                 write_json(directory / f"{e.latent}.json", e.to_dict())
                 have[e.latent], n_new = e, n_new + 1
         elif todo:
             # One client batch at a time, each saved as it comes: an interrupted run keeps what it
             # explained (an LLM explanation costs ~1 min on a CPU) and the bar shows the rate.
-            explainer, client, decode = make_explainer(name, config.show_activations), client_fn(), token_decoder(tokenizer)
+            client, decode = client_fn(), token_decoder(tokenizer)
             with token_progress(len(todo), f"explaining ({name})", unit="latents") as advance:
                 for i in range(0, len(todo), config.batch_size):
                     chunk = todo[i : i + config.batch_size]
@@ -171,10 +185,16 @@ def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], s
     return result
 
 
-def explanation_sources(config: InterpConfig, name: str, items: dict[int, LatentExamples],
+def _explainers(config: InterpConfig) -> list[Explainer]:
+    """The top-tokens baseline, then the configured explainer (once, when it is the baseline)."""
+    chosen = make_explainer(config.explainer, config.show_activations)
+    return list({e.name: e for e in (TOP_TOKENS, chosen)}.values())
+
+
+def explanation_sources(config: InterpConfig, explainer: Explainer, items: dict[int, LatentExamples],
                         tokenizer: Any) -> dict[int, str]:
     """{latent: hash of (provider, model, answer length, the explainer's prompt)}: what an explanation was made from."""
-    explainer, decode = make_explainer(name, config.show_activations), token_decoder(tokenizer)
+    decode = token_decoder(tokenizer)
     model = json.dumps([config.explainer_provider, config.explainer_model, config.max_new_tokens])  # not the URL
     return {l: hashlib.sha256((model + json.dumps(explainer.prompt(ex, decode))).encode()).hexdigest()[:16]
             for l, ex in items.items()}
@@ -189,12 +209,18 @@ def shuffled(explanations: dict[int, Explanation], seed: int) -> dict[int, str]:
     return {ok[perm[i]]: explanations[ok[perm[(i + 1) % len(ok)]]].explanation for i in range(len(ok))}
 
 
-def variants(config: InterpConfig, explained: dict[str, dict[int, Explanation]]) -> dict[str, dict[int, str]]:
-    """{variant: {latent: explanation text}}: the explainer's, the top-tokens baseline, the shuffled baseline."""
+def variant_names(config: InterpConfig) -> list[str]:
+    """The variants a run scores: the explainer's (`explanation`, or `top-tokens` when it is the baseline), the
+    top-tokens baseline, the shuffled baseline (measured chance)."""
+    return list(dict.fromkeys([make_explainer(config.explainer).variant, TOP_TOKENS.variant, "shuffled"]))
+
+
+def variant_texts(config: InterpConfig, explained: dict[str, dict[int, Explanation]]) -> dict[str, dict[int, str]]:
+    """{variant: {latent: explanation text}}, in the order of `variant_names`."""
     main = explained[config.explainer]
     texts = lambda d: {l: e.explanation for l, e in d.items() if not e.failed}  # noqa: E731
-    out = {"explanation": texts(main)} if config.explainer != TOP_TOKENS else {}
-    out[TOP_TOKENS] = texts(explained[TOP_TOKENS])
+    out = {make_explainer(config.explainer).variant: texts(main)}
+    out[TOP_TOKENS.variant] = texts(explained[TOP_TOKENS.name])
     out["shuffled"] = shuffled(main, config.examples.seed)
     return out
 
@@ -228,7 +254,7 @@ def stage_scores(config: InterpConfig, items: dict[int, LatentExamples], texts: 
             scorer._embed = embed
         # chance (shuffled) right after the explanations, the top-tokens baseline last: a run stopped part-way
         # (its partial summary) can already say whether the explanations beat chance
-        for variant in sorted(texts, key=lambda v: v == TOP_TOKENS):
+        for variant in sorted(texts, key=lambda v: v == TOP_TOKENS.variant):
             by_latent = texts[variant]
             if not scorer.uses_explanation:  # shown no explanation (intruder): every latent once, main variant
                 by_latent = {latent: "" for latent in items}
@@ -285,21 +311,72 @@ def run(config: InterpConfig, workspace: Workspace, dictionary: str, *, name: st
     out = Path(out_dir) if out_dir is not None else interp_dir(workspace, name or dictionary)
     for stage in overwrite:
         shutil.rmtree(out / stage, ignore_errors=True)
-    client_fn = _client_factory(config, client)
-    source = negative_source(config, workspace, dictionary, store, windows, tokenizer, out, embed)
-    items, skipped = stage_examples(config, store, windows, source, out)
-    write_json(out / "run_config.json", _run_config(config, store, dictionary, client_fn))
+    negatives = negative_source(config, workspace, dictionary, store, windows, tokenizer, out, embed)
+    items, skipped = draw_examples(config, store, windows, negatives, out)
+    write_json(out / "run_config.json", _run_config(config, store, dictionary, None))
+    done = explain_and_score(config, items, skipped, store, windows, out, tokenizer=tokenizer, client=client,
+                             embed=embed)
+    write_json(out / "run_config.json", _run_config(config, store, dictionary, done.client))
+    return out
+
+
+class Interpretation(NamedTuple):
+    """What `explain_and_score` made (all of it is on disk under its `out_dir` too)."""
+
+    explained: dict[str, dict[int, Explanation]]
+    """{explainer name: {latent: Explanation}}: the configured explainer's and the top-tokens baseline's."""
+    texts: dict[str, dict[int, str]]
+    """{variant: {latent: explanation text}} of the variants scored."""
+    summary: dict[str, Any] | None
+    """summary.json (None when no variant was scored)."""
+    client: Client | None
+    """The client made on the way (None when no LLM was needed)."""
+
+
+def explain_and_score(config: InterpConfig, items: dict[int, LatentExamples], skipped: dict[int, str],
+                      store: LatentStore, windows: TokenWindows, out_dir: str | Path, *, tokenizer: Any,
+                      client: Client | Callable[[], Client] | None = None,
+                      embed: Callable[[list[str]], np.ndarray] | None = None,
+                      variants: Sequence[str] | None = None) -> Interpretation:
+    """Explain the latents of `items` (the configured explainer and the top-tokens baseline), score `variants`
+    with `config.scorers` and write the summary, under `out_dir` (the layout of this module's docstring). Work
+    on disk from an earlier call with the same settings is reused; interrupted scoring leaves a partial summary.
+
+    Args:
+        items: {latent: examples} from `draw_examples` (or some of them).
+        skipped: {latent: why it has no examples}, listed in the summary.
+        tokenizer: the subject model's tokenizer.
+        client: a `Client`, or a function that builds one (called only if an LLM is needed);
+            default: built from `config` (`make_client`).
+        embed: texts → unit vectors for the embedding scorer (default all-MiniLM-L6-v2).
+        variants: which of `variant_names(config)` to score (default: all); none: explain only, write no summary.
+
+    Example:
+        >>> items, skipped = draw_examples(config, store, windows, NegativeSource(store, 32), "out")
+        >>> done = explain_and_score(config, items, skipped, store, windows, "out", tokenizer=tok)
+        >>> done.summary["scores"]["detection"]["explanation"]["pooled"]["auc"]
+    """
+    names = variant_names(config)
+    bad = [v for v in variants or () if v not in names]
+    if bad:
+        raise ConfigError(choices_message("variants", bad, names))
+    out, client_fn = Path(out_dir), _client_factory(config, client)
     explained = stage_explanations(config, items, store, windows, tokenizer, client_fn, out)
-    texts = variants(config, explained)
+    texts = {v: t for v, t in variant_texts(config, explained).items() if variants is None or v in variants}
+    if not texts:
+        return Interpretation(explained, texts, None, _made(client_fn))
     try:
         stage_scores(config, items, texts, tokenizer, client_fn, out, embed)
     except KeyboardInterrupt:  # Ctrl-C during hours of scoring: keep a summary of what was scored
         write_summary(out, config, items, skipped, explained, texts, partial=True)
         log.warning("interrupted: wrote a partial summary to %s; rerun to finish", out / "summary.md")
         raise
-    write_json(out / "run_config.json", _run_config(config, store, dictionary, client_fn))
-    write_summary(out, config, items, skipped, explained, texts)
-    return out
+    summary = write_summary(out, config, items, skipped, explained, texts)
+    return Interpretation(explained, texts, summary, _made(client_fn))
+
+
+def _made(client_fn: Any) -> Client | None:
+    return client_fn.made[0] if client_fn.made else None
 
 
 def _client_factory(config: InterpConfig, client: Any) -> Callable[[], Client]:
@@ -315,10 +392,10 @@ def _client_factory(config: InterpConfig, client: Any) -> Callable[[], Client]:
     return get
 
 
-def _run_config(config: InterpConfig, store: LatentStore, dictionary: str, client_fn: Any) -> dict:
-    made = client_fn.made
-    described = made[0].describe() if made else ({"provider": config.explainer_provider,
-                                                  "model": config.explainer_model, "note": "not loaded this run"})
+def _run_config(config: InterpConfig, store: LatentStore, dictionary: str, client: Client | None) -> dict:
+    described = client.describe() if client is not None else ({"provider": config.explainer_provider,
+                                                               "model": config.explainer_model,
+                                                               "note": "not loaded this run"})
     return {"artifact": "interp", "dictionary": dictionary, "store": str(store.path),
             "tokens_hash": store.tokens_hash, "dictionary_hash": store.cfg.get("dictionary_hash"),
             "hookpoint": store.cfg.get("hookpoint"), "dictionary_source": store.cfg.get("dictionary_source"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, write_json, write_text
+from .explainers.top_tokens import TOP_TOKENS
 from .metrics import MIN_VERDICT_LATENTS, PER_LATENT, POOLED, compare
 from .registry import scorer_class
 
@@ -50,7 +51,7 @@ def score_table(out: Path, config: Any, latents: list[int], texts: dict[str, dic
     return table
 
 
-PAIRS = (("explanation", "shuffled"), ("top-tokens", "shuffled"), ("explanation", "top-tokens"))
+PAIRS = (("explanation", "shuffled"), (TOP_TOKENS.variant, "shuffled"), ("explanation", TOP_TOKENS.variant))
 """(variant, reference) pairs compared latent by latent: each against chance, and the LLM against the baseline."""
 
 
@@ -185,8 +186,8 @@ def _spans(latents: list[int]) -> str:
 
 def markdown(s: dict[str, Any]) -> str:
     lines = [f"# Auto-interpretation: {s['n_latents']} latents, explainer `{s['explainer']}`", "",
-             "Reference points: `top-tokens` = the no-LLM baseline explanation; `shuffled` = each latent scored "
-             "with another latent's explanation (measured chance)."]
+             f"Reference points: `{TOP_TOKENS.variant}` = the no-LLM baseline explanation; `shuffled` = each latent "
+             "scored with another latent's explanation (measured chance)."]
     if s.get("merged_from"):
         lines += ["", "Merged (`saelab autointerp-merge`) from runs made with the same settings; each latent's "
                   "records, and its shuffled explanation, are those of its own run:", ""]

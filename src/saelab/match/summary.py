@@ -10,8 +10,9 @@ from typing import Callable
 
 import numpy as np
 
-from .._io import atomic_path, read_json, write_text
+from .._io import read_json, write_text
 from ..errors import SaelabError
+from ..render.plots import figure, save
 from ..workspace import Workspace
 from .analysis import MatchAnalysis, curves
 from .config import MatchConfig
@@ -70,12 +71,7 @@ def headline(index: MatchIndex, analysis: MatchAnalysis) -> dict:
 
 
 def plot_curves(path: Path, analysis: MatchAnalysis, narrow_name: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figure(6, 4)
     styles = {"one_to_one": "-", "many_to_one": "--", "baseline_one_to_one": ":"}
     for name, curve in curves(analysis).items():
         ax.plot([c["threshold"] for c in curve], [c["fraction"] for c in curve], styles[name], label=name.replace("_", " "))
@@ -83,10 +79,7 @@ def plot_curves(path: Path, analysis: MatchAnalysis, narrow_name: str) -> None:
     ax.set_xlabel(analysis.primary.replace("_", " ") + " threshold")
     ax.set_ylabel(f"fraction of {narrow_name} latents matched")
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def _family_lines(workspace: Workspace, index: MatchIndex, analysis: MatchAnalysis, decode: Callable) -> list[str]:

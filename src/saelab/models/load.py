@@ -22,9 +22,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m"
 DType = Literal["auto", "float32", "bfloat16", "float16"]
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "fp32": torch.float32,
-                                  "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                                  "float16": torch.float16, "fp16": torch.float16}
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Model dtypes by their one name; every place that takes a dtype name goes through `dtype_name`."""
+SHORT_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+"""The seed's short spellings (the diff's `--quantization` values), accepted wherever a dtype is."""
+QUANTIZATIONS = ("int8",)
+"""Weight quantizations a model can be loaded with where the caller supports them (the diff does)."""
 AUTO = "auto"
 """bfloat16 where the device multiplies bf16 matrices fast, else float32 (see `auto_dtype`)."""
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -129,17 +132,38 @@ class LoadedModel:
                 "device": str(self.device), "vocab_size": int(self.config.vocab_size)}
 
 
-def parse_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
-    """A torch dtype from its name (or `auto`: see `auto_dtype`, decided for `device`)."""
+def dtype_name(name: str, arg: str = "dtype", quantizations: tuple[str, ...] = ()) -> str:
+    """The one name of a dtype spelling: `auto`, a key of `DTYPES` (the short names fp32 / bf16 / fp16 map to
+    them), or one of `quantizations` (e.g. `QUANTIZATIONS`, where the caller can load quantized weights).
+
+    Raises ConfigError naming `arg` and the accepted names.
+
+    Example:
+        >>> dtype_name("bf16"), dtype_name("float32"), dtype_name("int8", quantizations=QUANTIZATIONS)
+        ('bfloat16', 'float32', 'int8')
+    """
+    canonical = SHORT_NAMES.get(name, name) if isinstance(name, str) else None
+    if canonical is not None and (canonical == AUTO or canonical in DTYPES or canonical in quantizations):
+        return canonical
+    raise ConfigError(choices_message(arg, name, [AUTO, *DTYPES, *quantizations],
+                                      f"Short names {', '.join(SHORT_NAMES)} are accepted too."))
+
+
+def parse_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu", arg: str = "dtype") -> torch.dtype:
+    """A torch dtype from its name (`dtype_name`'s spellings; `auto`: see `auto_dtype`, decided for `device`).
+
+    Example:
+        >>> parse_dtype("bf16"), parse_dtype("float32")
+        (torch.bfloat16, torch.float32)
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype == AUTO:
+    name = dtype_name(dtype, arg)
+    if name == AUTO:
         chosen, why = auto_dtype(torch.device(device))
         log.info("dtype auto → %s (%s)", str(chosen).removeprefix("torch."), why)
         return chosen
-    if dtype not in DTYPES:
-        raise ConfigError(choices_message("dtype", dtype, [AUTO, *sorted(DTYPES)]))
-    return DTYPES[dtype]
+    return DTYPES[name]
 
 
 def parse_device(device: str | torch.device) -> torch.device:
@@ -186,7 +210,7 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
         spec: an embedded name (`smollm2-135m`, `gemma3-270m`), a Hugging Face id
             (`HuggingFaceTB/SmolLM2-135M-Instruct`), a local model directory, or a `.gguf` file.
         dtype: `auto` (bf16 where the device has fast bf16 matmuls, else float32), `float32`,
-            `bfloat16` or `float16`.
+            `bfloat16` or `float16` (or fp32, bf16, fp16), or a torch dtype.
         device: `cpu`, `cuda`, `cuda:N`.
 
     Example:

@@ -13,7 +13,8 @@ class ReportConfig:
 
     max_latent_pages: int = 500
     """Latent pages written per dictionary (0: none). Latents with explanations come first (best
-    score first), then latents with a one-to-one match partner, then the most frequent ones."""
+    score first), then latents with a one-to-one match partner, then the most frequent ones. A diff
+    run's crosscoder gets pages for its named latents only (at most this many per layer)."""
     n_top_examples: int = 10
     """Top-activating windows shown per latent page."""
     n_quantiles: int = 5

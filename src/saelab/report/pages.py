@@ -1,4 +1,4 @@
-"""One function per kind of page: gather its context, render its template."""
+"""One function per kind of page: gather its context, render its template (diff pages: `diff_page`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import CFG_NAME, read_json
+from .._io import CFG_NAME
 from ..data.tokens import TokenWindows
 from ..workspace import Workspace
 from . import plots, sources
@@ -79,11 +79,13 @@ def dictionary_pages(site: Any, data: DictionaryData, ws: Workspace, tokens: tor
         if not stale.stem.isdigit() or int(stale.stem) not in pages[name]:
             stale.unlink()
     pre = precompute(mine, directions, view, config)
+    logits_note = ("Decoder width differs from the model's: no logit effects." if view.unembedding is not None
+                   else "Not computed: the report was written without the model.")
     cooc = sources.cooc_neighbours(ws, name)
     for latent in mine:
         ctx = page_context(data, latent, tokens, view, config, pre[latent], cooc)
         site.page("latent.html.jinja", f"{name}/latents/{latent}.html", name=name, d=ctx, pages=pages,
-                  has_logits=view.unembedding is not None)
+                  parent={"href": "../index.html", "label": name}, facts=[], logits_note=logits_note)
 
 
 def _fvu_plot(site: Any, evals: list[tuple[str, dict[str, Any]]]) -> str | None:
@@ -94,9 +96,6 @@ def _fvu_plot(site: Any, evals: list[tuple[str, dict[str, Any]]]) -> str | None:
     if not path.exists():
         from ..evals.plots import fvu_vs_l0
 
-        import matplotlib
-
-        matplotlib.rcParams["svg.fonttype"] = "none"
         fvu_vs_l0(metrics, path)
     return path.name
 
@@ -125,17 +124,6 @@ def sfal_pages(site: Any, ws: Workspace, dicts: list[DictionaryData], pages: dic
         best = sorted(s["rows"], key=lambda r: -float(r[data.ndcg_column]))[:20]
         site.page("sfal.html.jinja", f"sfal/{data.name}.html", name=data.name, s=s, plot=plot.name, model=model,
                   column=data.ndcg_column, best=best, cooc=sources.cooc_cfg(ws, data.name), pages=pages)
-
-
-def diff_pages(site: Any, runs: list[Path]) -> list[dict[str, Any]]:
-    """Model diffing is not built yet: list what a diff run left, nothing more (no fake numbers)."""
-    out = []
-    for d in runs:
-        info = {"name": d.name, "cfg": read_json(d / CFG_NAME),
-                "files": sorted(p.name for p in d.iterdir() if p.is_file())}
-        site.page("diff.html.jinja", f"diff/{d.name}.html", run=info)
-        out.append(info)
-    return out
 
 
 def index_page(site: Any, ws: Workspace, windows: TokenWindows, dicts: list[DictionaryData],

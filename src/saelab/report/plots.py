@@ -1,4 +1,4 @@
-"""The report's plots (matplotlib, Agg backend, SVG with text as text)."""
+"""The report's plots, as SVG (`saelab.render.plots`: Agg backend, text kept as text)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from ..evals.plots import _plt, _save
-
-
-def _fig(width: float = 5.5, height: float = 3.6):
-    plt = _plt()
-    plt.rcParams["svg.fonttype"] = "none"
-    return plt.subplots(figsize=(width, height))
+from ..render.plots import figure, save
 
 
 def frequency_histogram(per_token: np.ndarray, name: str, path: Path) -> Path:
     """log10 firing frequency of the latents that fire; dead latents counted in the title."""
-    fig, ax = _fig()
+    fig, ax = figure()
     alive = per_token[per_token > 0]
     if alive.size:
         ax.hist(np.log10(alive), bins=40, color="#3b6ea5")
@@ -26,12 +20,12 @@ def frequency_histogram(per_token: np.ndarray, name: str, path: Path) -> Path:
     ax.set_ylabel("number of latents")
     ax.set_title(f"{name}: {alive.size:,} latents fire, {per_token.size - alive.size:,} dead")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def coverage_curve(cfg: dict[str, Any], path: Path) -> Path:
     """Fraction of narrow latents with a partner above each threshold, against the rotated baseline."""
-    fig, ax = _fig()
+    fig, ax = figure()
     labels = {"one_to_one": "one-to-one", "many_to_one": "many-to-one", "baseline_one_to_one": "baseline (rotated)"}
     for key, points in cfg.get("curves", {}).items():
         xs = [p["threshold"] for p in points]
@@ -44,12 +38,12 @@ def coverage_curve(cfg: dict[str, Any], path: Path) -> Path:
     ax.set_title("Coverage vs quality")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def ndcg_distribution(ndcg: np.ndarray, baseline: np.ndarray, model: str, path: Path) -> Path:
     """Per-latent NDCG against the shuffled-explanation baseline."""
-    fig, ax = _fig()
+    fig, ax = figure()
     bins = np.linspace(0, 1, 41)
     ax.hist(ndcg, bins=bins, alpha=0.7, label=f"NDCG (mean {np.mean(ndcg):.3f})", color="#3b6ea5")
     ax.hist(baseline, bins=bins, alpha=0.5, label=f"shuffled baseline (mean {np.mean(baseline):.3f})", color="#c0504d")
@@ -57,4 +51,4 @@ def ndcg_distribution(ndcg: np.ndarray, baseline: np.ndarray, model: str, path: 
     ax.set_ylabel("number of latents")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)

@@ -2,14 +2,13 @@
 
 On disk (`workspace/report/` by default): `index.html`; per dictionary `NAME/index.html`
 (metrics, plots, the latent table from `data/NAME-latents.js`) and `NAME/latents/ID.html`;
-`match/RUN.html`, `sfal/NAME.html`, `diff/RUN.html` for the stages that ran; `static/`,
-`plots/`, and `cfg.json`. Works from file:// with no network.
+`match/RUN.html`, `sfal/NAME.html`, `diff/RUN.html` (with `diff/RUN/layer_LL/latents/ID.html` for its
+named latents) for the stages that ran; `static/`, `plots/`, and `cfg.json`. Works from file:// with no network.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,12 +18,13 @@ from .._io import CFG_NAME, read_json, write_cfg
 from ..data.tokens import load_token_windows
 from ..errors import ArtifactError, ConfigError
 from ..latents.store import LatentStore
+from ..render import Site
 from ..workspace import Workspace
 from . import sources
 from .config import ReportConfig
+from .diff_page import complete_runs, diff_pages
 from .model_view import ModelView
-from .pages import diff_pages, dictionary_pages, index_page, match_pages, sfal_pages
-from .render import PACKAGE_DIR, Site
+from .pages import dictionary_pages, index_page, match_pages, sfal_pages
 from .table import DictionaryData, partner_closure
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,13 @@ log = logging.getLogger(__name__)
 
 def chosen_interp_runs(ws: Workspace, names: tuple[str, ...]) -> dict[str, Path]:
     """{dictionary: run directory} of the interp runs asked for by name; two for one dictionary is an error."""
-    from ..interp.load import find_run
+    from ..interp.load import find_run, run_dictionary
 
     chosen: dict[str, Path] = {}
     for name in names:
         run_dir = find_run(ws, None, name)
         assert run_dir is not None  # find_run raises for a named run that does not exist
-        dictionary = (sources.json_or_none(run_dir / "run_config.json") or {}).get("dictionary")
+        dictionary = run_dictionary(run_dir)
         if not dictionary:
             raise ArtifactError(f"interp_runs: {run_dir} has no run_config.json naming its dictionary.")
         if dictionary in chosen:
@@ -88,15 +88,17 @@ def run(config: ReportConfig, workspace: Workspace, out: str | Path | None = Non
     windows = load_token_windows(workspace.tokens)
     matches = sources.matches(workspace)
     dicts = gather(workspace, matches, chosen_interp_runs(workspace, config.interp_runs))
+    diff_runs = complete_runs(workspace.root)
     site = Site(out, {"workspace": str(workspace.root), "dictionaries": [d.name for d in dicts],
-                      "match_names": [m.name for m in matches], "sfal_names": [d.name for d in dicts if d.sfal_rows]})
-    _copy_static(out)
+                      "match_names": [m.name for m in matches], "sfal_names": [d.name for d in dicts if d.sfal_rows],
+                      "diff_names": [d.name for d in diff_runs]})
+    site.copy_static()
     pages = partner_closure(dicts, config.max_latent_pages)
     for data in dicts:
         dictionary_pages(site, data, workspace, windows.tokens, view, config, pages)
     match_pages(site, matches, pages)
     sfal_pages(site, workspace, dicts, pages)
-    diffs = diff_pages(site, sources.diff_runs(workspace))
+    diffs = diff_pages(site, diff_runs, windows.cfg, view, config)
     evals = sources.evals(workspace)
     index = index_page(site, workspace, windows, dicts, evals, matches, diffs, view, pages)
     write_cfg(out, {"artifact": "report", "workspace": str(workspace.root), "config": asdict(config),
@@ -105,14 +107,6 @@ def run(config: ReportConfig, workspace: Workspace, out: str | Path | None = Non
                     "seconds": round(time.perf_counter() - t0, 2)})
     log.info("report: %d pages in %.1f s → %s", len(site.pages), time.perf_counter() - t0, index)
     return index
-
-
-def _copy_static(out: Path) -> None:
-    dst = out / "static"
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in (PACKAGE_DIR / "static").iterdir():
-        if f.is_file():
-            shutil.copyfile(f, dst / f.name)
 
 
 def load_report_cfg(out: str | Path) -> dict[str, Any]:

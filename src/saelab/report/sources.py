@@ -53,7 +53,7 @@ class MatchRun:
 @dataclass
 class InterpRun:
     """`interp/NAME/` (the auto-interp stage): the explainer's explanations, per-latent scores and the
-    scorers' per-example records."""
+    scorers' per-example records (read through `saelab.interp.load`)."""
 
     explainer: str
     explanations: dict[int, str]
@@ -61,21 +61,26 @@ class InterpRun:
     """latent → reason, for explanations the explainer failed to produce"""
     scores: dict[str, dict[int, float]] = field(default_factory=dict)
     """scorer → latent → AUC (balanced accuracy where there is no AUC), from per_latent.json"""
-    record_paths: dict[str, Path] = field(default_factory=dict)
-    """scorer → directory of per-latent record files (`LATENT.json` with `records`)"""
+    recorded: list[str] = field(default_factory=list)
+    """scorers that wrote per-example records of the variant shown"""
     summary: dict[str, Any] | None = None
+    path: Path | None = None
+    variant: str = "explanation"
+    """the score variant shown: the explainer's own explanation, or the top-tokens baseline's"""
 
     @property
     def scorers(self) -> list[str]:
-        return sorted(set(self.scores) | set(self.record_paths))
+        return sorted(set(self.scores) | set(self.recorded))
 
     def score(self, scorer: str, latent: int) -> float | None:
         return self.scores.get(scorer, {}).get(latent)
 
     def records(self, scorer: str, latent: int) -> list[dict[str, Any]]:
-        d = self.record_paths.get(scorer)
-        path = d / f"{latent}.json" if d else None
-        return list(read_json(path).get("records", [])) if path and path.exists() else []
+        from ..interp.load import read_records
+
+        if self.path is None or scorer not in self.recorded:
+            return []
+        return read_records(self.path, scorer, self.variant, latent)
 
 
 def json_or_none(path: Path) -> Any:
@@ -135,34 +140,19 @@ def sfal(ws: Workspace, dictionary: str) -> dict[str, Any] | None:
 
 def interp(ws: Workspace, dictionary: str, run_dir: Path | None = None) -> InterpRun | None:
     """The interp run `run_dir`, else the dictionary's preferred one (`interp/DICTIONARY/`, else the newest
-    that names it): explanations/<explainer>/<latent>.json, scores/<scorer>/<variant>/<latent>.json,
-    per_latent.json, summary.json (the layout of `saelab.interp.run`). The variant shown is the
-    explainer's own explanation (`explanation`), else the top-tokens baseline."""
-    from ..interp.load import find_run
+    that names it), read by `saelab.interp.load`: the run's explainer (an LLM's where there is one, else the
+    top-tokens baseline), its explanations and failures, and the scores of the variant they were scored as."""
+    from ..interp import load
 
-    d = run_dir or find_run(ws, dictionary)
+    d = run_dir or load.find_run(ws, dictionary)
     if d is None:
         return None
-    summary = json_or_none(d / "summary.json")
-    explainers = sorted(p.name for p in (d / "explanations").iterdir() if p.is_dir())
-    explainer = (summary or {}).get("explainer") or next((e for e in explainers if e != "top-tokens"),
-                                                       explainers[0] if explainers else "")
-    run = InterpRun(explainer, {}, {}, summary=summary)
-    for path in sorted((d / "explanations" / explainer).glob("*.json")) if explainer else []:
-        rec = read_json(path)
-        latent = int(rec.get("latent", path.stem))
-        if rec.get("failed") or not rec.get("explanation"):
-            run.failed[latent] = str(rec.get("reason") or "no explanation")
-        else:
-            run.explanations[latent] = str(rec["explanation"])
-    variant = "top-tokens" if explainer == "top-tokens" else "explanation"
-    per_latent = json_or_none(d / "per_latent.json") or {}
-    for scorer, by_variant in per_latent.items():
-        run.scores[scorer] = {int(k): v for k, m in by_variant.get(variant, {}).items()
-                              if (v := _key_metric(m)) is not None}
-    for sdir in sorted(p for p in (d / "scores").glob("*") if (p / variant).is_dir()):
-        run.record_paths[sdir.name] = sdir / variant
-    return run
+    explainer = load.run_explainer(d)
+    variant = load.scored_variant(explainer)
+    scores = {scorer: {l: v for l, m in per.items() if (v := _key_metric(m)) is not None}
+              for scorer, per in load.read_per_latent(d, variant).items()}
+    return InterpRun(explainer, load.read_explanations(d, explainer), load.read_failures(d, explainer), scores,
+                     load.scorers_with_records(d, variant), load.read_summary(d), d, variant)
 
 
 def _key_metric(m: dict[str, Any]) -> float | None:
@@ -172,11 +162,6 @@ def _key_metric(m: dict[str, Any]) -> float | None:
         if isinstance(m.get(key), (int, float)):
             return float(m[key])
     return None
-
-
-def diff_runs(ws: Workspace) -> list[Path]:
-    """`diff/RUN/` directories with a cfg.json (model diffing is a later stage: usually none)."""
-    return sorted(p for p in (ws.root / "diff").glob("*") if (p / CFG_NAME).exists())
 
 
 def _text(path: Path) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .embed import DEFAULT_EMBEDDER
+from ..models.embed import DEFAULT_EMBEDDER
 
 
 @dataclass(frozen=True)

@@ -167,14 +167,14 @@ def from_neuronpedia(path: str | Path, d_sae: int, type_name: str | None = "oai_
 
 def from_interp_run(run_dir: str | Path, d_sae: int, explainer: str | None = None) -> Explanations:
     """The explanations of a saelab interp run (its configured explainer unless `explainer` is given)."""
+    from ..interp.explainers.top_tokens import TOP_TOKENS
     from ..interp.load import read_explanations, run_explainer
-    from ..interp.top_tokens import TOP_TOKENS_KIND
 
     run_dir = Path(run_dir)
     name = run_explainer(run_dir, explainer)
     skipped: Counter = Counter()
     texts = _collect(sorted(read_explanations(run_dir, name).items()), d_sae, skipped, False, run_dir)
-    kind = TOP_TOKENS_KIND if name == "top-tokens" else f"LLM explanation (saelab interp, explainer {name})"
+    kind = TOP_TOKENS.kind if name == TOP_TOKENS.name else f"LLM explanation (saelab interp, explainer {name})"
     return Explanations(texts, f"{run_dir} ({name})", kind, skipped)
 
 

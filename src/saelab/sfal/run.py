@@ -21,17 +21,17 @@ from ..cooc.counts import CoocCounts
 from ..cooc.run import cooc_dir, load_cooc
 from ..data.tokens import TokenWindows, load_token_windows
 from ..errors import ArtifactError, ConfigError
-from ..interp.top_tokens import TOP_TOKENS_KIND, top_token_explanations
+from ..interp.explainers.top_tokens import TOP_TOKENS
+from ..interp.top_tokens import top_token_explanations
 from ..latents.store import LatentStore
+from ..models.embed import EmbeddingCache, Embedder
 from ..workspace import Workspace
 from . import score as S
 from .config import SfalConfig
-from .embed import EmbeddingCache, Embedder
 from .explanations import Explanations, from_interp_run, load_explanations
 from .summary import aggregate, correlations, markdown, plot, write_csv, write_masked
 
 log = logging.getLogger(__name__)
-TOP_TOKENS = "top-tokens"
 INTERP = "interp"
 
 
@@ -75,11 +75,11 @@ def explanations_for(spec: str, config: SfalConfig, workspace: Workspace, dictio
             raise ConfigError(f"explanations: {spec!r}, but {workspace.root / 'interp'} holds no interp run of "
                               f"{dictionary!r}; run `saelab autointerp` first, or give top-tokens or a file.")
         return from_interp_run(run_dir, store.d_sae)
-    if spec == TOP_TOKENS:
+    if spec == TOP_TOKENS.name:
         windows = load_token_windows(workspace.tokens)
         tok = tokenizer if tokenizer is not None else _tokenizer(windows)
         texts = top_token_explanations(store, windows, tok, n_top=config.n_top_tokens)
-        return Explanations(texts, f"top-tokens of {store.path}", TOP_TOKENS_KIND)
+        return Explanations(texts, f"{TOP_TOKENS.name} of {store.path}", TOP_TOKENS.kind)
     return load_explanations(spec, store.d_sae, type_name=config.neuronpedia_type,
                              explainer=config.neuronpedia_explainer, sae=config.neuronpedia_sae)
 

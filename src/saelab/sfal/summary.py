@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_path, write_text
+from ..render.plots import figure, save
 from .explanations import Explanations, read_records
 
 log = logging.getLogger(__name__)
@@ -77,22 +78,14 @@ def write_masked(path: Path, dead: np.ndarray, unexplained: np.ndarray) -> None:
 
 
 def plot(path: Path, per_model: dict[str, dict[str, np.ndarray]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(per_model), figsize=(5 * len(per_model), 3.5), squeeze=False)
+    fig, axes = figure(5 * len(per_model), 3.5, ncols=len(per_model), squeeze=False)
     for ax, (model, s) in zip(axes[0], per_model.items()):
         bins = np.linspace(0, 1, 41)
         ax.hist(s["ndcg"], bins=bins, alpha=0.7, label="explanations")
         ax.hist(s["ndcg_permuted"][0], bins=bins, alpha=0.5, label="shuffled (baseline)")
         ax.set(xlabel="NDCG (φ neighbours vs explanation similarity)", ylabel="latents", title=model)
         ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def markdown(cfg: dict[str, Any], expl: Explanations, aggregates: dict[str, dict[str, float]],

@@ -59,7 +59,7 @@ def save_checkpoint(path: Path, state: RunState, trainers: dict[str, Any], finge
 def load_checkpoint(path: Path, trainers: dict[str, Any], fingerprint: str) -> RunState:
     """Restore `trainers` from the checkpoint at `path`; return the stream position."""
     if not path.exists():
-        raise ArtifactError(f"resume: no checkpoint at {path}; start the run without --resume.")
+        raise ArtifactError(f"resume: no checkpoint at {path}; start the run over (--overwrite).")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload["fingerprint"] != fingerprint:
         raise ArtifactError(

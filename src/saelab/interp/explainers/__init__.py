@@ -3,7 +3,7 @@
 from .base import Explainer, Explanation, parse_marked
 from .contrastive import ContrastiveExplainer
 from .default import DefaultExplainer
-from .top_tokens import explain_top_tokens
+from .top_tokens import TOP_TOKENS, TopTokensExplainer
 
-__all__ = ["ContrastiveExplainer", "DefaultExplainer", "Explainer", "Explanation", "explain_top_tokens",
+__all__ = ["TOP_TOKENS", "ContrastiveExplainer", "DefaultExplainer", "Explainer", "Explanation", "TopTokensExplainer",
            "parse_marked"]

@@ -99,7 +99,13 @@ class Explainer:
     """Builds one prompt per latent; the client answers; `parse_marked` reads the answer."""
 
     name = "base"
+    """Its folder: explanations/<name>/."""
     needs_client = True
+    """Asks an LLM (`explain`). False for the top-tokens baseline, which reads the latent store (`explain_store`)."""
+    variant = "explanation"
+    """The variant its explanations are scored as (scores/<scorer>/<variant>/) when it is the run's explainer."""
+    kind = "LLM explanation"
+    """How reports label its texts."""
     worked_answers: tuple[str, ...] = ()
     """Answers of the worked examples the prompt shows: an explanation that repeats one is a failure."""
 

@@ -25,7 +25,7 @@ class EmbeddingScorer(Detection):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if self._embed is None:
-            from ...sfal.embed import Embedder
+            from ...models.embed import Embedder
 
             self._embed = Embedder().embed
         return self._embed(texts)

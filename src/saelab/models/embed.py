@@ -1,4 +1,4 @@
-"""Sentence embeddings of explanations, cached on disk by (model, text).
+"""Sentence embeddings (of explanations, of text chunks), cached on disk by (model, text).
 
 Models are loaded with sentence-transformers, which reads each model's own
 `modules.json` / `1_Pooling` config, so pooling (mean, CLS, last token) and
