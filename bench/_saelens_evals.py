@@ -49,11 +49,13 @@ def main() -> None:
                                      n_eval_sparsity_variance_batches=n_batches)
     t1 = time.perf_counter()
     # no positions excluded on either side (saelab: exclude=()), so the definitions agree
-    metrics, _ = run_evals(sae, WindowsStore(tokens, batch), model, ActivationScaler(), cfg, exclude_special_tokens=False)
+    metrics, _ = run_evals(sae, WindowsStore(tokens, batch), model, ActivationScaler(), cfg,
+                           exclude_special_tokens=False)
     t_eval = time.perf_counter() - t1
     flat = {k: v for group in metrics.values() for k, v in group.items()}
     with open(out, "w") as f:
-        json.dump({"metrics": flat, "seconds_eval": t_eval, "seconds_load": t_load, "n_tokens": tokens.numel()}, f, indent=2)
+        json.dump({"metrics": flat, "seconds_eval": t_eval, "seconds_load": t_load, "n_tokens": tokens.numel()}, f,
+                  indent=2)
 
 
 if __name__ == "__main__":

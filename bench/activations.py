@@ -102,7 +102,8 @@ def main() -> None:
         lm = load_model("smollm2-135m", dtype=dtype)
         windows = tokenize_corpus(load_corpus("mixed-en"), lm.tokenizer,
                                   TokenizeConfig(ctx_len=args.ctx_len, n_tokens=args.n_windows * args.ctx_len))
-        warm = tokenize_corpus(load_corpus("mixed-en"), lm.tokenizer, TokenizeConfig(ctx_len=args.ctx_len, n_tokens=args.ctx_len * args.batch_size, seed=99))
+        warm = tokenize_corpus(load_corpus("mixed-en"), lm.tokenizer,
+                               TokenizeConfig(ctx_len=args.ctx_len, n_tokens=args.ctx_len * args.batch_size, seed=99))
         time_saelab(lm, warm, args.batch_size), time_hidden_states(lm, warm, args.batch_size)  # warm-up
         ours = time_saelab(lm, windows, args.batch_size)
         theirs = time_hidden_states(lm, windows, args.batch_size)
@@ -118,7 +119,8 @@ def main() -> None:
         json.dump(result, f, indent=2)
     print(f"{result['date']}, {result['machine']}, torch {result['torch']}, SmolLM2-135M resid_post.6, "
           f"{rows[0]['tokens']:,} tokens, batch {args.batch_size} × ctx {args.ctx_len}\n")
-    print("| dtype | saelab stream (tok/s) | HF full forward + hidden_states (tok/s) | ratio | saelab GFLOP/s (% of dtype ceiling) | full forward GFLOP/s (%) |")
+    print("| dtype | saelab stream (tok/s) | HF full forward + hidden_states (tok/s) | ratio "
+          "| saelab GFLOP/s (% of dtype ceiling) | full forward GFLOP/s (%) |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['dtype']} | {r['saelab_tok_s']:,.0f} | {r['hidden_states_tok_s']:,.0f} | {r['ratio']:.1f}× | "

@@ -153,7 +153,8 @@ def dir_bytes(path: Path) -> int:
 
 def prepare(work: Path, n_tokens: int) -> tuple[Path, Path, Path]:
     """Token windows (saelab's tokens stage, embedded corpus) and the sparsify dictionary, made once."""
-    from saelab.data.run import TokensConfig, run as tokens_run
+    from saelab.data.run import TokensConfig
+    from saelab.data.run import run as tokens_run
     from saelab.models import load_model
 
     lm = load_model("smollm2-135m")

@@ -40,7 +40,8 @@ def crosscoder_flops_per_token(d_in: int, d_sae: int, n_models: int = 2) -> floa
 
 
 def make_pair(root: Path) -> None:
-    from saelab.diff.finetune import DEMO_FINETUNE as p, finetune, load_slice
+    from saelab.diff.finetune import DEMO_FINETUNE as p
+    from saelab.diff.finetune import finetune, load_slice
 
     finetune(p.model, load_slice(p.slice, seed=p.seed), root / "diff" / "target", steps=p.steps, lr=p.lr,
              batch_size=p.batch_size, ctx_len=p.ctx_len, seed=p.seed, layers_trainable=p.layers_trainable,
@@ -80,7 +81,8 @@ def main() -> None:
     named = json.loads((run_dir / "features" / f"layer_{DEMO_LAYER:02d}" / "naming" / "named.json").read_text())
     s = seconds
     total = sum(s.values())
-    parts = {"model forwards (activations + sweep)": sum(s[k] for k in FORWARDS), "crosscoder training": s["crosscoder"],
+    parts = {"model forwards (activations + sweep)": sum(s[k] for k in FORWARDS),
+             "crosscoder training": s["crosscoder"],
              "latent table (encode, store, stats)": s["features"], "naming": s["naming"],
              "plots + report": s["visualization"] + s["report"]}
     gflops = training["tokens_per_s"] * crosscoder_flops_per_token(cc["d_in"], cc["d_sae"]) / 1e9
@@ -98,7 +100,7 @@ def main() -> None:
         "paired_tokens": json.loads((run_dir / "activations" / "manifest.json").read_text())["n_tokens"],
     }
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\n| what | measured |\n| --- | --- |")
+    print("\n| what | measured |\n| --- | --- |")
     print(f"| crosscoder training ({cc['d_sae']:,} latents, k={cc['k']}, d_in {cc['d_in']} × 2) | "
           f"**{training['tokens_per_s']:,.0f} tokens/s** over {training['tokens']:,} tokens; ≥ {gflops:.0f} GFLOP/s, "
           f"{100 * gflops / ceiling_gflops(dtype):.0f}% of the {dtype} ceiling ({ceiling_gflops(dtype):.0f}) |")

@@ -22,7 +22,6 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 from saelab.coders import load_dictionary
@@ -54,7 +53,8 @@ def get(m: dict, dotted: str):
 
 
 def train_sae(lm, out: Path) -> Path:
-    from saelab.data.run import TokensConfig, run as tokens_run
+    from saelab.data.run import TokensConfig
+    from saelab.data.run import run as tokens_run
     from saelab.train import run as train_run
     from saelab.train.config import DictionarySpec, TrainConfig
 
@@ -111,7 +111,8 @@ def main() -> None:
         d = abs(a - b) if isinstance(a, float) and isinstance(b, float) else None
         fmt = lambda v: f"{v:.5g}" if isinstance(v, (int, float)) else "—"  # noqa: E731
         print(f"| {r['metric']} | {fmt(a)} | {fmt(b)} | {fmt(d)} | {fmt(c)} |")
-    print(f"\nwall time of the evaluation itself (model loaded): saelab {t_ours:.1f} s, SAELens {theirs['seconds_eval']:.1f} s "
+    print(f"\nwall time of the evaluation itself (model loaded): saelab {t_ours:.1f} s, "
+          f"SAELens {theirs['seconds_eval']:.1f} s "
           f"→ {theirs['seconds_eval'] / t_ours:.2f}× ")
 
 

@@ -2,7 +2,8 @@
 
     python bench/interp_verdict.py RUN_DIR --scorers detection --scorers fuzz [--alpha 0.05]
 
-Reads RUN_DIR/per_latent.json and summary.json (written by every `saelab autointerp` summary) and, for each named scorer,
+Reads RUN_DIR/per_latent.json and summary.json (written by every `saelab autointerp` summary) and, for each named
+scorer,
 compares the per-latent key score of the LLM explanations with the shuffled baseline on the same latents
 (`saelab.interp.metrics.compare`, the summary's own test), Bonferroni-corrected over the scorers named:
 each at one-sided Wilcoxon p < alpha / m with a (1 - alpha / m) paired-bootstrap CI whose lower end is

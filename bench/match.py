@@ -72,7 +72,8 @@ def directions(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[i
     return narrow, wide[perm], {i: sorted(int(inv[j]) for j in js) for i, js in truth.items()}
 
 
-def activations(rng: np.random.Generator, truth: dict[int, list[int]]) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+def activations(rng: np.random.Generator,
+                truth: dict[int, list[int]]) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
     """wide [n_tok, 24576] and narrow [n_tok, 2048] CSR activations, and tokens [n_tok]."""
     n_tok = N_WINDOWS * CTX
     p = 1.0 / np.arange(1, N_WIDE + 1) ** 0.6

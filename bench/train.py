@@ -127,7 +127,8 @@ def train_saelab(lm, windows, n_train: int, ws, lrs: tuple[float | None, ...] = 
            "n_dictionaries_in_stream": len(specs), "dictionaries": {}}
     for spec, path in zip(specs, paths):
         metrics = json.loads((path / "cfg.json").read_text())["extra"]["training"]["final"]
-        out["dictionaries"][spec.name] = {"path": str(path), "lr": config.lr_for(spec), "train_fvu_last10": metrics["fvu"]}
+        out["dictionaries"][spec.name] = {"path": str(path), "lr": config.lr_for(spec),
+                                          "train_fvu_last10": metrics["fvu"]}
     return out
 
 
@@ -159,7 +160,8 @@ def main() -> None:
                    help="also train saelab SAEs at these Adam rates (one stream for all of them)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args()
-    from saelab.data.run import TokensConfig, run as tokens_run
+    from saelab.data.run import TokensConfig
+    from saelab.data.run import run as tokens_run
     from saelab.models import load_model
     from saelab.workspace import Workspace
 

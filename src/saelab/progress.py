@@ -29,7 +29,8 @@ class RateColumn(TextColumn):
 
 
 @contextmanager
-def token_progress(total: int, description: str, enabled: bool = True, unit: str = "tok") -> Iterator[Callable[[int], None]]:
+def token_progress(total: int, description: str, enabled: bool = True,
+                   unit: str = "tok") -> Iterator[Callable[[int], None]]:
     """A progress bar over `total` units; yields `advance(n)`. Silent when disabled."""
     if not enabled:
         yield lambda n: None

@@ -35,7 +35,8 @@ def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     corpus = d / "corpus.txt"
     corpus.write_text("\n\n".join(english(60)))
-    return {"base": _save(d / "base"), "other": _save(d / "other", extra_words=("zebra",)), "wide": _save(d / "wide", hidden=48),
+    return {"base": _save(d / "base"), "other": _save(d / "other", extra_words=("zebra",)),
+            "wide": _save(d / "wide", hidden=48),
             "corpus": str(corpus), "dir": d}
 
 

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from saelab.coders import Selector, load_dictionary, resolve_dictionary
-from saelab.errors import ConfigError, FormatError, MissingPackageError, SaelabError
+from saelab.errors import ConfigError, FormatError, MissingPackageError
 from tests.hubserver import HubServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -38,8 +38,8 @@ def build_repos(root: Path) -> Path:
     (sp / "big_unrelated.bin").write_bytes(b"\0" * 200_000)
     gs = root / GEMMA_REPO
     npz = FIXTURES / "gemmascope/layer_3/width_256/average_l0_20/params.npz"
-    for rel in ("layer_3/width_16k/average_l0_20", "layer_3/width_16k/average_l0_105", "layer_3/width_65k/average_l0_90",
-                "layer_4/width_16k/average_l0_100"):
+    for rel in ("layer_3/width_16k/average_l0_20", "layer_3/width_16k/average_l0_105",
+                "layer_3/width_65k/average_l0_90", "layer_4/width_16k/average_l0_100"):
         _copy(npz, gs / rel / "params.npz")
     sl = root / SAELENS_REPO
     for name in ("standard", "topk"):
@@ -48,7 +48,8 @@ def build_repos(root: Path) -> Path:
         _copy(LLAMASCOPE, root / LLAMA_SCOPE_REPO / f"Llama3_1-8B-Base-L{layer}R-4x")
     _copy(FIXTURES / "llamascope/Llama3_1-8B-Base-LXTC-4x/Llama3_1-8B-Base-L3TC-4x",
           root / LLAMA_SCOPE_REPO / "Llama3_1-8B-Base-L3TC-4x")
-    _copy(FIXTURES / "crosscoders/crosscoder_model_diff", root / "ckkissane/crosscoder-tiny" / "blocks.4.hook_resid_pre")
+    _copy(FIXTURES / "crosscoders/crosscoder_model_diff",
+          root / "ckkissane/crosscoder-tiny" / "blocks.4.hook_resid_pre")
     gated = root / "google/gated-saes"
     _copy(FIXTURES / "sparsify/run/layers.3", gated / "layers.3")
     (gated / ".gated").write_text("hf_secret_token")
@@ -104,7 +105,8 @@ def test_gemma_scope_tree_by_layer_width_and_nearest_l0(hub):
     d = resolve_dictionary(GEMMA_REPO, selector=Selector(layer=3, width="16k", l0="100"))
     assert d.source["path"] == "layer_3/width_16k/average_l0_105"
     assert d.name == "gemma-scope-2b-pt-res__layer_3__width_16k__average_l0_105"
-    assert hub.downloads() == [f"/{GEMMA_REPO}/resolve/{hub.sha(GEMMA_REPO)}/layer_3/width_16k/average_l0_105/params.npz"]
+    assert hub.downloads() == [f"/{GEMMA_REPO}/resolve/{hub.sha(GEMMA_REPO)}/"
+                               "layer_3/width_16k/average_l0_105/params.npz"]
     coder = load_dictionary(GEMMA_REPO, selector=Selector(layer=3, width="16384", l0="30"))
     assert coder.cfg.extra["source"]["path"].endswith("average_l0_20")
     _same_outputs(coder, FIXTURES / "gemmascope/layer_3/width_256/average_l0_20")
@@ -119,7 +121,8 @@ def test_ambiguous_tree_and_selector_matching_nothing_list_what_is_there(hub):
         resolve_dictionary(GEMMA_REPO)
     with pytest.raises(FormatError, match=r"no dictionary matches --layer 9; the tree holds 4: layer_3/"):
         resolve_dictionary(GEMMA_REPO, selector=Selector(layer=9))
-    with pytest.raises(FormatError, match=r"holds 2 dictionaries: layers\.3, layers\.3\.mlp; pick one with --hookpoint"):
+    with pytest.raises(FormatError, match=r"holds 2 dictionaries: layers\.3, layers\.3\.mlp; pick one with "
+                                          r"--hookpoint"):
         resolve_dictionary(SPARSIFY_REPO)
 
 
@@ -129,7 +132,8 @@ def test_llama_scope_tree_by_layer_and_site(hub):
     assert coder.cfg.extra["source"]["path"] == "Llama3_1-8B-Base-L3R-4x"
     _same_outputs(coder, LLAMASCOPE)
     fetched = sorted(p.split("/resolve/")[1].split("/", 1)[1] for p in hub.downloads())
-    assert fetched == ["Llama3_1-8B-Base-L3R-4x/checkpoints/final.safetensors", "Llama3_1-8B-Base-L3R-4x/hyperparams.json"]
+    assert fetched == ["Llama3_1-8B-Base-L3R-4x/checkpoints/final.safetensors",
+                       "Llama3_1-8B-Base-L3R-4x/hyperparams.json"]
     assert load_dictionary(LLAMA_SCOPE_REPO, selector=Selector(layer=3, site="transcoder")).cfg.kind == "transcoder"
     with pytest.raises(FormatError, match=r"holds 2 dictionaries matching --layer 3: .*L3R-4x, .*L3TC-4x; pick one "
                                           r"with --site"):
@@ -186,7 +190,8 @@ def test_interrupted_downloads_are_resumed_and_a_partial_file_is_never_read(hub,
     _same_outputs(load_dictionary(SPARSIFY_REPO, hookpoint="layers.3"), fixture)
     assert sum(p.endswith("layers.3/sae.safetensors") for p in hub.downloads()) == 2
     hub.cuts["layers.3.mlp/sae.safetensors"] = 99  # cut every time: the call fails, nothing half-written is kept
-    with pytest.raises(FormatError, match=r"could not download from http://127\.0\.0\.1:\d+ .*HF_HUB_OFFLINE=1") as info:
+    with pytest.raises(FormatError,
+                       match=r"could not download from http://127\.0\.0\.1:\d+ .*HF_HUB_OFFLINE=1") as info:
         load_dictionary(SPARSIFY_REPO, hookpoint="layers.3.mlp")
     assert "\n" not in str(info.value)
     snapshot = next((tmp_path / "hf-cache").glob("models--EleutherAI--*/snapshots/*"))

@@ -8,8 +8,15 @@ import json
 import pytest
 import torch
 
-from saelab.coders import (ARCHITECTURES, KINDS, CoderConfig, SparseCoder, batch_topk_activation, describe_dictionary,
-                           load_dictionary)
+from saelab.coders import (
+    ARCHITECTURES,
+    KINDS,
+    CoderConfig,
+    SparseCoder,
+    batch_topk_activation,
+    describe_dictionary,
+    load_dictionary,
+)
 from saelab.errors import ConfigError
 
 D_IN, D_SAE, K = 16, 48, 4

@@ -108,9 +108,11 @@ def test_sparsify_run_directory_picks_a_hookpoint():
     run = FIXTURES / "sparsify/run"
     assert load_dictionary(run, hookpoint="layers.3.mlp").cfg.kind == "transcoder"
     assert load_dictionary(run, hookpoint="layers.3").cfg.kind == "sae"
-    with pytest.raises(FormatError, match=r"holds 2 dictionaries: layers\.3, layers\.3\.mlp; pick one with --hookpoint"):
+    with pytest.raises(FormatError, match=r"holds 2 dictionaries: layers\.3, layers\.3\.mlp; pick one with "
+                                          r"--hookpoint"):
         load_dictionary(run)
-    with pytest.raises(FormatError, match=r"no dictionary matches --hookpoint layers\.9; the tree holds 2: layers\.3, layers\.3\.mlp"):
+    with pytest.raises(FormatError, match=r"no dictionary matches --hookpoint layers\.9; the tree holds 2: layers\.3, "
+                                          r"layers\.3\.mlp"):
         load_dictionary(run, hookpoint="layers.9")
 
 

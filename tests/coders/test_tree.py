@@ -41,7 +41,8 @@ def test_site_from_the_repo_name_and_hookpoint_aliases():
 
 
 def test_what_is_refused():
-    with pytest.raises(FormatError, match=r"holds 12 dictionaries: layer_12/width_1m/average_l0_22, layer_12/width_1m/average_l0_82, .*pick one with "
+    with pytest.raises(FormatError, match=r"holds 12 dictionaries: layer_12/width_1m/average_l0_22, "
+                                          r"layer_12/width_1m/average_l0_82, .*pick one with "
                                           r"--layer, --width, --l0"):
         pick(GEMMA)
     with pytest.raises(FormatError, match=r"no dictionary matches --layer 7 --width 16k; the tree holds 12"):

@@ -64,7 +64,8 @@ def test_windows_are_cut_inside_documents():
     assert build_window_map(doc, CoocConfig(k=4, partial="keep")).n_windows == 2 + 1 + 2
     sliding = build_window_map(doc, CoocConfig(k=4, window="sliding", stride=2))
     assert sliding.n_windows == 1 + 0 + 3
-    assert list(zip(sliding.lo[8:16], sliding.hi[8:16])) == [(1, 2), (1, 2), (1, 3), (1, 3), (2, 4), (2, 4), (3, 4), (3, 4)]
+    assert list(zip(sliding.lo[8:16], sliding.hi[8:16])) == [(1, 2), (1, 2), (1, 3), (1, 3),
+                                                             (2, 4), (2, 4), (3, 4), (3, 4)]
     with pytest.raises(ConfigError, match="longest document has 8 tokens"):
         build_window_map(doc, CoocConfig(k=9))
 

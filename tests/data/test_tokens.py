@@ -51,7 +51,8 @@ def test_bad_sizes_are_clear_errors(tiny_llama, small_corpus):
     with pytest.raises(ConfigError, match="n_tokens: got 0"):
         TokenizeConfig(n_tokens=0)
     with pytest.raises(ConfigError, match="ctx_len: got 1000, but the model has only 128 positions"):
-        tokenize_corpus(small_corpus, tiny_llama.tokenizer, TokenizeConfig(ctx_len=1000, n_tokens=2000), max_positions=128)
+        tokenize_corpus(small_corpus, tiny_llama.tokenizer, TokenizeConfig(ctx_len=1000, n_tokens=2000),
+                        max_positions=128)
     with pytest.raises(ConfigError, match="fewer than one window"):
         tokenize_corpus(small_corpus, tiny_llama.tokenizer, TokenizeConfig(ctx_len=100_000, n_tokens=100_000))
 
@@ -64,7 +65,8 @@ def test_save_load_round_trip_and_tamper_detection(tiny_llama, small_corpus, tmp
     assert r.documents == w.documents and r.tokens_hash == w.tokens_hash
     from safetensors.torch import save_file
 
-    save_file({"tokens": w.tokens.flip(0).contiguous(), "doc_index": w.doc_index}, str(tmp_path / "tokens" / "tokens.safetensors"))
+    save_file({"tokens": w.tokens.flip(0).contiguous(), "doc_index": w.doc_index},
+              str(tmp_path / "tokens" / "tokens.safetensors"))
     with pytest.raises(ArtifactError, match="does not match its cfg.json"):
         load_token_windows(tmp_path / "tokens")
     with pytest.raises(ArtifactError, match="saelab tokens"):

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import _wrap, english, make_tokenizer
-
-from saelab.train import CrosscoderConfig
 from saelab.diff.naming import NAMING_EXAMPLES, NamingConfig
 from saelab.diff.pipeline import DiffConfig
+from saelab.train import CrosscoderConfig
+from tests.conftest import _wrap, english, make_tokenizer
 
 CHANGED_LAYER = 1
 

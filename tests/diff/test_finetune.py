@@ -9,12 +9,11 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import english
-from tests.diff._models import tiny_llama
-
 from saelab.diff.finetune import DEMO_FINETUNE, CorpusSlice, finetune, load_slice
 from saelab.errors import ArtifactError, ConfigError
 from saelab.models.load import load_model
+from tests.conftest import english
+from tests.diff._models import tiny_llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TEXTS = CorpusSlice("test/slice", english(20, seed=1), english(4, seed=2))

@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from saelab.coders import CoderConfig, SparseCoder
-from saelab.diff.latent_stats import (LatentTable, decoder_cosine, delta_norm, firing_frequency_by_group,
-                                      latent_scaling, tag_latents)
+from saelab.diff.latent_stats import (
+    LatentTable,
+    decoder_cosine,
+    delta_norm,
+    firing_frequency_by_group,
+    latent_scaling,
+    tag_latents,
+)
 from saelab.errors import ConfigError
 
 

@@ -3,13 +3,18 @@
 import pytest
 import torch
 
+from saelab.activations.capture import ActivationReader
+from saelab.diff.pair import (
+    PairedActivations,
+    check_pair,
+    extract_activations_for_comparison,
+    paired_windows,
+    valid_mask,
+    window_groups,
+)
+from saelab.errors import ArtifactError, ConfigError, ModelError
 from tests.conftest import make_tokenizer
 from tests.diff._models import CATEGORIES, CHAT_TEMPLATE, corpus_windows, perturbed, tiny_llama
-
-from saelab.activations.capture import ActivationReader
-from saelab.diff.pair import (PairedActivations, check_pair, extract_activations_for_comparison, paired_windows,
-                              valid_mask, window_groups)
-from saelab.errors import ArtifactError, ConfigError, ModelError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from saelab.coders import CoderConfig, SparseCoder
-from saelab.errors import ArtifactError, ConfigError, FormatError, ModelError
 from saelab.diff.pipeline import run_feature_interpretation_pipeline
+from saelab.errors import ArtifactError, ConfigError, FormatError, ModelError
 
 from ._pair import CHANGED_LAYER, corpus_file, fast_config, tiny_pair
 
@@ -42,7 +42,8 @@ def inputs(tmp_path_factory):
 def run(pair, inputs, tmp_path_factory):
     corpus, cats = inputs
     out = tmp_path_factory.mktemp("diff") / "run"
-    result = run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=fast_config(corpus, categories=str(cats)),
+    result = run_feature_interpretation_pipeline(*pair, out, layers=[LAYER],
+                                                 config=fast_config(corpus, categories=str(cats)),
                                                  progress=False)
     return out, result, corpus, cats
 
@@ -130,7 +131,8 @@ def test_crosscoder_file_is_reused_and_checked(run, pair, tmp_path):
                                             config=fast_config(corpus, categories=str(cats)))
     SparseCoder(CoderConfig("topk", d_in=32, d_sae=8, k=2, hookpoint="model.layers.1")).save(tmp_path / "sae")
     with pytest.raises(FormatError, match="2 sources"):
-        run_feature_interpretation_pipeline(*pair, tmp_path / "y", crosscoder_file=tmp_path / "sae" / "weights.safetensors")
+        run_feature_interpretation_pipeline(*pair, tmp_path / "y",
+                                            crosscoder_file=tmp_path / "sae" / "weights.safetensors")
     with pytest.raises(FormatError, match="not a saved crosscoder"):
         run_feature_interpretation_pipeline(*pair, tmp_path / "z", crosscoder_file=tmp_path / "nothing")
 
@@ -204,11 +206,13 @@ def test_bad_pairs_and_inputs_are_refused(pair, inputs, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"reasoning": ["a", ')
     with pytest.raises(ConfigError, match="not valid JSON"):
-        run_feature_interpretation_pipeline(base, target, tmp_path / "c", config=fast_config(corpus, categories=str(bad)))
+        run_feature_interpretation_pipeline(base, target, tmp_path / "c",
+                                            config=fast_config(corpus, categories=str(bad)))
     empty = tmp_path / "empty.json"
     empty.write_text('{"reasoning": ["why is the sky blue"], "chat": []}')
     with pytest.raises(ConfigError, match="'chat': it has no prompts"):
-        run_feature_interpretation_pipeline(base, target, tmp_path / "d", config=fast_config(corpus, categories=str(empty)))
+        run_feature_interpretation_pipeline(base, target, tmp_path / "d",
+                                            config=fast_config(corpus, categories=str(empty)))
     with pytest.raises(ArtifactError, match="holds no finished paired activations"):
         run_feature_interpretation_pipeline(base, target, tmp_path / "e", skip=("activations",))
     with pytest.raises(ConfigError, match="skip"):
@@ -313,7 +317,8 @@ def test_changed_settings_stop_with_a_cli_hint_until_overwrite(run, pair, tmp_pa
     shutil.copytree(src, out)
     cfg = fast_config(corpus, categories=str(cats))
     other_k = dataclasses.replace(cfg, crosscoder=dataclasses.replace(cfg.crosscoder, k=8))
-    with pytest.raises(ArtifactError, match=rf"layer {LAYER} crosscoder \(.*\) was made with other settings.*Rerun with --overwrite"):
+    with pytest.raises(ArtifactError, match=rf"layer {LAYER} crosscoder \(.*\) was made with other settings.*"
+                                            r"Rerun with --overwrite"):
         run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=other_k, progress=False)
     r = run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=other_k, progress=False, overwrite=True)
     assert r.done["activations"] == "resumed" and r.done["crosscoder"] == "ran"

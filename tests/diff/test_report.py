@@ -132,7 +132,8 @@ def test_leaning_tail_names_the_category_the_target_tail_fires_on():
 
     tails = tail_table(table)
     sport = next(r for r in tails["rows"] if r["group"] == "sport")
-    assert sport["target"] == 19 and sum(r["target"] for r in tails["rows"]) == 20 == sum(r["base"] for r in tails["rows"])
+    assert (sport["target"] == 19
+            and sum(r["target"] for r in tails["rows"]) == 20 == sum(r["base"] for r in tails["rows"]))
     assert sum(r["share_all"] for r in tails["rows"]) == pytest.approx(1.0)
     view = {"layer": 6, "named": None, "named_rows": [], "table": {
         **table, "counts": {"shared": 200}, "n_alive": 200, "n_dead": 0, "d_sae": 200, "n_tokens": 9000}}

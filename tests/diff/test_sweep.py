@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.diff._models import CATEGORIES, corpus_windows, perturbed, tiny_llama
-
 from saelab.diff.pair import paired_windows, valid_mask
 from saelab.diff.sweep import SweepResult, _cka, layer_sweep
 from saelab.errors import ArtifactError
+from tests.diff._models import CATEGORIES, corpus_windows, perturbed, tiny_llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -180,7 +180,8 @@ def letter_tokenizer(per_letter: int = 30, seed: int = 0):
     from transformers import PreTrainedTokenizerFast
 
     rng = random.Random(seed)
-    words = [c + "".join(rng.choice(LETTERS) for _ in range(rng.randint(1, 6))) for c in LETTERS for _ in range(per_letter)]
+    words = [c + "".join(rng.choice(LETTERS) for _ in range(rng.randint(1, 6)))
+             for c in LETTERS for _ in range(per_letter)]
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "Ċ": 3, ":": 4}
     for w in ["has", "the", "first", "letter", *LETTERS.upper(), *words]:
         vocab.setdefault("Ġ" + w, len(vocab))
@@ -223,7 +224,8 @@ def test_prompt_matches_saebench_format(letter_llama):
     words = alpha_words(letter_llama.tokenizer)[:2]
     text = icl_prefix(words, "{word} has the first letter:", " {LETTER}", "\n")
     a, b = words
-    assert text == f"{a.text} has the first letter: {a.text[1].upper()}\n{b.text} has the first letter: {b.text[1].upper()}\n"
+    assert text == (f"{a.text} has the first letter: {a.text[1].upper()}\n"
+                    f"{b.text} has the first letter: {b.text[1].upper()}\n")
 
 
 def test_cached_prefix_reads_what_a_full_forward_reads(tiny_model):

@@ -76,7 +76,8 @@ def _tally_examples():
     ("Explanation: marked tokens in all the examples are all dates", "dates"),
     ("Explanation: The marked tokens most frequently appear as '.'", "The marked tokens most frequently appear as '.'"),
     # 11 of 24 Qwen answers on the demo's ultra SAE opened this way (bench/interp_ultra2m_summary.md)
-    ("Explanation: The marked tokens 'to' and 'of' are the most frequent words", "'to' and 'of' are the most frequent words"),
+    ("Explanation: The marked tokens 'to' and 'of' are the most frequent words",
+     "'to' and 'of' are the most frequent words"),
     ('Explanation: marked tokens "new" and "The" appear most often', '"new" and "The" appear most often'),
 ])
 def test_explainer_reads_the_answer_without_filler(answer, expected):

@@ -43,7 +43,8 @@ def test_true_explanations_beat_shuffled_ones(planted, tmp_path):
         assert true["auc"] > 0.95 and true["f1"] > 0.9, scorer
         assert chance["auc"] < 0.75, scorer
         assert "top-tokens" in s["scores"][scorer]
-    explained = {int(p.stem): json.loads(p.read_text())["explanation"] for p in (out / "explanations/default").iterdir()}
+    explained = {int(p.stem): json.loads(p.read_text())["explanation"]
+                 for p in (out / "explanations/default").iterdir()}
     assert explained == dict(enumerate(PLANTED))
     rec = json.loads((out / "scores/detection/explanation/0.json").read_text())["records"][0]
     assert {"tokens", "activations", "prediction", "probability", "correct", "failed"} <= set(rec)
@@ -69,7 +70,8 @@ class Prefilled(ScriptedClient):
 def test_a_prefilled_answer_is_read_from_its_first_line(planted):
     ws, tok = planted
     out = run(_cfg(scorers=("detection",)), ws, "synth", name="p", client=Prefilled(), tokenizer=tok)
-    explained = {int(p.stem): json.loads(p.read_text())["explanation"] for p in (out / "explanations/default").iterdir()}
+    explained = {int(p.stem): json.loads(p.read_text())["explanation"]
+                 for p in (out / "explanations/default").iterdir()}
     assert explained == dict(enumerate(PLANTED))
 
 
@@ -370,6 +372,7 @@ def test_top_tokens_is_an_explainer_that_asks_no_llm(planted):
     assert variant_names(_cfg()) == ["explanation", TOP_TOKENS.variant, "shuffled"]
     assert variant_names(_cfg(explainer=TOP_TOKENS.name)) == [TOP_TOKENS.variant, "shuffled"]
     never = len(PLANTED) + 1
-    e0, dead = TOP_TOKENS.explain_store(LatentStore(ws.latents("synth")), load_token_windows(ws.tokens), tok, [0, never])
+    e0, dead = TOP_TOKENS.explain_store(LatentStore(ws.latents("synth")), load_token_windows(ws.tokens), tok,
+                                        [0, never])
     assert "king" in e0.explanation and not e0.failed
     assert dead.failed and dead.reason == "the latent never fires" and dead.explainer == TOP_TOKENS.name

@@ -153,7 +153,8 @@ def test_several_examples_per_prompt_keep_order_and_count_bad_lists(scorer_cls):
     assert set(recs[0]) == set(Detection().score("king", items[:1], decode, client)[0])  # same record schema
     short = scorer.score("king", items, decode, Replay(["[1, 0]", "[1, 0, 1]", "[1, 1]"]))
     assert not any(r["failed"] for r in recs) and sum(r["failed"] for r in short) == 3 + 1  # 1st prompt (3), last (1)
-    assert {r["reason"] for r in short if r["failed"]} == {"list of 2 values, expected 3", "list of 2 values, expected 1"}
+    assert {r["reason"] for r in short if r["failed"]} == {"list of 2 values, expected 3",
+                                                           "list of 2 values, expected 1"}
     garbage = scorer.score("king", items, decode, Replay(["no idea"] * 3))
     assert all(r["failed"] and r["reason"].startswith("no [..] list") for r in garbage)
 

@@ -16,10 +16,9 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.latents.fixtures import tiny_coders, tiny_lm, tiny_windows  # noqa: E402
-
 from saelab.latents import CacheConfig, run  # noqa: E402
 from saelab.workspace import Workspace  # noqa: E402
+from tests.latents.fixtures import tiny_coders, tiny_lm, tiny_windows  # noqa: E402
 
 CONFIG = CacheConfig(batch_size=2, shard_windows=4, value_dtype="float16")
 

@@ -43,16 +43,19 @@ def build(d: int = 32, n_same: int = 6, n_split: int = 3, n_unique: int = 3, n_n
     assert spare.shape[0] >= n_split + n_novel
     rows, kind = [], []
     for i in range(n_same):
-        rows.append(narrow[i]); kind.append(("same", i))
+        rows.append(narrow[i])
+        kind.append(("same", i))
     for j, parent in enumerate(range(n_same, n_same + n_split)):
         u = spare[j]
         offsets = [1.2 * u, -1.2 * u]
         for off in offsets:
             v = narrow[parent] + off
-            rows.append(v / np.linalg.norm(v)); kind.append(("child", parent))
+            rows.append(v / np.linalg.norm(v))
+            kind.append(("child", parent))
     mix = rng.standard_normal((n_novel, spare.shape[0] - n_split)).astype(np.float32)
     for v in mix @ spare[n_split:]:
-        rows.append(v / np.linalg.norm(v)); kind.append(("novel", -1))
+        rows.append(v / np.linalg.norm(v))
+        kind.append(("novel", -1))
     perm = rng.permutation(len(rows))
     wide = np.stack(rows)[perm].astype(np.float32)
     inv = np.argsort(perm)  # original row → new position

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from saelab.match import coverage_curve, cosine_matrix, hungarian, many_to_one, sinkhorn
+from saelab.match import cosine_matrix, coverage_curve, hungarian, many_to_one, sinkhorn
 from saelab.match.assignment import chance_level, random_rotation
 
 

@@ -75,7 +75,8 @@ def test_run_recovers_the_known_structure(analysed, truth):
     assert {f["parent"]: sorted(f["members"]) for f in fams["families"]} == truth.families
     assert all(f["activation"]["union_jaccard"] > 0 for f in fams["families"])
     h = cfg["headline"]
-    assert (h["one_to_one"], h["family_parents"], h["novel"]) == (len(truth.same), len(truth.families), len(truth.novel))
+    assert (h["one_to_one"], h["family_parents"], h["novel"]) == (len(truth.same), len(truth.families),
+                                                                  len(truth.novel))
     curve = {c["threshold"]: c["fraction"] for c in cfg["curves"]["one_to_one"]}
     base = {c["threshold"]: c["fraction"] for c in cfg["curves"]["baseline_one_to_one"]}
     assert curve[0.7] == pytest.approx(len(truth.same) / 12) and base[0.7] == 0.0
@@ -83,7 +84,8 @@ def test_run_recovers_the_known_structure(analysed, truth):
     same = m[m.one_to_one & m.above_chance]
     assert {(int(b), int(a)) for a, b in zip(same.latent_a, same.latent_b)} == set(truth.same.items())
     assert (same.activation_correlation > 0.999).all() and (same.top_token_jaccard == 1.0).all()
-    assert (analysed / "coverage.png").stat().st_size > 0 and "Largest families" in (analysed / "summary.md").read_text()
+    assert ((analysed / "coverage.png").stat().st_size > 0
+            and "Largest families" in (analysed / "summary.md").read_text())
 
 
 def test_find_matches_from_the_saved_analysis(ws, analysed, truth):
@@ -93,8 +95,10 @@ def test_find_matches_from_the_saved_analysis(ws, analysed, truth):
     assert report.n_candidates_tested == 17 and report.target == "wide" and report.prefilter == "decoder_cosine"
     top = report.matches[0]
     assert top.target_feature == j and top.decoder_cosine == pytest.approx(1.0, abs=1e-5)
-    assert top.activation_correlation == pytest.approx(1.0, abs=1e-3) and report.best_correlation == pytest.approx(1.0, abs=1e-3)
-    assert top.top_token_overlap == 1.0 and top.shared_top_tokens and "same latent" in top.notes and "strong" in top.notes
+    assert (top.activation_correlation == pytest.approx(1.0, abs=1e-3)
+            and report.best_correlation == pytest.approx(1.0, abs=1e-3))
+    assert (top.top_token_overlap == 1.0 and top.shared_top_tokens and "same latent" in top.notes
+            and "strong" in top.notes)
     parent, children = next(iter(truth.families.items()))
     notes = {m.target_feature: m.notes for m in matcher.find_matches(parent, n_top_matches=5).matches}
     assert all("family parent" in notes[c] for c in children)

@@ -2,7 +2,6 @@
 before the run it would spoil does any forward."""
 
 import pytest
-import torch
 
 from saelab.activations import check_dictionary_fits, hookpoint_widths
 from saelab.coders import CoderConfig, SparseCoder
@@ -36,7 +35,8 @@ def test_another_models_dictionary_is_refused_with_both_widths(tiny_gemma2):
 def test_a_transcoder_is_checked_at_both_ends(tiny_gemma2):
     tc = SparseCoder(CoderConfig("topk", d_in=64, d_sae=8, k=2, d_out=48, kind="transcoder", apply_b_dec_to_input=False,
                                  hookpoint="mlp_in.1", out_hookpoint="mlp_out.1"))
-    with pytest.raises(ConfigError, match=r"mlp_out\.1 \(model\.layers\.1\.post_feedforward_layernorm\): its d_out is 48.*width 64"):
+    with pytest.raises(ConfigError, match=r"mlp_out\.1 \(model\.layers\.1\.post_feedforward_layernorm\): "
+                                          r"its d_out is 48.*width 64"):
         check_dictionary_fits(tc, tiny_gemma2)
 
 

@@ -91,7 +91,8 @@ def test_gemma2_mlp_out_and_attn_out_are_what_the_residual_stream_adds(tiny_gemm
         torch.randint(3, len(tiny_gemma2.tokenizer), (2, 10)))
     pre, mid, post = acts["model.layers.1:input"], acts["model.layers.1.pre_feedforward_layernorm:input"], \
         acts["model.layers.1"]
-    attn_out, mlp_out = acts["model.layers.1.post_attention_layernorm"], acts["model.layers.1.post_feedforward_layernorm"]
+    attn_out, mlp_out = (acts["model.layers.1.post_attention_layernorm"],
+                         acts["model.layers.1.post_feedforward_layernorm"])
     torch.testing.assert_close(mid - pre, attn_out)
     torch.testing.assert_close(post - mid, mlp_out)
     assert not torch.allclose(acts["model.layers.1.mlp"], mlp_out)  # the MLP's own output is before the norm

@@ -27,8 +27,10 @@ def test_aliases_resolve_to_module_paths(tiny_llama, alias, module, side):
 
 
 def test_ln2_is_the_norm_that_feeds_the_mlp(tiny_llama, tiny_gemma3):
-    assert resolve_hookpoint(tiny_llama.model, "blocks.1.ln2.hook_normalized").module == "model.layers.1.post_attention_layernorm"
-    assert resolve_hookpoint(tiny_gemma3.model, "blocks.1.ln2.hook_normalized").module == "model.layers.1.pre_feedforward_layernorm"
+    assert (resolve_hookpoint(tiny_llama.model, "blocks.1.ln2.hook_normalized").module
+            == "model.layers.1.post_attention_layernorm")
+    assert (resolve_hookpoint(tiny_gemma3.model, "blocks.1.ln2.hook_normalized").module
+            == "model.layers.1.pre_feedforward_layernorm")
     # Gemma 3 has Gemma 2's sandwich norms: mlp_out is what is added to the residual stream
     assert resolve_hookpoint(tiny_gemma3.model, "mlp_out.1").module == "model.layers.1.post_feedforward_layernorm"
 

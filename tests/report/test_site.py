@@ -10,8 +10,8 @@ import pytest
 from markupsafe import escape
 
 from saelab.errors import ConfigError
-from saelab.report import ReportConfig, run
 from saelab.render import environment
+from saelab.report import ReportConfig, run
 
 from .diff_run import LAYER, RUN, to_old_format
 from .workspace import IMG, SCRIPT, SIZES, model_view

@@ -100,8 +100,9 @@ def _interp(ws: Workspace, name: str, latents: range) -> None:
                                                        "balanced_accuracy": 0.6}
     _write(d / "per_latent.json", per)
     pooled = {"auc": 0.7, "balanced_accuracy": 0.65, "n_failed": 0}
-    _write(d / "summary.json", {"explainer": "default", "scores": {s: {"explanation": {"n_latents": 11, "pooled": pooled}}
-                                                                    for s in per}})
+    _write(d / "summary.json", {"explainer": "default",
+                                "scores": {s: {"explanation": {"n_latents": 11, "pooled": pooled}}
+                                           for s in per}})
     _write(d / "run_config.json", {"artifact": "interp", "dictionary": name})
 
 

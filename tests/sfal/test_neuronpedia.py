@@ -141,7 +141,8 @@ def test_offline_reads_the_cache_and_says_so_when_it_is_empty(bucket, monkeypatc
 
 
 def test_an_unknown_sae_names_the_ids_and_what_would_work(bucket):
-    with pytest.raises(ConfigError, match=f"no explanation export for neuronpedia:{MODEL}/nope.*neuronpedia.org") as err:
+    with pytest.raises(ConfigError,
+                       match=f"no explanation export for neuronpedia:{MODEL}/nope.*neuronpedia.org") as err:
         fetch_export(f"neuronpedia:{MODEL}/nope")
     assert "\n" not in str(err.value)
 
@@ -174,7 +175,8 @@ def test_a_truncated_file_at_the_source_is_not_cached(bucket):
     assert (fetch_export(SPEC) / "batch-2.jsonl.gz").read_bytes() == whole
 
 
-@pytest.mark.parametrize("bad", ["neuronpedia:gemma-2-2b", "neuronpedia:a/b/c/d", "neuronpedia:../x", "neuronpedia:a/b/features"])
+@pytest.mark.parametrize("bad", ["neuronpedia:gemma-2-2b", "neuronpedia:a/b/c/d", "neuronpedia:../x",
+                                 "neuronpedia:a/b/features"])
 def test_malformed_ids_are_refused(bad):
     with pytest.raises(ConfigError, match="expected neuronpedia:MODEL_ID/SAE_ID"):
         parse_id(bad)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from saelab.coders import SparseCoder
-from saelab.train import CrosscoderConfig, train_crosscoder
 from saelab.diff.latent_stats import delta_norm, tag_latents
 from saelab.errors import ArtifactError, ConfigError, FormatError
+from saelab.train import CrosscoderConfig, train_crosscoder
 
 D_IN = 32
 PLANTED = ("shared",) * 4 + ("base-only",) * 4 + ("target-only",) * 4

@@ -6,8 +6,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-
 from .._io import write_cfg, write_json
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError

@@ -52,7 +52,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def corpus(spec: str = typer.Argument("mixed-en", help="Corpus spec: embedded name, path, or dataset repo."),
                split: str = opt.Split, column: str = opt.Column,
-               model: Optional[str] = typer.Option(None, "--model", "-m", help="Also count tokens with this model's tokenizer."),
+               model: Optional[str] = typer.Option(None, "--model", "-m",
+                                                   help="Also count tokens with this model's tokenizer."),
                ) -> None:
         """Describe a corpus: documents, characters (and tokens, with --model) per source."""
         from ..data.corpus import EMBEDDED_CORPORA, load_corpus
@@ -93,7 +94,8 @@ def register(app: typer.Typer) -> None:
         w = run(TokensConfig(corpus=corpus, split=split, column=column, ctx_len=ctx_len, n_tokens=n_tokens, seed=seed),
                 ws, lm, overwrite=overwrite)
         console.print(f"{w.n_windows:,} windows × {w.ctx_len} tokens ({w.n_tokens:,} tokens, "
-                      f"{w.cfg['n_text_tokens']:,} text positions) from {w.cfg['n_documents']:,} documents → {ws.tokens}")
+                      f"{w.cfg['n_text_tokens']:,} text positions) from {w.cfg['n_documents']:,} documents "
+                      f"→ {ws.tokens}")
 
     @app.command()
     def activations(model: str = opt.Model, hookpoint: list[str] = opt.Hookpoints, dtype: str = opt.DType,
@@ -106,7 +108,8 @@ def register(app: typer.Typer) -> None:
         One forward pass serves every hookpoint and stops after the deepest one.
         """
         from ..activations.run import ActivationsConfig, run
-        from ..data.run import TokensConfig, run as tokens_run
+        from ..data.run import TokensConfig
+        from ..data.run import run as tokens_run
         from ..models.load import load_model
         from ..workspace import Workspace
 

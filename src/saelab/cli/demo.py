@@ -14,9 +14,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(workspace: Optional[str] = opt.WorkspaceOpt, model: str = opt.Model, corpus: str = opt.Corpus,
              dtype: str = opt.DType, device: str = opt.Device,
-             train_tokens: int = typer.Option(327_680, "--train-tokens", help="Training tokens of the two SAEs (one shared stream)."),
+             train_tokens: int = typer.Option(327_680, "--train-tokens",
+                                              help="Training tokens of the two SAEs (one shared stream)."),
              eval_tokens: int = typer.Option(32_768, "--eval-tokens", help="Held-out tokens for evaluation."),
-             ce_tokens: int = typer.Option(4_096, "--ce-tokens", help="Tokens for the CE/KL splice (3 full forwards each)."),
+             ce_tokens: int = typer.Option(4_096, "--ce-tokens",
+                                           help="Tokens for the CE/KL splice (3 full forwards each)."),
              full: int = typer.Option(2048, "--full", help="Latents of the narrow SAE ('full')."),
              ultra: int = typer.Option(16384, "--ultra", help="Latents of the wide SAE ('ultra')."),
              k: int = typer.Option(32, "--k", help="Active latents per token (TopK)."),

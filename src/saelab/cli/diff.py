@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
                                        "visualizations/ and reports/ go. A rerun resumes: finished stages are kept."),
         layers: Optional[str] = typer.Option(None, "--layers", help="Decoder layers for the crosscoder, e.g. 15 or "
                                              "10,20 or 10-12 (default: the crosscoder file's layer, else the middle "
-                                             "layer). Each layer costs one crosscoder; the forward runs to the deepest."),
+                                             "layer). Each layer costs one crosscoder; the forward runs to the "
+                                             "deepest."),
         crosscoder_file: Optional[str] = typer.Option(None, "--crosscoder-file", help="Reuse a trained crosscoder "
                                                       "(a features/layer_LL/crosscoder directory or its weights file) "
                                                       "instead of training one: saves the whole training time."),
@@ -59,7 +60,8 @@ def register(app: typer.Typer) -> None:
                                                 "target-only < t, base-only > 1 − t, shared within t of 0.5."),
         report_format: str = typer.Option("both", "--report-format", help="markdown | html | both."),
         skip_activations: bool = typer.Option(False, "--skip-activations", help="Do not run the models: reuse the "
-                                              "paired activations already in --output-dir (an error if there are none)."),
+                                              "paired activations already in --output-dir (an error if there are "
+                                              "none)."),
         skip_sweep: bool = typer.Option(False, "--skip-sweep", help="Skip the layer sweep (full forwards of both "
                                         "models to the logits on a sample of windows; ~1/3 of the model time)."),
         skip_naming: bool = typer.Option(False, "--skip-naming", help="Count latents without explaining them (saves "
@@ -74,11 +76,11 @@ def register(app: typer.Typer) -> None:
         """Diff a fine-tuned model against its base: paired activations on the corpus and prompt categories, a layer
         sweep (where the models diverge, per-token KL), a BatchTopK crosscoder per layer with its latent table
         (Δnorm tags, decoder cosine, latent scaling), named latents and a Markdown/HTML report."""
-        from ..train import CrosscoderConfig
         from dataclasses import replace
 
         from ..diff.naming import NAMING_EXAMPLES, NamingConfig
         from ..diff.pipeline import DiffConfig, run_feature_interpretation_pipeline
+        from ..train import CrosscoderConfig
         from . import console
         from .finetune import _parse_layers
 

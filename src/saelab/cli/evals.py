@@ -17,7 +17,8 @@ METRICS_HELP = ("Metric groups, comma-separated: reconstruction,sparsity,downstr
 
 
 def _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics):
-    from ..data.run import TokensConfig, run as tokens_run
+    from ..data.run import TokensConfig
+    from ..data.run import run as tokens_run
     from ..evals import EvalConfig
     from ..models.load import load_model
     from ..workspace import Workspace
@@ -47,11 +48,16 @@ def register(app: typer.Typer) -> None:
     def eval_(dict_: str = typer.Option(..., "--dict", "-d", help=f"Dictionary: {DICT_HELP}."),
               model: str = opt.Model, dtype: str = opt.DType,
               device: str = opt.Device,
-              n_tokens: int = typer.Option(131_072, "--n-tokens", help="Tokens for reconstruction and sparsity (cheap: truncated forward)."),
-              ce_n_tokens: int = typer.Option(16_384, "--ce-n-tokens", help="Tokens for the CE/KL splice (3 full forwards each)."),
-              batch_size: int = opt.BatchSize, metrics: str = typer.Option("reconstruction,sparsity,downstream,absorption", "--metrics", help=METRICS_HELP),
+              n_tokens: int = typer.Option(131_072, "--n-tokens",
+                                           help="Tokens for reconstruction and sparsity (cheap: truncated forward)."),
+              ce_n_tokens: int = typer.Option(16_384, "--ce-n-tokens",
+                                              help="Tokens for the CE/KL splice (3 full forwards each)."),
+              batch_size: int = opt.BatchSize,
+              metrics: str = typer.Option("reconstruction,sparsity,downstream,absorption", "--metrics",
+                                          help=METRICS_HELP),
               workspace: Optional[str] = opt.WorkspaceOpt,
-              out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/evals/NAME)."),
+              out: Optional[Path] = typer.Option(None, "--out",
+                                                 help="Output directory (default: workspace/evals/NAME)."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
               width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
               cache_dir: Optional[str] = opt.HubCacheDir) -> None:
@@ -67,14 +73,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def compare(a: str = typer.Option(..., "--a", help=f"First dictionary: {DICT_HELP}."),
-                b: str = typer.Option(..., "--b", help="Second dictionary, or a dense baseline: dense:pca (K = a's L0), dense:pca:K, dense:linear."),
-                names: Optional[str] = typer.Option(None, "--names", help="Display names, comma-separated: ours,theirs."),
-                output_dir: Path = typer.Option(Path("comparison"), "--output-dir", "-o", help="Where comparison.json, *_metrics.json, summary.txt and plots go."),
+                b: str = typer.Option(..., "--b", help="Second dictionary, or a dense baseline: dense:pca "
+                                      "(K = a's L0), dense:pca:K, dense:linear."),
+                names: Optional[str] = typer.Option(None, "--names",
+                                                    help="Display names, comma-separated: ours,theirs."),
+                output_dir: Path = typer.Option(Path("comparison"), "--output-dir", "-o",
+                                                help="Where comparison.json, *_metrics.json, summary.txt and plots "
+                                                "go."),
                 model: str = opt.Model, dtype: str = opt.DType,
                 device: str = opt.Device,
                 n_tokens: int = typer.Option(131_072, "--n-tokens", help="Tokens for reconstruction and sparsity."),
                 ce_n_tokens: int = typer.Option(16_384, "--ce-n-tokens", help="Tokens for the CE/KL splice."),
-                batch_size: int = opt.BatchSize, metrics: str = typer.Option("reconstruction,sparsity,downstream", "--metrics", help=METRICS_HELP),
+                batch_size: int = opt.BatchSize,
+                metrics: str = typer.Option("reconstruction,sparsity,downstream", "--metrics", help=METRICS_HELP),
                 workspace: Optional[str] = opt.WorkspaceOpt,
                 hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
                 width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
@@ -82,7 +93,8 @@ def register(app: typer.Typer) -> None:
                 overwrite: bool = typer.Option(False, "--overwrite", help="Recompute a comparison that --output-dir "
                                                "already holds (by default one of the same weights, settings, model "
                                                "and tokens is read back).")) -> None:
-        """Compare two dictionaries (or one and a dense baseline) on the same tokens: a side-by-side table with a winner per metric."""
+        """Compare two dictionaries (or one and a dense baseline) on the same tokens: a side-by-side table with a winner
+        per metric."""
         from ..errors import ConfigError
         from ..evals import compare as run_compare
         from . import console

@@ -44,9 +44,11 @@ def register(app: typer.Typer) -> None:
 
         The change is known and named (the slice), so `saelab diff` on base vs this model can be checked against it.
 
-        finetune_config.json records the slice, steps, tokens and the loss before/after on held-out slice text and on other text (Wikipedia leads). Run it again with the same settings and the saved model is reused.
+        finetune_config.json records the slice, steps, tokens and the loss before/after on held-out slice text and on
+        other text (Wikipedia leads). Run it again with the same settings and the saved model is reused.
         """
-        from ..diff.finetune import finetune as run_finetune, load_slice
+        from ..diff.finetune import finetune as run_finetune
+        from ..diff.finetune import load_slice
         from . import console
 
         layer_list = _parse_layers(layers)

@@ -13,14 +13,19 @@ from . import common as opt
 def register(app: typer.Typer) -> None:
     @app.command("match")
     def match(a: str = typer.Option(..., "--a", help="First dictionary, e.g. ultra: a name in the workspace, or the "
-                                    "path / Hub repo / saelens: spec a store was cached from (`saelab cache -d SPEC`)."),
+                                    "path / Hub repo / saelens: spec a store was cached from "
+                                    "(`saelab cache -d SPEC`)."),
               b: str = typer.Option(..., "--b", help="Second dictionary, e.g. full (same forms)."),
-              threshold: float = typer.Option(0.7, "--threshold", help="'Same latent' at decoder cosine (or activation r) ≥ this."),
-              novel: float = typer.Option(0.4, "--novel-threshold", help="A wide latent whose best score is below this is novel."),
-              assignment: str = typer.Option("hungarian", "--assignment", help="One-to-one assignment: hungarian | sinkhorn."),
+              threshold: float = typer.Option(0.7, "--threshold",
+                                              help="'Same latent' at decoder cosine (or activation r) ≥ this."),
+              novel: float = typer.Option(0.4, "--novel-threshold",
+                                          help="A wide latent whose best score is below this is novel."),
+              assignment: str = typer.Option("hungarian", "--assignment",
+                                             help="One-to-one assignment: hungarian | sinkhorn."),
               seed: int = typer.Option(0, "--seed", help="Seed of the random baseline."),
               workspace: Optional[str] = opt.WorkspaceOpt,
-              out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: workspace/match/A__B)."),
+              out: Optional[Path] = typer.Option(None, "--out",
+                                                 help="Output directory (default: workspace/match/A__B)."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
               width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
               site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
@@ -29,9 +34,9 @@ def register(app: typer.Typer) -> None:
                                              "settings is kept).")) -> None:
         """Which latent of A is which latent of B? One-to-one and many-to-one matches, families of split
         latents, unique and novel latents, the coverage curve against a random baseline."""
+        from .._io import read_json
         from ..match import MatchConfig, run
         from ..workspace import Workspace
-        from .._io import read_json
         from . import console
 
         config = MatchConfig(same_threshold=threshold, novel_threshold=novel, assignment=assignment, seed=seed)  # type: ignore[arg-type]

@@ -12,7 +12,8 @@ from . import common as opt
 DictOpt = typer.Option([], "--dict", "-d", help="Dictionary with a latent store in the workspace (`saelab cache`): its "
                        "name, or the path / Hub repo / saelens: spec it was cached from (with the tree selectors); "
                        "repeat for several layers.")
-LayersOpt = typer.Option([], "--layers", help="Instead of / besides --dict: every latent store of the workspace whose hookpoint is at these layers; repeat.")
+LayersOpt = typer.Option([], "--layers", help="Instead of / besides --dict: every latent store of the workspace whose "
+                         "hookpoint is at these layers; repeat.")
 
 
 def _dictionaries(workspace, dicts: list[str], layers: list[int], sel=None) -> list[str]:
@@ -31,12 +32,19 @@ def _dictionaries(workspace, dicts: list[str], layers: list[int], sel=None) -> l
         raise ConfigError(f"dict: none given{' and no latent store at layers ' + str(layers) if layers else ''}; "
                           "give --dict NAME (see `saelab cache`).")
     return names
-_NP_HELP = ("neuronpedia:MODEL_ID/SAE_ID (Neuronpedia's public export, e.g. neuronpedia:gemma-2-2b/20-gemmascope-res-16k, "
+_NP_HELP = ("neuronpedia:MODEL_ID/SAE_ID (Neuronpedia's public export, "
+            "e.g. neuronpedia:gemma-2-2b/20-gemmascope-res-16k, "
             "downloaded once into the saelab cache; SAELAB_OFFLINE=1 uses the cache only)")
-ExplOpt = typer.Option(..., "--explanations", "-e", help="top-tokens (no-LLM descriptions from the store), interp (this dictionary's saelab autointerp run) or interp:RUN, " + _NP_HELP + ", a downloaded Neuronpedia export (dir or .jsonl.gz), a CSV/JSONL of latent,explanation, or an interp run's directory.")
-EmbOpt = typer.Option(["all-MiniLM-L6-v2"], "--embeddings", help="Sentence-transformers model (installed name or directory); repeat for several.")
-NpType = typer.Option("oai_token-act-pair", "--np-type", help="Neuronpedia explanation type to use (SFAL's default); 'any' for any.")
-NpExplainer = typer.Option(None, "--np-explainer", help="Neuronpedia explainer model to use (e.g. gpt-4o-mini); default any.")
+ExplOpt = typer.Option(..., "--explanations", "-e",
+                       help="top-tokens (no-LLM descriptions from the store), interp (this dictionary's saelab "
+                       "autointerp run) or interp:RUN, " + _NP_HELP + ", a downloaded Neuronpedia export (dir or "
+                       ".jsonl.gz), a CSV/JSONL of latent,explanation, or an interp run's directory.")
+EmbOpt = typer.Option(["all-MiniLM-L6-v2"], "--embeddings",
+                      help="Sentence-transformers model (installed name or directory); repeat for several.")
+NpType = typer.Option("oai_token-act-pair", "--np-type",
+                      help="Neuronpedia explanation type to use (SFAL's default); 'any' for any.")
+NpExplainer = typer.Option(None, "--np-explainer",
+                           help="Neuronpedia explainer model to use (e.g. gpt-4o-mini); default any.")
 NpSae = typer.Option(None, "--np-sae", help="Neuronpedia modelId/layer, when a downloaded export holds several SAEs.")
 
 
@@ -51,13 +59,17 @@ def _config(embeddings, top_n=1023, overlap_k=10, n_permutations=5, seed=0, np_t
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def cooc(dict_: list[str] = DictOpt, k: int = typer.Option(256, "--k", help="Tokens per co-occurrence window (SFAL: 256)."),
+    def cooc(dict_: list[str] = DictOpt,
+             k: int = typer.Option(256, "--k", help="Tokens per co-occurrence window (SFAL: 256)."),
              window: str = typer.Option("non-overlapping", "--window", help="non-overlapping (SFAL) | sliding."),
-             stride: Optional[int] = typer.Option(None, "--stride", help="Sliding windows: start-to-start distance (default k/4)."),
-             partial: str = typer.Option("drop", "--partial", help="Document tails / documents shorter than k: drop (SFAL; counted) | keep (one shorter window)."),
+             stride: Optional[int] = typer.Option(None, "--stride",
+                                                  help="Sliding windows: start-to-start distance (default k/4)."),
+             partial: str = typer.Option("drop", "--partial", help="Document tails / documents shorter than k: drop "
+                                         "(SFAL; counted) | keep (one shorter window)."),
              level: str = typer.Option("window", "--level", help="window | token (token-level co-occurrence)."),
              n_docs: Optional[int] = typer.Option(None, "--n-docs", "--n_docs", help="Use only the first N documents."),
-             n_tokens: Optional[int] = typer.Option(None, "--n-tokens", "--n_tokens", help="Use only the first N token positions."),
+             n_tokens: Optional[int] = typer.Option(None, "--n-tokens", "--n_tokens",
+                                                    help="Use only the first N token positions."),
              top_k: int = typer.Option(64, "--top-k", help="Neighbours kept per latent (φ, Jaccard, NPMI)."),
              layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt,
              hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
@@ -79,7 +91,8 @@ def register(app: typer.Typer) -> None:
                           f"{c.cfg['n_dead']:,} dead latents; skipped: {skipped} ({c.cfg['seconds']:.1f} s) → {c.path}")
 
     @app.command()
-    def embed(dict_: str = typer.Option(..., "--dict", "-d", help="Dictionary name (for its d_sae and, with top-tokens, its store)."),
+    def embed(dict_: str = typer.Option(..., "--dict", "-d",
+                                        help="Dictionary name (for its d_sae and, with top-tokens, its store)."),
               explanations: str = ExplOpt, embeddings: list[str] = EmbOpt, np_type: str = NpType,
               np_explainer: Optional[str] = NpExplainer, np_sae: Optional[str] = NpSae,
               workspace: Optional[str] = opt.WorkspaceOpt) -> None:
@@ -97,14 +110,22 @@ def register(app: typer.Typer) -> None:
                           f"skipped: {dict(expl.skipped) or 'none'}")
 
     @app.command()
-    def sfal(dict_: list[str] = DictOpt, explanations: list[str] = typer.Option(..., "--explanations", "-e", help="One per --dict (or one for all): top-tokens, interp (the dictionary's autointerp run) or interp:RUN, " + _NP_HELP + ", a downloaded Neuronpedia export, a CSV/JSONL, or an interp run's directory."),
-             embeddings: list[str] = EmbOpt, top_n: int = typer.Option(1023, "--top-n", "--top_n", help="Ranking length (SFAL: 1023)."),
+    def sfal(dict_: list[str] = DictOpt,
+             explanations: list[str] = typer.Option(..., "--explanations", "-e",
+                                                    help="One per --dict (or one for all): top-tokens, interp (the "
+                                                    "dictionary's autointerp run) or interp:RUN, " + _NP_HELP + ", a "
+                                                    "downloaded Neuronpedia export, a CSV/JSONL, or an interp run's "
+                                                    "directory."),
+             embeddings: list[str] = EmbOpt,
+             top_n: int = typer.Option(1023, "--top-n", "--top_n", help="Ranking length (SFAL: 1023)."),
              overlap_k: int = typer.Option(10, "--overlap-k", help="k of the top-k overlap measure."),
              n_permutations: int = typer.Option(5, "--n-permutations", help="Shuffles for the random baseline."),
              seed: int = typer.Option(0, "--seed"), np_type: str = NpType, np_explainer: Optional[str] = NpExplainer,
              np_sae: Optional[str] = NpSae,
-             interp_scores: Optional[Path] = typer.Option(None, "--interp-scores", help="CSV/JSONL of auto-interp scores (latent + numeric columns) to correlate with."),
-             output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV path (one --dict only; default workspace/sfal/NAME/scores.csv)."),
+             interp_scores: Optional[Path] = typer.Option(None, "--interp-scores", help="CSV/JSONL of auto-interp "
+                                                          "scores (latent + numeric columns) to correlate with."),
+             output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV path (one --dict only; default "
+                                                   "workspace/sfal/NAME/scores.csv)."),
              layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt,
              hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
@@ -118,9 +139,11 @@ def register(app: typer.Typer) -> None:
         ws = Workspace.at(workspace)
         dict_ = _dictionaries(ws, dict_, layers, opt.selector(hookpoint, layer, width, l0, site))
         if len(explanations) not in (1, len(dict_)):
-            raise ConfigError(f"explanations: got {len(explanations)} for {len(dict_)} dictionaries; give one, or one per --dict.")
+            raise ConfigError(f"explanations: got {len(explanations)} for {len(dict_)} dictionaries; give one, or one "
+                              "per --dict.")
         if output is not None and len(dict_) > 1:
-            raise ConfigError("output: one CSV path for several dictionaries; leave --output out (one CSV per dictionary).")
+            raise ConfigError("output: one CSV path for several dictionaries; leave --output out (one CSV per "
+                              "dictionary).")
         config = _config(embeddings, top_n, overlap_k, n_permutations, seed, np_type, np_explainer, np_sae)
         for i, name in enumerate(dict_):
             r = run(config, ws, name, explanations[i if len(explanations) > 1 else 0], output=output,

@@ -80,15 +80,21 @@ def register(app: typer.Typer) -> None:
         expansion_factor: list[int] = typer.Option([], "--expansion-factor", "-e",
                                                    help="Latents = factor × d_model (default 8); repeatable."),
         k: int = typer.Option(32, "--k", "-k", help="Active latents per token (on average for batchtopk/matryoshka)."),
-        n_tokens: int = typer.Option(1_000_000, "--n-tokens", help="Training tokens (window tokens, as sparsify counts)."),
+        n_tokens: int = typer.Option(1_000_000, "--n-tokens",
+                                     help="Training tokens (window tokens, as sparsify counts)."),
         batch_size: int = typer.Option(8, "--batch-size", help="Windows per optimiser step (and per forward pass)."),
-        lr: Optional[float] = typer.Option(None, "--lr", help="Adam rate (default 2e-4 / sqrt(d_sae / 2^14), as sparsify)."),
-        lr_warmup_steps: Optional[int] = typer.Option(None, "--lr-warmup-steps", help="Default: 5% of the steps, ≤ 1000."),
+        lr: Optional[float] = typer.Option(None, "--lr",
+                                           help="Adam rate (default 2e-4 / sqrt(d_sae / 2^14), as sparsify)."),
+        lr_warmup_steps: Optional[int] = typer.Option(None, "--lr-warmup-steps",
+                                                      help="Default: 5% of the steps, ≤ 1000."),
         auxk_alpha: float = typer.Option(1 / 32, "--auxk-alpha", help="Weight of the AuxK loss (0: off)."),
-        dead_tokens: int = typer.Option(10_000_000, "--dead-tokens", help="Tokens without firing before a latent is dead."),
-        transcode_to: Optional[str] = typer.Option(None, "--transcode-to", help="Train a transcoder predicting this hookpoint."),
+        dead_tokens: int = typer.Option(10_000_000, "--dead-tokens",
+                                        help="Tokens without firing before a latent is dead."),
+        transcode_to: Optional[str] = typer.Option(None, "--transcode-to",
+                                                   help="Train a transcoder predicting this hookpoint."),
         skip: bool = typer.Option(False, "--skip", help="Transcoders: add a linear skip connection."),
-        group_sizes: Optional[str] = typer.Option(None, "--group-sizes", help="Matryoshka group sizes, e.g. 128,384,3584."),
+        group_sizes: Optional[str] = typer.Option(None, "--group-sizes",
+                                                  help="Matryoshka group sizes, e.g. 128,384,3584."),
         name: Optional[str] = typer.Option(None, "--name", help="Dictionary name (prefix when several)."),
         checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between checkpoints."),
         first_window: int = typer.Option(0, "--first-window", help="First workspace window to train on."),
@@ -108,7 +114,8 @@ def register(app: typer.Typer) -> None:
         tokens are excluded from training, as the workspace's token windows say. Run it again after an
         interruption: it resumes from the last checkpoint (--overwrite starts over).
         """
-        from ..data.run import TokensConfig, run as tokens_run
+        from ..data.run import TokensConfig
+        from ..data.run import run as tokens_run
         from ..data.tokens import load_token_windows
         from ..models.load import load_model
         from ..train import TrainConfig, run
@@ -121,7 +128,8 @@ def register(app: typer.Typer) -> None:
         if (ws.tokens / "cfg.json").exists():
             windows = load_token_windows(ws.tokens)
         else:
-            windows = tokens_run(TokensConfig(corpus=corpus, ctx_len=ctx_len, n_tokens=n_tokens + first_window * ctx_len),
+            windows = tokens_run(TokensConfig(corpus=corpus, ctx_len=ctx_len,
+                                              n_tokens=n_tokens + first_window * ctx_len),
                                  ws, lm)
         specs = dictionary_specs(hookpoint, widths(d_sae, expansion_factor, lm.d_model), architecture, k,
                                  transcode_to, skip, group_sizes, name)

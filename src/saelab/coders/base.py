@@ -25,8 +25,15 @@ from torch import Tensor, nn
 
 from .._io import atomic_path, read_json, write_cfg
 from ..errors import ConfigError, FormatError
-from .config import (ARCHITECTURES, K_ARCHITECTURES, KINDS, THRESHOLD_ARCHITECTURES, Architecture, CoderConfig, Kind,
-                     SourceFormat)
+from .config import (
+    ARCHITECTURES,
+    KINDS,
+    THRESHOLD_ARCHITECTURES,
+    Architecture,
+    CoderConfig,
+    Kind,
+    SourceFormat,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +181,8 @@ class SparseCoder(nn.Module):
     def extra_repr(self) -> str:
         c = self.cfg
         k = f", k={c.k}" if c.k is not None else ""
-        return f"{c.kind} {c.architecture}, d_in={c.d_in}, d_sae={c.d_sae}, d_out={self.d_out}{k}, hookpoint={c.hookpoint!r}"
+        return (f"{c.kind} {c.architecture}, d_in={c.d_in}, d_sae={c.d_sae}, d_out={self.d_out}{k}, "
+                f"hookpoint={c.hookpoint!r}")
 
     # -- native format ------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
@@ -212,7 +220,8 @@ class SparseCoder(nn.Module):
             raise FormatError(f"{where}: missing tensors {', '.join(missing)}; expected {', '.join(sorted(expected))}.")
         for name, shape in expected.items():
             if tuple(tensors[name].shape) != shape:
-                raise FormatError(f"{where}: tensor {name} has shape {list(tensors[name].shape)}; expected {list(shape)} "
+                raise FormatError(f"{where}: tensor {name} has shape {list(tensors[name].shape)}; "
+                                  f"expected {list(shape)} "
                                   f"for {cfg.kind} {cfg.architecture} d_in={cfg.d_in} d_sae={cfg.d_sae}.")
         coder = coder.to_empty(device=device).to(dtype)
         coder.load_state_dict({n: tensors[n].to(dtype) for n in expected}, strict=True)

@@ -83,10 +83,12 @@ class CoderConfig:
         self._check_widths()
         self._check_kind_fields()
         if self.apply_b_dec_to_input and self.out_width != self.d_in:
-            raise ConfigError(f"CoderConfig.apply_b_dec_to_input: got True with d_in={self.d_in} != d_out={self.d_out}; "
+            raise ConfigError(f"CoderConfig.apply_b_dec_to_input: got True with d_in={self.d_in} "
+                              f"!= d_out={self.d_out}; "
                               "b_dec can be subtracted from the input only when both widths agree.")
         if self.architecture == "matryoshka":
-            if not self.group_sizes or any(int(g) <= 0 for g in self.group_sizes) or sum(self.group_sizes) != self.d_sae:
+            if not self.group_sizes or any(int(g) <= 0 for g in self.group_sizes) or \
+                    sum(self.group_sizes) != self.d_sae:
                 raise ConfigError(f"CoderConfig.group_sizes: got {self.group_sizes!r}; a matryoshka dictionary needs "
                                   f"positive group sizes summing to d_sae={self.d_sae}.")
         elif self.group_sizes is not None:

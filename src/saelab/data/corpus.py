@@ -154,7 +154,8 @@ def _hf(repo: str, split: str, column: str, name: str | None) -> tuple[Callable[
     try:
         ds = datasets.load_dataset(repo, name, split=split)
     except Exception as e:  # datasets raises many types; all mean "cannot load this"
-        raise CorpusError(f"corpus: could not load dataset {repo!r} split {split!r}: {str(e).splitlines()[0]}") from None
+        raise CorpusError(f"corpus: could not load dataset {repo!r} split {split!r}: "
+                          f"{str(e).splitlines()[0]}") from None
     _check_column(column, list(ds.column_names), repo)
 
     def docs() -> Iterator[Document]:

@@ -7,10 +7,18 @@ from dataclasses import asdict, dataclass
 
 from .._io import read_json
 from ..errors import ArtifactError
-from ..models.load import DEFAULT_MODEL, LoadedModel
+from ..models.load import LoadedModel
 from ..workspace import Workspace
 from .corpus import DEFAULT_CORPUS, load_corpus
-from .tokens import Exclude, DEFAULT_EXCLUDE, TokenizeConfig, TokenWindows, load_token_windows, save_token_windows, tokenize_corpus
+from .tokens import (
+    DEFAULT_EXCLUDE,
+    Exclude,
+    TokenizeConfig,
+    TokenWindows,
+    load_token_windows,
+    save_token_windows,
+    tokenize_corpus,
+)
 
 log = logging.getLogger(__name__)
 

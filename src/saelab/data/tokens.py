@@ -137,7 +137,8 @@ def tokenize_corpus(corpus: Corpus, tokenizer: Any, config: TokenizeConfig, *,
     """Cut `corpus` into token windows (see the module docstring for the recipe)."""
     if max_positions is not None and config.ctx_len > max_positions:
         raise ConfigError(
-            f"ctx_len: got {config.ctx_len}, but the model has only {max_positions} positions; use ctx_len ≤ {max_positions}."
+            f"ctx_len: got {config.ctx_len}, but the model has only {max_positions} positions; "
+            f"use ctx_len ≤ {max_positions}."
         )
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -222,7 +223,8 @@ def load_token_windows(directory: str | Path) -> TokenWindows:
     directory = Path(directory)
     cfg_path = directory / "cfg.json"
     if not cfg_path.exists():
-        raise ArtifactError(f"no token windows at {directory} (cfg.json missing): run `saelab tokens` or `saelab demo` first.")
+        raise ArtifactError(f"no token windows at {directory} (cfg.json missing): run `saelab tokens` or "
+                            "`saelab demo` first.")
     cfg = read_json(cfg_path)
     with safe_open(str(directory / "tokens.safetensors"), "pt") as f:
         tokens, doc_index = f.get_tensor("tokens"), f.get_tensor("doc_index")

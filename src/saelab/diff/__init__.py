@@ -7,10 +7,18 @@ names (`saelab.interp`) and a report. `finetune` makes a real pair from the embe
 """
 
 from ..train import CrosscoderConfig, train_crosscoder
+from .latent_stats import (
+                           GroupFiring,
+                           LatentScaling,
+                           LatentTable,
+                           decoder_cosine,
+                           delta_norm,
+                           firing_frequency_by_group,
+                           latent_scaling,
+                           tag_latents,
+)
 from .pipeline import DiffConfig, DiffResult, run_feature_interpretation_pipeline
-from .latent_stats import (GroupFiring, LatentScaling, LatentTable, decoder_cosine, delta_norm,
-                           firing_frequency_by_group, latent_scaling, tag_latents)
 
-__all__ = ["CrosscoderConfig", "DiffConfig", "DiffResult", "GroupFiring", "LatentScaling", "LatentTable", "decoder_cosine",
-           "delta_norm", "firing_frequency_by_group", "latent_scaling", "run_feature_interpretation_pipeline",
-           "tag_latents", "train_crosscoder"]
+__all__ = ["CrosscoderConfig", "DiffConfig", "DiffResult", "GroupFiring", "LatentScaling", "LatentTable",
+           "decoder_cosine", "delta_norm", "firing_frequency_by_group", "latent_scaling",
+           "run_feature_interpretation_pipeline", "tag_latents", "train_crosscoder"]

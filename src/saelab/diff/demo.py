@@ -51,7 +51,8 @@ def run_demo_diff(root: str | Path, emit: Callable[[str], None], *, device: str 
         >>> r = run_demo_diff("saelab-workspace", print)
         >>> r.reports[0]   # saelab-workspace/diff/run/reports/report.md
     """
-    from .finetune import CONFIG_NAME, DEMO_FINETUNE as p, finetune, load_slice
+    from .finetune import CONFIG_NAME, finetune, load_slice
+    from .finetune import DEMO_FINETUNE as p
 
     root = Path(root)
     target = root / "diff" / "target"

@@ -20,10 +20,10 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from ..activations.paired import PairedActivations
 from ..coders import SparseCoder
 from ..latents import LatentStore, write_store
 from ..latents.manifest import dictionary_hash
-from ..activations.paired import PairedActivations
 
 log = logging.getLogger(__name__)
 SCALING_LIMIT = 0.3

@@ -151,7 +151,8 @@ class LatentScaling:
                 "beta_reconstruction_base": self.beta_reconstruction[:, 0],
                 "beta_reconstruction_target": self.beta_reconstruction[:, 1],
                 "nu_error": self.nu_error, "nu_reconstruction": self.nu_reconstruction, "verdict": self.verdict}
-        return {"threshold": self.threshold, "n_tokens": self.n_tokens, "columns": {k: _jsonable(v) for k, v in cols.items()}}
+        return {"threshold": self.threshold, "n_tokens": self.n_tokens,
+                "columns": {k: _jsonable(v) for k, v in cols.items()}}
 
     def save(self, path: str | Path) -> None:
         """Write `to_dict()` as JSON, atomically."""

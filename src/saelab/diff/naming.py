@@ -33,8 +33,16 @@ import numpy as np
 from .._io import read_json, versions, write_json
 from ..data.tokens import TokenWindows
 from ..errors import ConfigError, MissingPackageError, ModelError
-from ..interp import (TOP_TOKENS, Client, ExampleConfig, InterpConfig, LatentExamples, NegativeSource, draw_examples,
-                      explain_and_score)
+from ..interp import (
+    TOP_TOKENS,
+    Client,
+    ExampleConfig,
+    InterpConfig,
+    LatentExamples,
+    NegativeSource,
+    draw_examples,
+    explain_and_score,
+)
 from ..interp.load import read_records
 from ..interp.metrics import classification
 from ..latents.store import LatentStore

@@ -252,7 +252,8 @@ def _stage_activations(run: _Run) -> PairedActivations:
 
     acts = run.timed("activations", work)
     run.done["activations"] = "ran"
-    run.emit(f"activations: {acts.n_tokens:,} paired tokens at layers {acts.layers} in {run.seconds['activations']:.0f} s")
+    run.emit(f"activations: {acts.n_tokens:,} paired tokens at layers {acts.layers} in "
+             f"{run.seconds['activations']:.0f} s")
     return acts
 
 
@@ -457,7 +458,8 @@ def _load_crosscoder_file(path: str | Path) -> Any:
         raise FormatError(f"--crosscoder-file: {str(path)!r} is not a saved crosscoder in a format saelab reads; give "
                           "the directory a diff run wrote (features/layer_LL/crosscoder), SparseCoder.save wrote, or a "
                           "published crosscoder (dictionary_learning CrossCoder: config.json + model.safetensors; "
-                          "crosscoder-model-diff-replication: cfg.json + cc_weights.pt), or its Hub repo org/name[/path].")
+                          "crosscoder-model-diff-replication: cfg.json + cc_weights.pt), or its Hub repo "
+                          "org/name[/path].")
     else:
         coder = load_dictionary(where)
     if coder.cfg.kind != "crosscoder" or coder.cfg.n_sources != 2:

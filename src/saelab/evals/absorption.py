@@ -35,8 +35,14 @@ from ..activations.fits import hookpoint_widths
 from ..errors import ConfigError
 from ..progress import token_progress
 from .absorption_data import LETTERS, PromptSpec, Word, alpha_words, read_word_activations, split_words
-from .absorption_probes import (ProbeTraining, SparseRows, encode_sparse, f1, find_main_latents, probe_logits,
-                                train_probe)
+from .absorption_probes import (
+    ProbeTraining,
+    encode_sparse,
+    f1,
+    find_main_latents,
+    probe_logits,
+    train_probe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +110,8 @@ class AbsorptionConfig:
 
     def __post_init__(self) -> None:
         if "{word}" not in self.prompt_template:
-            raise ConfigError(f"AbsorptionConfig.prompt_template: got {self.prompt_template!r}; it must contain '{{word}}'.")
+            raise ConfigError(f"AbsorptionConfig.prompt_template: got {self.prompt_template!r}; it must contain "
+                              "'{word}'.")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"AbsorptionConfig.test_fraction: got {self.test_fraction}; expected 0 < x < 1.")
         for name in ("icl_examples", "batch_size", "probe_epochs", "probe_batch_size", "k_sparse_epochs", "max_k",
@@ -184,7 +191,8 @@ def _score_letter(row: dict[str, Any], letter: int, data: dict[str, Any], coder,
         return ks.not_converged
     fraction, full = word_absorption(data["test_acts"][tp], data["test_rows"].dense(tp), data["W"][letter],
                                      coder.W_dec.detach().cpu(), ks.latents, config)
-    row.update(absorption_fraction=round(float(fraction.mean()), 4), full_absorption_rate=round(float(full.float().mean()), 4),
+    row.update(absorption_fraction=round(float(fraction.mean()), 4),
+               full_absorption_rate=round(float(full.float().mean()), 4),
                n_full_absorption=int(full.sum()))
     if test_words is not None:
         row["absorbed_words"] = [test_words[int(i)] for i in tp[fraction > 0][:20]]
@@ -203,9 +211,11 @@ def _summary(rows: list[dict[str, Any]], config: AbsorptionConfig) -> dict[str, 
 
     weak = sum(max(r["k_sparse_f1"] or [0.0]) <= config.min_main_latent_f1 for r in scored)
     out = {"n_qualifying_letters": n_q, "n_scored_letters": len(scored), "enough_letters": n_q >= config.min_letters,
-           "mean_absorption_fraction": mean("absorption_fraction"), "mean_full_absorption_rate": mean("full_absorption_rate"),
+           "mean_absorption_fraction": mean("absorption_fraction"),
+           "mean_full_absorption_rate": mean("full_absorption_rate"),
            "mean_num_split_latents": mean("n_main_latents"), "n_split_letters": sum(bool(r["split"]) for r in scored),
-           "std_absorption_fraction": stdev("absorption_fraction"), "std_full_absorption_rate": stdev("full_absorption_rate"),
+           "std_absorption_fraction": stdev("absorption_fraction"),
+           "std_full_absorption_rate": stdev("full_absorption_rate"),
            "n_letters_weak_main_latents": weak, "note": None}
     notes = []
     if n_q == 0:
@@ -258,7 +268,8 @@ def _check(lm, coder, config: AbsorptionConfig) -> str:
     """The hookpoint to read; ConfigError when the coder cannot be read there."""
     if coder.cfg.kind != "sae":
         raise ConfigError(f"absorption: the dictionary is a {coder.cfg.kind}; the first-letter absorption metric "
-                          "compares decoder rows with a probe in the space the dictionary reads, so it needs kind 'sae'.")
+                          "compares decoder rows with a probe in the space the dictionary reads, so it needs kind "
+                          "'sae'.")
     hookpoint = config.hookpoint or coder.cfg.hookpoint
     if not hookpoint:
         raise ConfigError("absorption: the dictionary has no cfg.hookpoint; set AbsorptionConfig.hookpoint.")

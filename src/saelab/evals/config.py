@@ -35,7 +35,8 @@ class EvalConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: got {getattr(self, name)}; expected a positive integer.")
         if self.ce_n_tokens < 0 or self.ce_n_tokens > self.n_tokens:
-            raise ConfigError(f"ce_n_tokens: got {self.ce_n_tokens}; expected 0 ≤ ce_n_tokens ≤ n_tokens ({self.n_tokens}).")
+            raise ConfigError(f"ce_n_tokens: got {self.ce_n_tokens}; expected 0 ≤ ce_n_tokens ≤ n_tokens "
+                              f"({self.n_tokens}).")
         bad = [m for m in self.metrics if m not in ALL_METRICS]
         if bad:
             raise ConfigError(f"metrics: got {bad}; expected any of {', '.join(ALL_METRICS)}.")

@@ -40,7 +40,8 @@ def eval_window_range(config: EvalConfig, windows: TokenWindows) -> tuple[int, i
     if first < 0 or first + n > windows.n_windows:
         raise ConfigError(
             f"n_tokens: {config.n_tokens:,} tokens need {n} windows from window {max(first, 0)}, but the workspace has "
-            f"{windows.n_windows} windows of {windows.ctx_len}; lower --n-tokens or rebuild the token windows with a larger budget."
+            f"{windows.n_windows} windows of {windows.ctx_len}; lower --n-tokens or rebuild the token windows with a "
+            "larger budget."
         )
     return first, first + n
 
@@ -58,7 +59,8 @@ class _Accumulators:
             raise ConfigError(f"dictionary {self.rec.name!r} has d_in {self.rec.d_in}, but {self.hp_in.name} has width "
                               f"{x.shape[-1]}: it was trained on another model or hookpoint.")
         if not torch.isfinite(x).all():
-            raise ConfigError(f"NaN/inf activations at {self.hp_in.name}: try --dtype float32 (bf16/fp16 can overflow).")
+            raise ConfigError(f"NaN/inf activations at {self.hp_in.name}: try --dtype float32 "
+                              "(bf16/fp16 can overflow).")
         return x
 
     def update(self, x_in: Tensor, x_out: Tensor, mask: Tensor) -> None:
@@ -85,13 +87,15 @@ def evaluate_many(recs: list[Reconstructor], lm: LoadedModel, windows: TokenWind
             hi = min(lo + config.batch_size, first + n_ce)
             tokens, mask = windows.tokens[lo:hi].to(lm.device, torch.long), mask_all[lo:hi].to(lm.device)
             for acc in accs:
-                x_in, x_out = downstream_batch(lm.model, acc.hp_in, acc.hp_out, _as_bt(acc), tokens, mask, acc.downstream)
+                x_in, x_out = downstream_batch(lm.model, acc.hp_in, acc.hp_out, _as_bt(acc), tokens, mask,
+                                               acc.downstream)
                 acc.update(x_in, x_out, mask)
             advance(tokens.numel())
     t_ce = time.perf_counter() - t0
     hps = list({h.name: h for a in accs for h in (a.hp_in, a.hp_out)}.values())
     t1 = time.perf_counter()
-    for batch in stream_activations(lm, windows, hps, StreamConfig(config.batch_size, first + n_ce, stop), progress=progress):
+    for batch in stream_activations(lm, windows, hps, StreamConfig(config.batch_size, first + n_ce, stop),
+                                    progress=progress):
         for acc in accs:
             acc.update(batch.acts[acc.hp_in.name], batch.acts[acc.hp_out.name], batch.mask.to(lm.device))
     t_stream = time.perf_counter() - t1

@@ -96,8 +96,10 @@ class DenseBaseline(Reconstructor):
         """x: [N, d_in], y: [N, d_out] (y is x for PCA)."""
         x, y = x.double(), y.double()
         if self._sxx is None:
-            self._sxx, self._sxy = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64), torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64)
-            self._sx, self._sy = torch.zeros(x.shape[1], dtype=torch.float64), torch.zeros(y.shape[1], dtype=torch.float64)
+            self._sxx, self._sxy = (torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64),
+                                    torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64))
+            self._sx, self._sy = (torch.zeros(x.shape[1], dtype=torch.float64),
+                                  torch.zeros(y.shape[1], dtype=torch.float64))
         self._sxx += x.T @ x
         self._sxy += x.T @ y
         self._sx += x.sum(0)
@@ -106,7 +108,8 @@ class DenseBaseline(Reconstructor):
 
     def fit(self) -> "DenseBaseline":
         n = self.n_fit_tokens
-        assert n > 0 and self._sxx is not None and self._sx is not None and self._sy is not None and self._sxy is not None
+        assert (n > 0 and self._sxx is not None and self._sx is not None and self._sy is not None
+                and self._sxy is not None)
         mx, my = self._sx / n, self._sy / n
         cov_xx = self._sxx / n - torch.outer(mx, mx)  # [d_in, d_in]
         if self.method == "pca":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,8 @@ def fit_dense_baseline(spec: str, ref: Reconstructor, lm: LoadedModel, windows: 
     if getattr(ref, "coder", None) is not None:
         check_dictionary_fits(ref.coder, lm, ref.name)  # before the baseline's fitting forwards
     hp_in, hp_out = resolve_hookpoint(lm.model, ref.hookpoint), resolve_hookpoint(lm.model, ref.out_hookpoint)
-    base = DenseBaseline(parts[1], ref.hookpoint, ref.out_hookpoint, ref.d_in, k=int(parts[2]) if len(parts) == 3 else None)
+    base = DenseBaseline(parts[1], ref.hookpoint, ref.out_hookpoint, ref.d_in,
+                         k=int(parts[2]) if len(parts) == 3 else None)
     l0_sum, l0_n = 0.0, 0
     for batch in stream_activations(lm, windows, [hp_in, hp_out], StreamConfig(config.batch_size, first - n_fit, first),
                                     progress=progress):

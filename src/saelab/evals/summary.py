@@ -39,11 +39,13 @@ def suggestions(m: dict[str, Any]) -> list[str]:
     out: list[str] = []
     fvu, l0 = metric_value(m, "reconstruction", "fvu"), metric_value(m, "sparsity", "l0")
     dead, dense = metric_value(m, "sparsity", "dead_fraction"), metric_value(m, "sparsity", "dense_fraction_gt_10pct")
-    ce, bias = metric_value(m, "downstream", "ce_loss_score"), metric_value(m, "reconstruction", "relative_reconstruction_bias")
+    ce, bias = (metric_value(m, "downstream", "ce_loss_score"),
+                metric_value(m, "reconstruction", "relative_reconstruction_bias"))
     n_tok = m.get("sparsity", {}).get("n_tokens", 0)
     if dead is not None and dead > 0.1:
         out.append(f"{dead:.0%} of latents never fired over {n_tok:,} tokens: raise the AuxK coefficient, lower the "
-                   "learning rate, or train on more tokens; if few tokens were evaluated, evaluate on more before judging.")
+                   "learning rate, or train on more tokens; if few tokens were evaluated, evaluate on more before "
+                   "judging.")
     if fvu is not None and fvu > 0.3 and l0 is not None and l0 < 64:
         out.append(f"FVU {fvu:.2f} at L0 {l0:.0f}: a larger k or a wider dictionary should reconstruct better.")
     if fvu is not None and fvu > 0.3 and (l0 is None or l0 >= 64):
@@ -70,9 +72,12 @@ def _fmt(fmt: str, v: Any) -> str:
 def summary_text(m: dict[str, Any]) -> str:
     d = m["dictionary"]
     lines = [f"saelab eval: {d['name']} ({d.get('architecture', d['kind'])}, {d['kind']}, d_in {d['d_in']}, "
-             f"d_sae {d.get('d_sae')}) at {d['hookpoint']}" + (f" → {d['out_hookpoint']}" if d['out_hookpoint'] != d['hookpoint'] else ""),
-             f"tokens: {m.get('reconstruction', {}).get('n_tokens', 0):,} text positions of windows {m['windows'][0]}–{m['windows'][1] - 1}"
-             f"; CE/KL on {m.get('downstream', {}).get('n_positions', 0):,} positions; excluded: {', '.join(m.get('excluded', []))}"]
+             f"d_sae {d.get('d_sae')}) at {d['hookpoint']}"
+             + (f" → {d['out_hookpoint']}" if d['out_hookpoint'] != d['hookpoint'] else ""),
+             f"tokens: {m.get('reconstruction', {}).get('n_tokens', 0):,} text positions of windows "
+             f"{m['windows'][0]}–{m['windows'][1] - 1}"
+             f"; CE/KL on {m.get('downstream', {}).get('n_positions', 0):,} positions; "
+             f"excluded: {', '.join(m.get('excluded', []))}"]
     if m.get("warnings"):
         lines += [f"WARNING: {w}" for w in m["warnings"]]
     lines += ["", f"{'metric':42s} {'value':>12s}   good range"]
@@ -110,7 +115,8 @@ def comparison_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]
 
 def comparison_text(names: tuple[str, str], rows: list[dict[str, Any]], a: dict[str, Any]) -> str:
     na, nb = names
-    lines = [f"saelab compare: {na} (a) vs {nb} (b) on the same {a.get('reconstruction', {}).get('n_tokens', 0):,} text positions",
+    lines = [f"saelab compare: {na} (a) vs {nb} (b) on the same {a.get('reconstruction', {}).get('n_tokens', 0):,} "
+             "text positions",
              "", f"{'metric':42s} {na[:14]:>14s} {nb[:14]:>14s}   winner"]
     for r in rows:
         w = {"a": na, "b": nb}.get(r["winner"], r["winner"])

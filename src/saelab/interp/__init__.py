@@ -8,8 +8,15 @@ picks its own latents calls its two steps: `draw_examples`, then `explain_and_sc
 from .clients import Answer, Client, OpenAIClient, OpenRouterClient, TransformersClient
 from .config import ExampleConfig, InterpConfig, demo_preset
 from .examples import Example, LatentExamples, build_examples
-from .explainers import (TOP_TOKENS, ContrastiveExplainer, DefaultExplainer, Explainer, Explanation,
-                         TopTokensExplainer, parse_marked)
+from .explainers import (
+                         TOP_TOKENS,
+                         ContrastiveExplainer,
+                         DefaultExplainer,
+                         Explainer,
+                         Explanation,
+                         TopTokensExplainer,
+                         parse_marked,
+)
 from .load import find_run, load_explanations
 from .merge import merge
 from .metrics import auc, classification, pearson

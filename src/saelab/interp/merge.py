@@ -26,8 +26,8 @@ from .._io import json_safe, read_json, versions, write_json
 from ..errors import ArtifactError, ConfigError
 from .config import ExampleConfig, InterpConfig
 from .explainers.top_tokens import TOP_TOKENS
-from .run import _load_explanations, add_time
 from .registry import scorer_class
+from .run import _load_explanations, add_time
 from .summary import TIMINGS, write_summary
 
 log = logging.getLogger(__name__)

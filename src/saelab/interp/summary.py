@@ -162,8 +162,8 @@ def _comparison_lines(comparisons: dict[str, list[dict[str, Any]]]) -> list[str]
              f"the reference set, on the same examples. Mean over latents, 95% CI by a paired bootstrap over latents "
              f"({n:,} resamples), one-sided Wilcoxon signed-rank p. **Measurably above** when the CI's lower end is "
              f"above 0 and p < 0.05; no verdict (–) with fewer than {MIN_VERDICT_LATENTS} latents.", "",
-             "| scorer | explanations | reference | metric | latents | mean | reference mean | difference | 95% CI | p | "
-             "measurably above |", "|---" * 11 + "|"]
+             "| scorer | explanations | reference | metric | latents | mean | reference mean | difference | "
+             "95% CI | p | measurably above |", "|---" * 11 + "|"]
     for scorer, c in rows:
         lines.append(f"| {scorer} | {c['variant']} | {c['reference']} | {c['metric']} | {c['n_latents']} | "
                      f"{c['mean']:.3f} | {c['mean_reference']:.3f} | {c['difference']:+.3f} | "
@@ -215,7 +215,8 @@ def markdown(s: dict[str, Any]) -> str:
                 lines.append(f"- {scorer} / {variant}: {t['failure_reasons']}")
     if s.get("timings"):
         lines += ["", "## Time", "", "Wall time of the work done (summed over reruns; a resumed stage counts only the "
-                  "latents it processed).", "", "| stage | latents | seconds | seconds per latent |", "|---|---|---|---|"]
+                  "latents it processed).", "",
+                  "| stage | latents | seconds | seconds per latent |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['n_latents']} | {v['seconds']:.1f} | {v['seconds_per_latent']:.2f} |"
                   for k, v in s["timings"].items()]
     lines += ["", f"## Skipped latents ({len(s['skipped'])})", ""]

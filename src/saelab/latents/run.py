@@ -24,8 +24,7 @@ from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
 from ..workspace import Workspace
 from .config import CacheConfig, Encoder
-from .manifest import (dictionary_hash, finalize_store, finished_shards, manifest_path, prepare_store,
-                       write_manifest)
+from .manifest import dictionary_hash, finalize_store, finished_shards, manifest_path, prepare_store, write_manifest
 from .shard import ShardBuilder, ShardRecord
 
 log = logging.getLogger(__name__)

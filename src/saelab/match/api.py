@@ -180,12 +180,14 @@ class FeatureMatcher:
                      "weak": f"< {c.weak_jaccard}"}[strength]
             words.append(f"{strength} top-token overlap (Jaccard {jac:.2f}, {bound})")
         if corr is not None:
-            words.append(f"activation r {corr:.2f}" + (f" ≤ {c.min_correlation}: not a match" if corr <= c.min_correlation else ""))
+            words.append(f"activation r {corr:.2f}"
+                         + (f" ≤ {c.min_correlation}: not a match" if corr <= c.min_correlation else ""))
         if len(words) == (jac is not None) + (corr is not None):  # nothing but the raw numbers: weak
             words.insert(0, f"weak ({name} {primary:.2f} < {c.same_threshold})" if primary is not None else "weak")
         return "; ".join(words)
 
-    def _match(self, s: int, t: int, cos: float | None, corr: float | None, jac: float | None, combined: float) -> Match:
+    def _match(self, s: int, t: int, cos: float | None, corr: float | None, jac: float | None,
+               combined: float) -> Match:
         sets = self._tokens(s, t)
         shared = [self._decode(x) for x in sorted(sets[0] & sets[1])] if sets else []
         return Match(t, jac, shared, corr, cos, combined, self._notes(s, t, cos, corr, jac))
@@ -216,7 +218,8 @@ class FeatureMatcher:
         corr, jac, combined = self._signals(s, cand, cos)
         best = np.lexsort((cand, -combined))[:n_top_matches]
         opt = lambda v, i: None if v is None else float(v[i])  # noqa: E731
-        matches = [self._match(s, int(cand[i]), opt(cos, i), opt(corr, i), opt(jac, i), float(combined[i])) for i in best]
+        matches = [self._match(s, int(cand[i]), opt(cos, i), opt(corr, i), opt(jac, i), float(combined[i]))
+                   for i in best]
         return MatchReport(idx.a.name, idx.b.name, s, int(k), prefilter, matches,
                            float(corr.max()) if corr is not None else None, idx.signals, dict(idx.reasons))
 

@@ -72,7 +72,8 @@ class MatchConfig:
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"MatchConfig.{name}: got {value!r}; expected a number in [0, 1].")
         if not -1.0 <= self.min_correlation < 1.0:
-            raise ConfigError(f"MatchConfig.min_correlation: got {self.min_correlation!r}; expected -1 ≤ r < 1, e.g. 0.1.")
+            raise ConfigError(f"MatchConfig.min_correlation: got {self.min_correlation!r}; expected -1 ≤ r < 1, "
+                              "e.g. 0.1.")
         if not 0.0 <= self.family_min_gain < 1.0:
             raise ConfigError(f"MatchConfig.family_min_gain: got {self.family_min_gain!r}; expected 0 ≤ gain < 1.")
         if self.weak_jaccard > self.strong_jaccard:

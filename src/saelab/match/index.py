@@ -167,7 +167,8 @@ class MatchIndex:
         cfg: dict[str, Any] = read_json(directory / CFG_NAME)
         if (cfg["a"], cfg["b"]) != (a.name, b.name) or (cfg["d_sae_a"], cfg["d_sae_b"]) != (a.d_sae, b.d_sae):
             raise ArtifactError(f"{directory} was written for {cfg['a']} × {cfg['b']} "
-                                f"({cfg['d_sae_a']} × {cfg['d_sae_b']}): re-run `saelab match --a {a.name} --b {b.name}`.")
+                                f"({cfg['d_sae_a']} × {cfg['d_sae_b']}): "
+                                f"re-run `saelab match --a {a.name} --b {b.name}`.")
         reasons = dict(cfg.get("signals_not_used", {}))
         dec = (None, None) if "decoder_cosine" in reasons else (unit_rows(a.coder.W_dec), unit_rows(b.coder.W_dec))
         corr = load_file(str(directory / CORRELATION_FILE))["r"] if (directory / CORRELATION_FILE).exists() else None

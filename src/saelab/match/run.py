@@ -68,7 +68,8 @@ def _pair_table(index: MatchIndex, analysis: MatchAnalysis, config: MatchConfig)
     one[p.a] = p.b
     table: dict[str, Any] = {
         "latent_a": rows, "latent_b": cols, "score": analysis.score[rows, cols],
-        "one_to_one": one[rows] == cols, "best_for_a": best.a_best[rows] == cols, "best_for_b": best.b_best[cols] == rows}
+        "one_to_one": one[rows] == cols, "best_for_a": best.a_best[rows] == cols,
+        "best_for_b": best.b_best[cols] == rows}
     table["above_chance"] = table["one_to_one"] & (table["score"] >= analysis.match_threshold)
     if index.dec_a is not None:
         table["decoder_cosine"] = analysis.score[rows, cols]

@@ -53,7 +53,8 @@ def explanations(workspace: Workspace, name: str) -> dict[int, str]:
 def headline(index: MatchIndex, analysis: MatchAnalysis) -> dict:
     """The three numbers the demo prints, with the names and thresholds that make them readable."""
     narrow, wide = (index.a, index.b) if analysis.narrow == "a" else (index.b, index.a)
-    cn, cw = (analysis.classes_a, analysis.classes_b) if analysis.narrow == "a" else (analysis.classes_b, analysis.classes_a)
+    cn, cw = ((analysis.classes_a, analysis.classes_b) if analysis.narrow == "a"
+              else (analysis.classes_b, analysis.classes_a))
     matched = int((cn == "matched").sum())
     parents = int((cn == "family parent").sum())
     h = {"narrow": narrow.name, "wide": wide.name, "n_narrow": narrow.d_sae, "n_wide": wide.d_sae,
@@ -62,7 +63,8 @@ def headline(index: MatchIndex, analysis: MatchAnalysis) -> dict:
          "identical": int((cw == "identical").sum()), "split_children": int((cw == "split child").sum()),
          "novel": int((cw == "novel").sum()),
          "families_confirmed": (sum(bool(f.activation.get("confirmed")) for f in analysis.families)
-                                if any(f.activation for f in analysis.families) else None), "signal": analysis.primary, "threshold": round(analysis.match_threshold, 4)}
+                                if any(f.activation for f in analysis.families) else None),
+         "signal": analysis.primary, "threshold": round(analysis.match_threshold, 4)}
     h["text"] = (f"{h['one_to_one']:,} of {h['n_narrow']:,} {narrow.name} latents have a one-to-one partner in "
                  f"{wide.name} ({analysis.primary.replace('_', ' ')} ≥ {analysis.match_threshold:.2f}); "
                  f"{parents:,} split into families ({h['split_children']:,} {wide.name} children); "
@@ -74,7 +76,8 @@ def plot_curves(path: Path, analysis: MatchAnalysis, narrow_name: str) -> None:
     fig, ax = figure(6, 4)
     styles = {"one_to_one": "-", "many_to_one": "--", "baseline_one_to_one": ":"}
     for name, curve in curves(analysis).items():
-        ax.plot([c["threshold"] for c in curve], [c["fraction"] for c in curve], styles[name], label=name.replace("_", " "))
+        ax.plot([c["threshold"] for c in curve], [c["fraction"] for c in curve], styles[name],
+                label=name.replace("_", " "))
     ax.axvline(analysis.match_threshold, color="grey", lw=0.8)
     ax.set_xlabel(analysis.primary.replace("_", " ") + " threshold")
     ax.set_ylabel(f"fraction of {narrow_name} latents matched")
@@ -108,7 +111,8 @@ def _family_lines(workspace: Workspace, index: MatchIndex, analysis: MatchAnalys
     return lines
 
 
-def write_summary(out: Path, workspace: Workspace, index: MatchIndex, analysis: MatchAnalysis, config: MatchConfig) -> dict:
+def write_summary(out: Path, workspace: Workspace, index: MatchIndex, analysis: MatchAnalysis,
+                  config: MatchConfig) -> dict:
     """Write summary.md and coverage.png into `out`; return the headline."""
     h = headline(index, analysis)
     narrow_name = h["narrow"]
@@ -128,7 +132,8 @@ def write_summary(out: Path, workspace: Workspace, index: MatchIndex, analysis: 
              "## Classes", f"- {h['narrow']}: {h['matched']:,} matched, {h['family_parents']:,} family parents, "
              f"{h['unique']:,} unique" + (f" ({h['families_confirmed']:,} of the families confirmed by activations: "
                                           f"parent ≈ union of members, Jaccard ≥ {config.family_min_union_jaccard}, "
-                                          f"co-firing ≤ {config.family_max_cofire})" if h["families_confirmed"] is not None else ""),
+                                          f"co-firing ≤ {config.family_max_cofire})"
+                                          if h["families_confirmed"] is not None else ""),
              f"- {h['wide']}: {h['identical']:,} identical, {h['split_children']:,} split children, "
              f"{h['novel']:,} novel (best score < {config.novel_threshold}), the rest related", "",
              "## Quality / coverage", "![coverage](coverage.png)", "",

@@ -65,7 +65,8 @@ class Embedder:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
-            raise MissingPackageError("embeddings need sentence-transformers: `pip install sentence-transformers`.") from None
+            raise MissingPackageError("embeddings need sentence-transformers: "
+                                      "`pip install sentence-transformers`.") from None
         if Path(target).is_dir() and not (Path(target) / "modules.json").exists():
             log.warning("%s has no sentence-transformers config: using mean pooling", target)
         before = os.environ.get("HF_HUB_OFFLINE")

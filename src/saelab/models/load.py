@@ -15,7 +15,7 @@ from torch import nn
 
 from .._io import sha256_file, state_dict_hash
 from ..errors import ConfigError, ModelError, choices_message
-from .embedded import EMBEDDED_MODELS, ensure_converted, gguf_to_safetensors, cache_dir
+from .embedded import EMBEDDED_MODELS, cache_dir, ensure_converted, gguf_to_safetensors
 from .hookpoints import decoder_layers_path
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,6 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
         (30, 576)
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # saelab draws its own progress; a 1-s weight bar is noise

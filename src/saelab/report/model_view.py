@@ -88,4 +88,5 @@ def for_workspace(workspace: Any, spec: str | None = None) -> ModelView:
         return ModelView.ids_only("no model, no tokenizer: tokens shown as ids")
     from transformers import AutoTokenizer
 
-    return ModelView(_decoder(AutoTokenizer.from_pretrained(path)), None, f"tokenizer {path} (no model: no logit effects)")
+    return ModelView(_decoder(AutoTokenizer.from_pretrained(path)), None,
+                     f"tokenizer {path} (no model: no logit effects)")

@@ -69,7 +69,8 @@ def dictionary_pages(site: Any, data: DictionaryData, ws: Workspace, tokens: tor
     if dict_cfg is None and coder is not None:
         dict_cfg = {**coder.cfg.to_dict(), "source": getattr(coder, "source", None)}
     site.script_data(f"data/{name}-latents.js", "SAELAB_TABLE", table_json(data, pages))
-    freq_plot = plots.frequency_histogram(store.frequencies().per_token, name, site.out / "plots" / f"{name}-frequency.svg")
+    freq_plot = plots.frequency_histogram(store.frequencies().per_token, name,
+                                          site.out / "plots" / f"{name}-frequency.svg")
     evals = sources.evals(ws)
     site.page("dictionary.html.jinja", f"{name}/index.html", name=name, store=store.summary(),
               dict_cfg=dict_cfg, metrics=_metrics(evals, name),

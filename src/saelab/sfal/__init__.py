@@ -8,6 +8,6 @@ from .explanations import Explanations, from_neuronpedia, from_table, load_expla
 from .run import SfalResult, embed_explanations, explanations_for, run, sfal_dir
 from .score import ndcg, overlap, phi_top, relevance, semantic_top
 
-__all__ = ["DEFAULT_EMBEDDER", "Embedder", "EmbeddingCache", "Explanations", "SfalConfig", "SfalResult", "embed_explanations",
-           "explanations_for", "from_neuronpedia", "from_table", "load_explanations", "ndcg", "overlap", "phi_top",
-           "relevance", "run", "semantic_top", "sfal_dir"]
+__all__ = ["DEFAULT_EMBEDDER", "Embedder", "EmbeddingCache", "Explanations", "SfalConfig", "SfalResult",
+           "embed_explanations", "explanations_for", "from_neuronpedia", "from_table", "load_explanations", "ndcg",
+           "overlap", "phi_top", "relevance", "run", "semantic_top", "sfal_dir"]

@@ -24,7 +24,7 @@ from ..errors import ArtifactError, ConfigError
 from ..interp.explainers.top_tokens import TOP_TOKENS
 from ..interp.top_tokens import top_token_explanations
 from ..latents.store import LatentStore
-from ..models.embed import EmbeddingCache, Embedder
+from ..models.embed import Embedder, EmbeddingCache
 from ..workspace import Workspace
 from . import score as S
 from .config import SfalConfig
@@ -84,19 +84,22 @@ def explanations_for(spec: str, config: SfalConfig, workspace: Workspace, dictio
                              explainer=config.neuronpedia_explainer, sae=config.neuronpedia_sae)
 
 
-def embed_explanations(expl: Explanations, config: SfalConfig, workspace: Workspace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def embed_explanations(expl: Explanations, config: SfalConfig,
+                       workspace: Workspace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per model: (latents int64 [m], vectors float32 [m, dim]), through the on-disk cache."""
     cache = EmbeddingCache(workspace.root / "sfal" / "_embedding_cache")
     latents = np.array(sorted(expl.texts), np.int64)
     out = {}
     for model in config.embeddings:
-        vectors, n_new = cache.embed([expl.texts[int(i)] for i in latents], Embedder(model, batch_size=config.batch_size))
+        vectors, n_new = cache.embed([expl.texts[int(i)] for i in latents],
+                                     Embedder(model, batch_size=config.batch_size))
         log.info("embeddings %s: %d texts (%d new, %d from cache)", model, latents.size, n_new, latents.size - n_new)
         out[model] = (latents, vectors)
     return out
 
 
-def score_latents(counts: CoocCounts, vectors: np.ndarray, cand: np.ndarray, config: SfalConfig) -> dict[str, np.ndarray]:
+def score_latents(counts: CoocCounts, vectors: np.ndarray, cand: np.ndarray,
+                  config: SfalConfig) -> dict[str, np.ndarray]:
     """NDCG and overlap of the candidates `cand` (int64 [m], alive and explained; rows of `vectors`)."""
     m = cand.size
     n = min(config.top_n, m - 1)

@@ -98,7 +98,8 @@ def markdown(cfg: dict[str, Any], expl: Explanations, aggregates: dict[str, dict
              f"{masked['unexplained']} unexplained (listed in masked.csv).",
              f"Rankings of length n = {cfg['n']} (top_n {cfg['top_n']}); relevance 1.1^(n − rank) − 1; baseline = "
              f"explanations shuffled across latents, {cfg['n_permutations']} permutations (mean ± sd).", "",
-             f"| embeddings | scored | NDCG mean | NDCG median | baseline NDCG | overlap@{cfg['overlap_k']} | baseline overlap |",
+             f"| embeddings | scored | NDCG mean | NDCG median | baseline NDCG | overlap@{cfg['overlap_k']} "
+             "| baseline overlap |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for model, a in aggregates.items():
         lines.append(f"| {model} | {a['n_scored']} | {a['ndcg_mean']:.4f} | {a['ndcg_median']:.4f} | "
@@ -108,7 +109,8 @@ def markdown(cfg: dict[str, Any], expl: Explanations, aggregates: dict[str, dict
         for r in rows:
             shown = "n/a (constant or < 3 latents)" if r["pearson"] is None else \
                 f"Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}"
-            lines.append(f"\nCorrelation of NDCG [{model}] with auto-interp `{r['score']}` over {r['n']} latents: {shown}.")
+            lines.append(f"\nCorrelation of NDCG [{model}] with auto-interp `{r['score']}` over {r['n']} latents: "
+                         f"{shown}.")
     if not any(corr.values()):
         lines.append("\nNo auto-interp scores given: no correlation reported (SFAL reports Pearson 0.66 with "
                      "human ratings on Gemma Scope, 0.37–0.44 on Llama Scope).")

@@ -61,7 +61,8 @@ class DictionarySpec:
             if self.architecture != "matryoshka":
                 raise ConfigError(f"group_sizes: only Matryoshka dictionaries have groups, not {self.architecture!r}.")
             if sum(self.group_sizes) != self.d_sae or min(self.group_sizes) <= 0:
-                raise ConfigError(f"group_sizes: got {self.group_sizes}; expected positive sizes summing to d_sae ({self.d_sae}).")
+                raise ConfigError(f"group_sizes: got {self.group_sizes}; expected positive sizes summing to d_sae "
+                                  f"({self.d_sae}).")
 
     @property
     def is_transcoder(self) -> bool:
@@ -113,8 +114,8 @@ class OptimConfig:
     def __post_init__(self) -> None:
         where = self.field_prefix
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ConfigError(f"{where}lr: got {self.lr!r}; expected a positive rate (learning rate), e.g. 4e-4, or None "
-                              "for the default.")
+            raise ConfigError(f"{where}lr: got {self.lr!r}; expected a positive rate (learning rate), e.g. 4e-4, "
+                              "or None for the default.")
         if not isinstance(self.dead_tokens, int) or isinstance(self.dead_tokens, bool) or self.dead_tokens < 1:
             raise ConfigError(f"{where}dead_tokens: got {self.dead_tokens!r}; expected a positive integer.")
         if not 0 <= self.lr_decay_fraction <= 1:
@@ -166,7 +167,8 @@ class TrainConfig(OptimConfig):
             if getattr(self, fld) <= 0:
                 raise ConfigError(f"{fld}: got {getattr(self, fld)}; expected a positive integer.")
         if self.shuffle_windows % self.batch_size:
-            raise ConfigError(f"shuffle_windows: got {self.shuffle_windows}; expected a multiple of batch_size ({self.batch_size}).")
+            raise ConfigError(f"shuffle_windows: got {self.shuffle_windows}; expected a multiple of batch_size "
+                              f"({self.batch_size}).")
         if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
             raise ConfigError(choices_message("b_dec_init", self.b_dec_init, ["geometric_median", "mean", "zeros"]))
         if self.first_window < 0:
@@ -253,4 +255,5 @@ class CrosscoderConfig(OptimConfig):
         return dataclasses.asdict(self)
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "CrosscoderConfig", "DictionarySpec", "OptimConfig", "TrainConfig", "default_lr"]
+__all__ = ["ARCHITECTURES", "Architecture", "CrosscoderConfig", "DictionarySpec", "OptimConfig", "TrainConfig",
+           "default_lr"]

@@ -200,7 +200,8 @@ def train_crosscoder(batches: Batches, config: CrosscoderConfig, *, d_in: int, h
         >>> coder.encode(x)   # x [N, 2, 576] -> [N, 16384]
     """
     out = Path(out_dir) if out_dir is not None else None
-    fingerprint = config_fingerprint({**config.to_dict(), "checkpoint_every": None, "d_in": d_in, "hookpoint": hookpoint})
+    fingerprint = config_fingerprint({**config.to_dict(), "checkpoint_every": None, "d_in": d_in,
+                                      "hookpoint": hookpoint})
     if out is not None and resume and (done := _finished(out, fingerprint)) is not None:
         return done
     stream = _token_batches(batches, config.batch_size, d_in)
@@ -280,5 +281,5 @@ def remove_checkpoint(out_dir: str | Path) -> None:
         path.unlink()
 
 
-__all__ = ["CrosscoderConfig", "CrosscoderTrainer", "SOURCES", "code_norms", "crosscoder_objective", "remove_checkpoint",
-           "train_crosscoder"]
+__all__ = ["CrosscoderConfig", "CrosscoderTrainer", "SOURCES", "code_norms", "crosscoder_objective",
+           "remove_checkpoint", "train_crosscoder"]

@@ -76,7 +76,8 @@ def save_dictionaries(trainers: dict[str, DictionaryTrainer], workspace: Workspa
                       state: RunState, provenance: dict[str, Any], run_dir: Path) -> list[Path]:
     """Save every trained dictionary with its training record in cfg.json (under `extra.training`)."""
     paths = []
-    run_log = [ln for ln in (run_dir / LOG_NAME).read_text().splitlines() if ln] if (run_dir / LOG_NAME).exists() else []
+    run_log = ([ln for ln in (run_dir / LOG_NAME).read_text().splitlines() if ln] if (run_dir / LOG_NAME).exists()
+               else [])
     for spec in config.dictionaries:
         trainer = trainers[spec.name]
         record = {"train_config": asdict(config), "dictionary": asdict(spec), "lr": trainer.base_lr,

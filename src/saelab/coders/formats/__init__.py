@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import (crosscoder_model_diff, dictionary_learning, dictionary_learning_crosscoder, gemmascope, llamascope,
-               native, saelens, sparsify)
+from . import (
+               crosscoder_model_diff,
+               dictionary_learning,
+               dictionary_learning_crosscoder,
+               gemmascope,
+               llamascope,
+               native,
+               saelens,
+               sparsify,
+)
 
 FORMATS: tuple[ModuleType, ...] = (native, saelens, sparsify, llamascope,
                                      # before dictionary_learning, which claims any .pt file

@@ -96,7 +96,8 @@ def _code_normalization(state: dict[str, Tensor], cfg: dict[str, Any], where: Pa
         return _CODE_NORMS[value]
     name = str(cfg.get("code_normalization", "CROSSCODER")).upper()  # the library's default when absent
     if name not in _CODE_NORMS.values():
-        raise FormatError(f"{where}: code_normalization is {name!r}; expected one of {', '.join(_CODE_NORMS.values())}.")
+        raise FormatError(f"{where}: code_normalization is {name!r}; "
+                          f"expected one of {', '.join(_CODE_NORMS.values())}.")
     return name
 
 

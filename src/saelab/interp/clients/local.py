@@ -147,7 +147,8 @@ class TransformersClient(Client):
             return self._continue(texts[0][:cut], [t[cut:] for t in texts])
         enc = self.lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         lengths = enc["attention_mask"].sum(1).tolist()
-        return self.lm.model(**{k: v.to(self.lm.device) for k, v in enc.items()}, logits_to_keep=1).logits[:, -1], lengths
+        return (self.lm.model(**{k: v.to(self.lm.device) for k, v in enc.items()}, logits_to_keep=1).logits[:, -1],
+                lengths)
 
     def _p_yes(self, texts: list[str]) -> list[tuple[float, int]]:
         logits, lengths = self._last_logits(texts)

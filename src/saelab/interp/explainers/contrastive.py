@@ -7,8 +7,8 @@ from __future__ import annotations
 from ..clients.base import Messages
 from ..examples import LatentExamples
 from ..format import Decode, plain
-from .default import SYSTEM, example_block
 from .base import Explainer
+from .default import SYSTEM, example_block
 
 CONTRAST = (" You also see texts where the feature does NOT fire: the explanation must say what separates "
             "the marked examples from those.")
