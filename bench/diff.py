@@ -1,7 +1,7 @@
 """The model diff at the demo preset: crosscoder training tokens/s, the whole diff's wall time, and where
 the time goes (model forwards vs crosscoder vs naming).
 
-Runs `saelab.diff.demo.run_demo_diff` (fine-tune SmolLM2-135M on BBC sport once — reused when the
+Runs `saelab.demo.run_demo_diff` (fine-tune SmolLM2-135M on BBC sport once — reused when the
 target exists — then the diff pipeline at `DEMO_DIFF`) into a fresh output directory next to the
 target, and reads the pipeline's own per-stage timings (`timings.json`) and the crosscoder's
 training record (`cfg.json` extra.training.tokens_per_s). The fine-tune is NOT counted in the
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from activations import ceiling_gflops, cpu_name  # bench/activations.py: this CPU's measured matmul peak
-from saelab.diff.demo import DEMO_DIFF, DEMO_LAYER, run_demo_diff
+from saelab.demo import DEMO_DIFF, DEMO_LAYER, run_demo_diff
 
 FORWARDS = ("activations", "sweep")
 
@@ -40,8 +40,8 @@ def crosscoder_flops_per_token(d_in: int, d_sae: int, n_models: int = 2) -> floa
 
 
 def make_pair(root: Path) -> None:
-    from saelab.diff.finetune import DEMO_FINETUNE as p
-    from saelab.diff.finetune import finetune, load_slice
+    from saelab.finetune import DEMO_FINETUNE as p
+    from saelab.finetune import finetune, load_slice
 
     finetune(p.model, load_slice(p.slice, seed=p.seed), root / "diff" / "target", steps=p.steps, lr=p.lr,
              batch_size=p.batch_size, ctx_len=p.ctx_len, seed=p.seed, layers_trainable=p.layers_trainable,

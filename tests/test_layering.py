@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"workspace", "coders", "models"},
     {"data"},
     {"activations"},
-    {"latents", "train"},
+    {"latents", "train", "finetune"},
     {"evals", "cooc"},
     {"interp"},
     {"sfal", "match"},

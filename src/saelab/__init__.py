@@ -4,6 +4,7 @@ The public API is this list; internals can move freely. Each stage of the data f
 config and its run function, `run_<stage>(config, workspace, ...) -> artifact`:
 
     tokens → activations → train → cache (latents) → eval / compare → cooc → sfal → match → interp → diff → report
+    (finetune: a model pair for diff)
 
 Names are imported on first use (`__getattr__` below), so `import saelab` does not load torch,
 transformers or any stage until one is needed.
@@ -59,9 +60,9 @@ _API: dict[str, str] = {
     # auto-interpretation
     "InterpConfig": "interp", "ExampleConfig": "interp", "run_interp": "interp:run",
     "draw_examples": "interp", "explain_and_score": "interp",  # run_interp's two steps, for chosen latents
-    # model diffing
-    "DiffConfig": "diff", "run_feature_interpretation_pipeline": "diff", "CrosscoderConfig": "diff",
-    "train_crosscoder": "diff",
+    # model diffing: a model pair (`saelab.finetune.finetune` makes one), a crosscoder, named latents
+    "DiffConfig": "diff", "run_feature_interpretation_pipeline": "diff", "CrosscoderConfig": "train",
+    "train_crosscoder": "train", "load_crosscoder": "coders",
     # the static HTML report
     "ReportConfig": "report", "run_report": "report:run",
 }

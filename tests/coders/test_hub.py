@@ -141,9 +141,9 @@ def test_llama_scope_tree_by_layer_and_site(hub):
 
 
 def test_diff_crosscoder_file_takes_a_hub_repo(hub):
-    from saelab.diff.pipeline import _load_crosscoder_file
+    from saelab.coders import load_crosscoder
 
-    coder = _load_crosscoder_file("ckkissane/crosscoder-tiny")
+    coder = load_crosscoder("ckkissane/crosscoder-tiny")
     assert coder.cfg.kind == "crosscoder" and coder.cfg.n_sources == 2
     assert coder.source["repo"] == "ckkissane/crosscoder-tiny" and coder.source["path"] == "blocks.4.hook_resid_pre"
     reference = load_dictionary(FIXTURES / "crosscoders/crosscoder_model_diff")

@@ -292,17 +292,17 @@ def _tokenizer(run):
 
 def test_int8_on_cpu_is_dynamic_quantization_close_to_fp32():
     from saelab.activations.capture import ActivationReader
-    from saelab.diff.loading import _quantize_cpu, check_quantization
+    from saelab.models.quantize import check_int8, quantize_dynamic_int8
 
     if not set(torch.backends.quantized.supported_engines) - {"none"}:
         with pytest.raises(ConfigError, match="not supported"):
-            check_quantization("int8", "cpu")
+            check_int8("cpu")
         return
-    check_quantization("int8", "cpu")
+    check_int8("cpu")
     base, _ = tiny_pair()
     x = torch.randint(3, 100, (2, 16))
     ref = ActivationReader(base.model, ["resid_post.1"])(x)["model.layers.1"]
-    out = ActivationReader(_quantize_cpu(base).model, ["resid_post.1"])(x)["model.layers.1"]
+    out = ActivationReader(quantize_dynamic_int8(base.model), ["resid_post.1"])(x)["model.layers.1"]
     assert 0 < float((out - ref).norm() / ref.norm()) < 0.05
 
 

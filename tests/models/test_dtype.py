@@ -64,7 +64,7 @@ def test_the_diff_records_its_dtype_as_before(tmp_path):
 def test_finetune_precision_auto_records_what_it_resolved_to(monkeypatch, tmp_path, flags, recorded):
     import json
 
-    from saelab.diff.finetune import CorpusSlice, finetune
+    from saelab.finetune import CorpusSlice, finetune
     from tests.conftest import english
     from tests.diff._models import tiny_llama
 

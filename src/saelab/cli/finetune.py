@@ -8,7 +8,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from ..diff.finetune import DEMO_FINETUNE as p
+    from ..finetune import DEMO_FINETUNE as p
 
     @app.command()
     def finetune(
@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
         finetune_config.json records the slice, steps, tokens and the loss before/after on held-out slice text and on
         other text (Wikipedia leads). Run it again with the same settings and the saved model is reused.
         """
-        from ..diff.finetune import finetune as run_finetune
-        from ..diff.finetune import load_slice
+        from ..finetune import finetune as run_finetune
+        from ..finetune import load_slice
         from . import console
 
         layer_list = _parse_layers(layers)

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import FormatError
 from .base import SparseCoder
+from .formats import FORMATS
 from .resolve import ResolvedDictionary, Selector, detect_format, resolve_dictionary
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,42 @@ def load_dictionary(spec: str | os.PathLike, device: str | torch.device = "cpu",
         sel = dataclasses.replace(sel, hookpoint=hookpoint)
     resolved = resolve_dictionary(spec, workspace=workspace, selector=sel, cache_dir=cache_dir)
     return load_resolved(resolved, device=device, dtype=dtype, site=sel.site)
+
+
+def load_crosscoder(spec: str | os.PathLike, n_sources: int = 2, arg: str = "crosscoder") -> SparseCoder:
+    """A crosscoder with `n_sources` sources in any format `load_dictionary` reads (saelab's own,
+    dictionary_learning's CrossCoder, crosscoder-model-diff-replication, …), given as its directory,
+    one of its files (e.g. its weights.safetensors), or its Hub repo `org/name[/path][@revision]`.
+    `coder.source_path` says where it was read from; errors name `arg`.
+
+    Example:
+        >>> coder = load_crosscoder("diff-run/features/layer_15/crosscoder")
+        >>> coder.cfg.kind, coder.cfg.n_sources
+        ('crosscoder', 2)
+    """
+    from .hub import parse_hub_spec
+
+    def known(q: Path) -> bool:
+        return q.exists() and any(fmt.detect(q) for fmt in FORMATS)
+
+    p, text = Path(spec), str(spec)
+    on_hub = text.startswith(("hf://", "saelens:")) or (parse_hub_spec(text) and not text.startswith((".", "/", "~")))
+    if not p.exists() and on_hub:
+        coder = load_dictionary(text)  # a Hub repo: downloaded into HF's cache
+        where = text
+    elif not known(where := p.parent if p.is_file() and not known(p) else p):  # e.g. weights.safetensors: its dir
+        raise FormatError(f"{arg}: {text!r} is not a saved crosscoder in a format saelab reads; give the "
+                          "directory a diff run wrote (features/layer_LL/crosscoder), SparseCoder.save wrote, or a "
+                          "published crosscoder (dictionary_learning CrossCoder: config.json + model.safetensors; "
+                          "crosscoder-model-diff-replication: cfg.json + cc_weights.pt), or its Hub repo "
+                          "org/name[/path].")
+    else:
+        coder = load_dictionary(where)
+    if coder.cfg.kind != "crosscoder" or coder.cfg.n_sources != n_sources:
+        raise FormatError(f"{arg}: {text!r} holds a {coder.cfg.kind} with {coder.cfg.n_sources} source(s); a model "
+                          f"diff needs a crosscoder with {n_sources} sources (base, target).")
+    coder.source_path = str(where)  # type: ignore[attr-defined]
+    return coder
 
 
 def describe_dictionary(spec: str | os.PathLike, hookpoint: str | None = None, *,

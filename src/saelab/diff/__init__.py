@@ -3,7 +3,7 @@
 Stages: a model pair checked for token alignment (`pair`), paired activations of both
 models on the same token windows (`saelab.activations.paired`), a layer sweep of where they
 diverge (`sweep`), a crosscoder on the chosen layers (`saelab.train`), its latent table,
-names (`saelab.interp`) and a report. `finetune` makes a real pair from the embedded model and corpus.
+names (`saelab.interp`) and a report. `saelab.finetune` makes a real pair from the embedded model and corpus.
 """
 
 from ..train import CrosscoderConfig, train_crosscoder

@@ -32,7 +32,7 @@ import numpy as np
 
 from .._io import read_json, versions, write_json
 from ..data.tokens import TokenWindows
-from ..errors import ConfigError, MissingPackageError, ModelError
+from ..errors import ConfigError
 from ..interp import (
     TOP_TOKENS,
     Client,
@@ -86,27 +86,13 @@ class NamingConfig:
                 raise ConfigError(f"{name}: got {getattr(self, name)}; expected a positive integer.")
 
 
-def qwen_available() -> bool:
-    """True when the embedded Qwen explainer can be loaded without a download."""
-    from ..interp import explainer_model as em
-    from ..models.embedded import cache_dir
-
-    gguf = cache_dir() / "gguf" / em.GGUF_NAME
-    if gguf.exists() and gguf.stat().st_size == em.GGUF_BYTES:
-        return True
-    try:
-        return all(em.part_dir(n) is not None for n in range(1, em.N_PARTS + 1))
-    except (MissingPackageError, ModelError, OSError):  # not installed, or a broken install: not usable
-        return False
-
-
 def resolve_explainer(spec: str) -> str:
-    """The explainer `spec` stands for (`auto` resolved)."""
-    from ..interp.explainer_model import EMBEDDED_EXPLAINER
+    """The explainer `spec` stands for (`auto`: the embedded Qwen if installed, else top-tokens)."""
+    from ..interp.explainer_model import EMBEDDED_EXPLAINER, embedded_explainer_available
 
     if spec != AUTO:
         return spec
-    return EMBEDDED_EXPLAINER if qwen_available() else TOP_TOKENS.name
+    return EMBEDDED_EXPLAINER if embedded_explainer_available() else TOP_TOKENS.name
 
 
 def choose_latents(table: dict[str, Any], config: NamingConfig, store: LatentStore) -> dict[str, list[int]]:
@@ -286,5 +272,4 @@ def load_named(out_dir: str | Path) -> dict[str, Any] | None:
     return read_json(path) if path.exists() else None
 
 
-__all__ = ["AUTO", "GROUPS", "NamingConfig", "choose_latents", "load_named", "name_features", "qwen_available",
-           "resolve_explainer"]
+__all__ = ["AUTO", "GROUPS", "NamingConfig", "choose_latents", "load_named", "name_features", "resolve_explainer"]

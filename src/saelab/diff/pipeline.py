@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,9 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from .._io import CFG_NAME, json_safe, read_json, versions, write_cfg, write_json
 from ..activations.paired import PairedActivations
+from ..coders.load import load_crosscoder
 from ..errors import ArtifactError, ConfigError, choices_message
+from ..models.hookpoints import residual_layer, residual_names
 from ..train import CrosscoderConfig
 from .load import ARTIFACT, layer_dir
 from .naming import NamingConfig, load_named, name_features
@@ -184,7 +185,7 @@ def run_feature_interpretation_pipeline(
         raise ConfigError(choices_message("report_format", report_format, REPORT_FORMATS))
     out = Path(output_dir)
     pair = ModelPair(base_model, target_model, device=device, dtype=quantization or dtype, cache_dir=cache_dir)
-    coder_file = _load_crosscoder_file(crosscoder_file) if crosscoder_file is not None else None
+    coder_file = load_crosscoder(crosscoder_file, arg="--crosscoder-file") if crosscoder_file is not None else None
     if coder_file is not None:
         layers = _crosscoder_layers(coder_file, layers)
     run = _Run(out, pair, list(layers) if layers is not None else None, config, skip, emit or log.info, progress,
@@ -438,53 +439,9 @@ def _write_run_config(run: _Run, acts: PairedActivations, coder_file: Any) -> No
         "skip": sorted(run.skip), "versions": versions()})
 
 
-def _load_crosscoder_file(path: str | Path) -> Any:
-    """A base/target crosscoder in any format `load_dictionary` reads (saelab's own, dictionary_learning's
-    CrossCoder, crosscoder-model-diff-replication, …), given as its directory or one of its files."""
-    from ..coders import load_dictionary
-    from ..coders.formats import FORMATS
-    from ..coders.hub import parse_hub_spec
-    from ..errors import FormatError
-
-    def known(q: Path) -> bool:
-        return q.exists() and any(fmt.detect(q) for fmt in FORMATS)
-
-    p, text = Path(path), str(path)
-    on_hub = text.startswith(("hf://", "saelens:")) or (parse_hub_spec(text) and not text.startswith((".", "/", "~")))
-    if not p.exists() and on_hub:
-        coder = load_dictionary(text)  # a Hub repo (org/name[/path][@revision]): downloaded into HF's cache
-        where = text
-    elif not known(where := p.parent if p.is_file() and not known(p) else p):  # e.g. weights.safetensors: its dir
-        raise FormatError(f"--crosscoder-file: {str(path)!r} is not a saved crosscoder in a format saelab reads; give "
-                          "the directory a diff run wrote (features/layer_LL/crosscoder), SparseCoder.save wrote, or a "
-                          "published crosscoder (dictionary_learning CrossCoder: config.json + model.safetensors; "
-                          "crosscoder-model-diff-replication: cfg.json + cc_weights.pt), or its Hub repo "
-                          "org/name[/path].")
-    else:
-        coder = load_dictionary(where)
-    if coder.cfg.kind != "crosscoder" or coder.cfg.n_sources != 2:
-        raise FormatError(f"--crosscoder-file: {str(path)!r} holds a {coder.cfg.kind} with {coder.cfg.n_sources} "
-                          "source(s); a model diff needs a crosscoder with 2 sources (base, target).")
-    coder.source_path = str(where)  # type: ignore[attr-defined]
-    return coder
-
-
-# resid_post of layer L is also read as the input of layer L + 1 (TransformerLens `blocks.{L+1}.hook_resid_pre`)
-_RESID_PRE = re.compile(r"^(?:resid_pre\.(\d+)|blocks\.(\d+)\.hook_resid_pre|(?:.*\.)?layers\.(\d+):input)$")
-
-
-def _hookpoint_layer(hookpoint: str) -> int | None:
-    """The decoder layer whose residual output `hookpoint` reads (its last number; resid_pre of L + 1 is L)."""
-    m = _RESID_PRE.match(hookpoint)
-    if m:
-        return int(next(g for g in m.groups() if g is not None)) - 1
-    m = re.search(r"(\d+)(?!.*\d)", hookpoint)
-    return int(m.group(1)) if m else None
-
-
 def _crosscoder_layers(coder: Any, layers: Sequence[int] | None) -> list[int]:
     hookpoint = coder.cfg.hookpoint or ""
-    layer = _hookpoint_layer(hookpoint)
+    layer = residual_layer(hookpoint)
     if layer is None or layer < 0:
         if layers is not None and len(list(layers)) == 1:
             return list(layers)
@@ -504,14 +461,6 @@ def _check_fits(coder: Any, acts: PairedActivations, layer: int, pair: Any) -> N
                           f"{layer} has width {acts.d_model}; it was trained on other models.")
     want = pair.hookpoint(layer)
     hookpoint = coder.cfg.hookpoint
-    if want is not None and hookpoint and hookpoint not in _resid_post_names(want, layer):
+    if want is not None and hookpoint and hookpoint not in residual_names(want, layer):
         raise ConfigError(f"--crosscoder-file: its hookpoint is {hookpoint!r}, layer {layer} of these "
                           f"models is {want!r}.")
-
-
-def _resid_post_names(canonical: str, layer: int) -> set[str]:
-    """The names other tools give the residual stream after decoder layer `layer` (`canonical`: model.layers.L)."""
-    stack = canonical.rsplit(".", 1)[0]
-    return {canonical, f"resid_post.{layer}", f"blocks.{layer}.hook_resid_post", f"layers.{layer}",
-            f"resid_pre.{layer + 1}", f"blocks.{layer + 1}.hook_resid_pre", f"{stack}.{layer + 1}:input"}
-

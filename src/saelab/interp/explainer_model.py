@@ -69,6 +69,20 @@ def assemble_gguf(target: Path) -> Path:
     return target
 
 
+def embedded_explainer_available() -> bool:
+    """True when the embedded Qwen explainer can be loaded without a download (its assembled GGUF in the
+    cache, or all its chunk packages installed)."""
+    from ..models.embedded import cache_dir
+
+    gguf = cache_dir() / "gguf" / GGUF_NAME
+    if gguf.exists() and gguf.stat().st_size == GGUF_BYTES:
+        return True
+    try:
+        return all(part_dir(n) is not None for n in range(1, N_PARTS + 1))
+    except (MissingPackageError, ModelError, OSError):  # not installed, or a broken install: not usable
+        return False
+
+
 def load_explainer(spec: str, dtype: str = "auto") -> Any:
     """A `LoadedModel` for the explainer `spec` (the embedded name, or anything `load_model` takes)."""
     from ..models.embedded import cache_dir

@@ -236,3 +236,32 @@ def list_hookpoints(model: nn.Module) -> list[str]:
     names += [f"L0R-L{n}R", f"L0A-L{n}A", f"L0M-L{n}M", f"{layers_path}.{rng}", f"{layers_path}.{rng}.mlp",
               "ln_final.hook_normalized"]
     return names
+
+
+# resid_post of layer L is also read as the input of layer L + 1 (TransformerLens `blocks.{L+1}.hook_resid_pre`)
+_RESID_PRE = re.compile(r"^(?:resid_pre\.(\d+)|blocks\.(\d+)\.hook_resid_pre|(?:.*\.)?layers\.(\d+):input)$")
+
+
+def residual_layer(hookpoint: str) -> int | None:
+    """The decoder layer whose residual output a hookpoint name reads, from the name alone (no model):
+    its last number, except that the input of layer L + 1 (`resid_pre.{L+1}`, `blocks.{L+1}.hook_resid_pre`,
+    `model.layers.{L+1}:input`) is layer L's output. None for a name without a number.
+
+    Example:
+        >>> residual_layer("blocks.6.hook_resid_post"), residual_layer("resid_pre.7"), residual_layer("embed")
+        (6, 6, None)
+    """
+    m = _RESID_PRE.match(hookpoint)
+    if m:
+        return int(next(g for g in m.groups() if g is not None)) - 1
+    m = re.search(r"(\d+)(?!.*\d)", hookpoint)
+    return int(m.group(1)) if m else None
+
+
+def residual_names(canonical: str, layer: int) -> set[str]:
+    """The names tools give the residual stream after decoder layer `layer` (`canonical`: saelab's
+    module path, e.g. `model.layers.6`): saelab's aliases, TransformerLens's, sparsify's, and the
+    next layer's input."""
+    stack = canonical.rsplit(".", 1)[0]
+    return {canonical, f"resid_post.{layer}", f"blocks.{layer}.hook_resid_post", f"layers.{layer}",
+            f"resid_pre.{layer + 1}", f"blocks.{layer + 1}.hook_resid_pre", f"{stack}.{layer + 1}:input"}

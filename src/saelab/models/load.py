@@ -203,15 +203,17 @@ def resolve_model_path(spec: str) -> tuple[str, str | None]:
 
 
 def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
-               device: str | torch.device = "cpu") -> LoadedModel:
+               device: str | torch.device = "cpu", cache_dir: str | Path | None = None) -> LoadedModel:
     """Load a causal LM for reading activations.
 
     Args:
         spec: an embedded name (`smollm2-135m`, `gemma3-270m`), a Hugging Face id
             (`HuggingFaceTB/SmolLM2-135M-Instruct`), a local model directory, or a `.gguf` file.
         dtype: `auto` (bf16 where the device has fast bf16 matmuls, else float32), `float32`,
-            `bfloat16` or `float16` (or fp32, bf16, fp16), or a torch dtype.
+            `bfloat16` or `float16` (or fp32, bf16, fp16), a torch dtype, or `int8` (see `quantize`:
+            dynamic int8 on a CPU, bitsandbytes on CUDA).
         device: `cpu`, `cuda`, `cuda:N`.
+        cache_dir: where a Hugging Face id is downloaded (default: the Hugging Face cache).
 
     Example:
         >>> lm = load_model("smollm2-135m", dtype="bfloat16")
@@ -221,15 +223,31 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from .quantize import INT8, check_int8, load_int8_cuda, quantize_dynamic_int8
+
     hf_logging.disable_progress_bar()  # saelab draws its own progress; a 1-s weight bar is noise
     dev = parse_device(device)
-    torch_dtype = parse_dtype(dtype, dev)
+    int8 = isinstance(dtype, str) and dtype_name(dtype, quantizations=QUANTIZATIONS) == INT8
+    if int8:
+        check_int8(dev)
+    torch_dtype = torch.float32 if int8 else parse_dtype(dtype, dev)  # int8: float32 weights, quantized after
     path, _ = resolve_model_path(spec)
+    if cache_dir is not None and path == spec and not Path(spec).expanduser().exists():
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(spec, cache_dir=str(cache_dir),
+                                 allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        if int8 and dev.type == "cuda":
+            model, torch_dtype = load_int8_cuda(path, str(dev)), torch.float16
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except OSError as e:  # hub id not found / offline
         raise ModelError(f"model: could not load {spec!r}: {str(e).splitlines()[0]}") from None
-    model.to(dev).eval().requires_grad_(False)
-    log.info("loaded %s (%s) as %s on %s", spec, path, torch_dtype, dev)
+    if not (int8 and dev.type == "cuda"):
+        model.to(dev).eval().requires_grad_(False)
+    if int8 and dev.type == "cpu":
+        model = quantize_dynamic_int8(model)
+    log.info("loaded %s (%s) as %s on %s", spec, path, "int8" if int8 else torch_dtype, dev)
     return LoadedModel(model=model, tokenizer=tok, spec=spec, path=path, dtype=torch_dtype, device=dev)

@@ -30,12 +30,12 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
-from .._io import versions
-from ..data.corpus import EMBEDDED_CORPORA, Corpus, Document, load_corpus
-from ..data.tokens import TokenizeConfig, tokenize_corpus
-from ..errors import ArtifactError, ConfigError
-from ..models.load import LoadedModel, cpu_bf16, load_model
-from ..progress import token_progress
+from ._io import versions
+from .data.corpus import EMBEDDED_CORPORA, Corpus, Document, load_corpus
+from .data.tokens import TokenizeConfig, tokenize_corpus
+from .errors import ArtifactError, ConfigError
+from .models.load import LoadedModel, cpu_bf16, load_model
+from .progress import token_progress
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def finetune(lm_or_spec: LoadedModel | str, texts: Sequence[str] | CorpusSlice, 
         `out_dir`, loadable with `load_model(out_dir)`.
 
     Example:
-        >>> from saelab.diff.finetune import DEMO_FINETUNE as p
+        >>> from saelab.finetune import DEMO_FINETUNE as p
         >>> path = finetune(p.model, load_slice(p.slice), "pair/target", steps=p.steps, lr=p.lr,
         ...                 batch_size=p.batch_size, ctx_len=p.ctx_len)
     """
@@ -233,7 +233,7 @@ def _reusable(out: Path, request: dict[str, Any], overwrite: bool, base_path: st
 
 
 def _set_trainable(model: torch.nn.Module, layers: Sequence[int] | None) -> list[torch.nn.Parameter]:
-    from ..models.hookpoints import decoder_layers_path
+    from .models.hookpoints import decoder_layers_path
 
     blocks = model.get_submodule(decoder_layers_path(model))
     model.requires_grad_(False)

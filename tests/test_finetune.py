@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from saelab.diff.finetune import DEMO_FINETUNE, CorpusSlice, finetune, load_slice
 from saelab.errors import ArtifactError, ConfigError
+from saelab.finetune import DEMO_FINETUNE, CorpusSlice, finetune, load_slice
 from saelab.models.load import load_model
 from tests.conftest import english
 from tests.diff._models import tiny_llama
