@@ -6,6 +6,7 @@ Tiny models are built from configs in memory: no download, a forward in millisec
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -54,28 +55,39 @@ def _wrap(model, tokenizer, spec):
                        device=torch.device("cpu"))
 
 
+def _tiny(model_cls, config_cls, tok, spec: str, **config):
+    """A random model (seed 0) over `tok`'s vocabulary, wrapped as saelab loads models. Every tiny model here
+    has 4 attention heads (2 key/value), 128 positions and the tokenizer's BOS / EOS; `config` says the rest."""
+    torch.manual_seed(0)
+    model = model_cls(config_cls(vocab_size=len(tok), num_attention_heads=4, num_key_value_heads=2,
+                                 max_position_embeddings=128, eos_token_id=2, bos_token_id=1, **config))
+    return _wrap(model, tok, spec)
+
+
+def _visible_norms(lm, around: float):
+    """Norm scales drawn around their identity value (N(around, 0.5)): at init they multiply by 1, and a
+    format that drops or misplaces a norm would go unseen."""
+    for name, p in lm.model.named_parameters():
+        if "layernorm" in name:
+            p.data.normal_(around, 0.5)
+    return lm
+
+
 @pytest.fixture(scope="session")
 def tiny_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    tok = make_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      eos_token_id=2, bos_token_id=1, tie_word_embeddings=True)
-    return _wrap(LlamaForCausalLM(cfg), tok, "tiny-llama")
+    return _tiny(LlamaForCausalLM, LlamaConfig, make_tokenizer(), "tiny-llama", hidden_size=32, intermediate_size=64,
+                 num_hidden_layers=4, tie_word_embeddings=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_gemma3():
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    torch.manual_seed(0)
-    tok = make_tokenizer(prepend_bos=True)
-    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=128,
-                           sliding_window=16, eos_token_id=2, bos_token_id=1, pad_token_id=0)
-    return _wrap(Gemma3ForCausalLM(cfg), tok, "tiny-gemma3")
+    return _tiny(Gemma3ForCausalLM, Gemma3TextConfig, make_tokenizer(prepend_bos=True), "tiny-gemma3",
+                 hidden_size=32, intermediate_size=64, num_hidden_layers=4, head_dim=8, sliding_window=16,
+                 pad_token_id=0)
 
 
 @pytest.fixture(scope="session")
@@ -83,17 +95,10 @@ def tiny_gemma2():
     """Gemma 2 layout (Gemma Scope's model): four norms per layer, 3 layers of width 64."""
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    torch.manual_seed(0)
-    tok = make_tokenizer(prepend_bos=True)
-    cfg = Gemma2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16,
-                       max_position_embeddings=128, sliding_window=16, eos_token_id=2, bos_token_id=1,
-                       pad_token_id=0, attn_implementation="eager")
-    model = Gemma2ForCausalLM(cfg)
-    for name, p in model.named_parameters():  # Gemma norms init their scale at 0 (= ×1): make each norm visible
-        if "layernorm" in name:
-            p.data.normal_(0, 0.5)
-    return _wrap(model, tok, "tiny-gemma2")
+    lm = _tiny(Gemma2ForCausalLM, Gemma2Config, make_tokenizer(prepend_bos=True), "tiny-gemma2", hidden_size=64,
+               intermediate_size=128, num_hidden_layers=3, head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
+               pad_token_id=0, attn_implementation="eager")
+    return _visible_norms(lm, around=0.0)  # Gemma stores a norm's scale as an offset from 1
 
 
 @pytest.fixture(scope="session")
@@ -101,18 +106,11 @@ def tiny_llama3():
     """Llama 3 layout (Llama Scope's model: llama3 RoPE scaling), 3 layers of width 64."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    tok = make_tokenizer(prepend_bos=True)
     rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      rope_parameters=rope, eos_token_id=2, bos_token_id=1)
-    model = LlamaForCausalLM(cfg)
-    for name, p in model.named_parameters():  # norms init at 1: make each norm visible
-        if "layernorm" in name:
-            p.data.normal_(1, 0.5)
-    return _wrap(model, tok, "tiny-llama3")
+    lm = _tiny(LlamaForCausalLM, LlamaConfig, make_tokenizer(prepend_bos=True), "tiny-llama3", hidden_size=64,
+               intermediate_size=128, num_hidden_layers=3, rope_parameters=rope)
+    return _visible_norms(lm, around=1.0)
 
 
 @pytest.fixture(params=["tiny_llama", "tiny_gemma3"])
@@ -126,6 +124,31 @@ def english(n_docs: int = 30, seed: int = 0) -> list[str]:
 
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 80))) + " ." for _ in range(n_docs)]
+
+
+def corpus_file(directory: Path, n_docs: int = 200) -> Path:
+    """`directory`/corpus.txt: `english` documents separated by blank lines, a corpus the CLI reads."""
+    path = directory / "corpus.txt"
+    path.write_text("\n\n".join(english(n_docs)), encoding="utf-8")
+    return path
+
+
+def save_model(lm, directory: Path) -> str:
+    """A tiny model (a LoadedModel) and its tokenizer saved as a model directory that `--model` loads."""
+    lm.model.save_pretrained(directory)
+    lm.tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
+def run_cli(*args) -> int:
+    """`saelab ARGS` in-process; its exit code (0 done, 2 a user error). Output is left to capsys."""
+    from saelab.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
 
 
 @pytest.fixture

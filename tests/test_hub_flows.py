@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from saelab.cli import main
-from tests.conftest import english
+from tests.conftest import english, run_cli, save_model
 from tests.hubserver import HubServer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -28,11 +27,7 @@ GEMMA_TC = "google/gemma-scope-2b-pt-transcoders"
 
 
 def cli(capsys, *args: str) -> str:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as done:
-        code = done.code or 0
+    code = run_cli(*args)
     out = capsys.readouterr()
     assert code == 0, f"saelab {' '.join(map(str, args))} exited {code}: {out.err[-2000:]}"
     return out.out
@@ -42,8 +37,7 @@ def cli(capsys, *args: str) -> str:
 def env(tmp_path_factory, tiny_llama3, tiny_gemma2):
     root = tmp_path_factory.mktemp("flows")
     for lm, name in ((tiny_llama3, "llama3"), (tiny_gemma2, "gemma2")):
-        lm.model.save_pretrained(root / name)
-        lm.tokenizer.save_pretrained(root / name)
+        save_model(lm, root / name)
     (root / "corpus.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in english(400, seed=3)))
     repos = root / "repos"
     for hp in ("layers.1", "layers.2"):  # a sparsify repo: one folder per hookpoint (64-wide, as the models)

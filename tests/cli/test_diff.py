@@ -30,11 +30,10 @@ def _save(directory, extra_words: tuple[str, ...] = (), hidden: int = 32):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from tests.conftest import english
+    from tests.conftest import corpus_file
 
     d = tmp_path_factory.mktemp("models")
-    corpus = d / "corpus.txt"
-    corpus.write_text("\n\n".join(english(60)))
+    corpus = corpus_file(d, 60)
     return {"base": _save(d / "base"), "other": _save(d / "other", extra_words=("zebra",)),
             "wide": _save(d / "wide", hidden=48),
             "corpus": str(corpus), "dir": d}

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from saelab.cli import main
-from tests.conftest import english
+from tests.conftest import corpus_file, save_model
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -18,12 +18,8 @@ def _one_thread(one_thread):
 
 @pytest.fixture
 def paths(tiny_llama, tmp_path):
-    model_dir = tmp_path / "model"
-    tiny_llama.model.save_pretrained(model_dir)
-    tiny_llama.tokenizer.save_pretrained(model_dir)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n\n".join(english(120)))
-    return {"model": str(model_dir), "corpus": str(corpus), "ws": tmp_path / "ws"}
+    return {"model": save_model(tiny_llama, tmp_path / "model"), "corpus": str(corpus_file(tmp_path, 120)),
+            "ws": tmp_path / "ws"}
 
 
 def _train(paths, capsys, *extra: str) -> tuple[int, str]:

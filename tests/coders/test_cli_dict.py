@@ -3,18 +3,15 @@
 import json
 from pathlib import Path
 
-import pytest
-
-from saelab.cli import main
+from ..conftest import run_cli
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def saelab(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
+    code = run_cli(*args)
     out = capsys.readouterr()
-    return done.value.code or 0, out.out, out.err
+    return code, out.out, out.err
 
 
 def test_dict_info_table(capsys):

@@ -1,5 +1,5 @@
 """A tiny base/target pair for pipeline tests: a random 3-layer Llama and a copy whose layer-1 MLP
-is perturbed, sharing a word-level tokenizer; a small corpus file; a fast pipeline config."""
+is perturbed, sharing a word-level tokenizer; a fast pipeline config (the corpus: tests.conftest.corpus_file)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from saelab.diff.naming import NAMING_EXAMPLES, NamingConfig
 from saelab.diff.pipeline import DiffConfig
 from saelab.train import CrosscoderConfig
-from tests.conftest import _wrap, english, make_tokenizer
+from tests.conftest import _wrap, make_tokenizer
 
 CHANGED_LAYER = 1
 
@@ -33,12 +33,6 @@ def tiny_pair(hidden: int = 32, n_layers: int = 3, seed: int = 0):
     base_lm, target_lm = _wrap(model, tok, "tiny-base"), _wrap(target, tok, "tiny-target")
     base_lm.path, target_lm.path = "tiny-base", "tiny-target"
     return base_lm, target_lm
-
-
-def corpus_file(directory: Path, n_docs: int = 200) -> Path:
-    path = directory / "corpus.txt"
-    path.write_text("\n\n".join(english(n_docs)), encoding="utf-8")
-    return path
 
 
 def fast_config(corpus: Path, **kw) -> DiffConfig:

@@ -13,7 +13,8 @@ from saelab.coders import CoderConfig, SparseCoder
 from saelab.diff.pipeline import run_feature_interpretation_pipeline
 from saelab.errors import ArtifactError, ConfigError, FormatError, ModelError
 
-from ._pair import CHANGED_LAYER, corpus_file, fast_config, tiny_pair
+from ..conftest import corpus_file
+from ._pair import CHANGED_LAYER, fast_config, tiny_pair
 
 LAYER = CHANGED_LAYER
 EVIL = "<b>evil</b>"

@@ -6,8 +6,10 @@ the explanations an honest explainer should find are the planted words themselve
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +56,18 @@ def planted_workspace(root, seed: int = 0):
     doc = np.repeat(np.arange(N_WINDOWS), CTX).reshape(N_WINDOWS, CTX)
     ws = write_workspace(root, tokens, doc, np.array(rows, np.int64), D_SAE)
     return ws, tok
+
+
+def planted_for_cli(root: Path):
+    """`planted_workspace` in root/ws whose store names root/tok, where its tokenizer is saved, as the subject
+    model's directory: what `saelab autointerp` loads to read the store's tokens."""
+    ws, tok = planted_workspace(root / "ws")
+    tok.save_pretrained(root / "tok")
+    cfg_path = ws.latents("synth") / "cfg.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model"]["path"] = str(root / "tok")
+    cfg_path.write_text(json.dumps(cfg))
+    return ws
 
 
 @pytest.fixture

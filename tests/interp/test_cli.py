@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from saelab.cli import main
-
-from .conftest import planted_workspace
-
-
-def _cli(*args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    return e.value.code
+from ..conftest import run_cli
+from .conftest import planted_for_cli
 
 
 def test_help_lists_delphi_parameters(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
-    assert _cli("autointerp", "--help") == 0
+    assert run_cli("autointerp", "--help") == 0
     text = capsys.readouterr().out
     for flag in ("--n_tokens", "--max_latents", "--hookpoints", "--scorers", "--explainer_model",
                  "--explainer_provider", "--explainer_model_max_len", "--num_examples_per_scorer_prompt",
@@ -39,7 +30,7 @@ def test_help_lists_delphi_parameters(capsys, monkeypatch):
     (("--explainer_provider", "vllm"), "explainer_provider: got 'vllm'; expected one of: transformers, openai"),
 ])
 def test_unknown_names_list_the_valid_ones(tmp_path, capsys, args, expected):
-    assert _cli("autointerp", "tiny", "synth", "-w", str(tmp_path), *args) == 2
+    assert run_cli("autointerp", "tiny", "synth", "-w", str(tmp_path), *args) == 2
     err = capsys.readouterr().err
     assert expected in " ".join(err.split()) and "Traceback" not in err
 
@@ -63,15 +54,10 @@ class _BagOfWords:  # stands in for all-MiniLM-L6-v2 (its load is most of this t
 
 def test_top_tokens_run_from_the_command_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("saelab.models.embed.Embedder", _BagOfWords)
-    ws, tok = planted_workspace(tmp_path / "ws")
-    tok.save_pretrained(tmp_path / "tok")
-    cfg_path = ws.latents("synth") / "cfg.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["model"]["path"] = str(tmp_path / "tok")  # the store names the subject model's directory
-    cfg_path.write_text(json.dumps(cfg))
-    assert _cli("autointerp", "tiny", "synth", "-w", str(ws.root), "--explainer", "top-tokens", "--scorers",
-                "embedding", "--min_examples", "5", "--example_ctx_len", "8", "--n_examples_train", "5",
-                "--n_examples_test", "5", "--n_non_activating", "5", "--max_latents", "3") in (0, None)
+    ws = planted_for_cli(tmp_path)
+    assert run_cli("autointerp", "tiny", "synth", "-w", str(ws.root), "--explainer", "top-tokens", "--scorers",
+                   "embedding", "--min_examples", "5", "--example_ctx_len", "8", "--n_examples_train", "5",
+                   "--n_examples_test", "5", "--n_non_activating", "5", "--max_latents", "3") == 0
     out = capsys.readouterr().out
     assert "| embedding | top-tokens | 3 |" in out and "| embedding | shuffled | 3 |" in out
     assert (ws.root / "interp" / "synth" / "summary.json").exists()

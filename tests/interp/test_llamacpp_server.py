@@ -27,7 +27,8 @@ from saelab.interp import ExampleConfig, InterpConfig, run
 from saelab.interp.clients import OpenAIClient
 from saelab.interp.clients.base import yes_share
 
-from .conftest import planted_workspace
+from ..conftest import run_cli
+from .conftest import planted_for_cli, planted_workspace
 
 pytestmark = pytest.mark.llamacpp
 
@@ -240,28 +241,15 @@ def test_a_timeout_is_retried_then_a_counted_failure(llama_server):
     assert client.stats == {"requests": 2, "retries": 1, "failed": 1}
 
 
-def _planted_with_tokenizer(root: Path):
-    ws, tok = planted_workspace(root / "ws")
-    tok.save_pretrained(root / "tok")
-    cfg_path = ws.latents("synth") / "cfg.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["model"]["path"] = str(root / "tok")  # the store names the subject model's directory
-    cfg_path.write_text(json.dumps(cfg))
-    return ws, tok
-
-
 def test_autointerp_command_explains_and_scores_through_the_server_without_leaking_the_key(
         llama_server, tmp_path, capsys, caplog):
-    from saelab.cli import main
-
-    ws, _ = _planted_with_tokenizer(tmp_path)
+    ws = planted_for_cli(tmp_path)
     args = ["autointerp", "tiny", "synth", "-w", str(ws.root), "--explainer_provider", "openai",
             "--base_url", llama_server.url, "--explainer_model", MODEL, "--api_key_env", KEY_ENV,
             "--scorers", "detection", "--max_latents", "2", "--min_examples", "5", "--example_ctx_len", "8",
             "--n_examples_train", "5", "--n_examples_test", "4", "--n_non_activating", "4"]
-    with caplog.at_level("DEBUG"), pytest.raises(SystemExit) as e:
-        main(args)
-    assert e.value.code in (0, None)
+    with caplog.at_level("DEBUG"):
+        assert run_cli(*args) == 0
     out = ws.root / "interp" / "synth"
     explanations = [json.loads(p.read_text()) for p in sorted((out / "explanations" / "default").glob("*.json"))]
     assert len(explanations) == 2

@@ -91,14 +91,14 @@ def test_unfinished_runs_and_an_existing_target_are_refused(planted):
 
 
 def test_cli_merges_runs_by_name(planted, capsys):
-    from .test_cli import _cli
+    from ..conftest import run_cli
 
     ws, _ = planted
     _run(planted, "a", [0, 1, 2])
     _run(planted, "b", [3, 4, 5])
-    assert _cli("autointerp-merge", "a", "b", "--name", "ab", "-w", str(ws.root)) == 0
+    assert run_cli("autointerp-merge", "a", "b", "--name", "ab", "-w", str(ws.root)) == 0
     assert "Auto-interpretation: 6 latents" in capsys.readouterr().out
     assert _summary(ws.root / "interp" / "ab")["latents"] == list(range(len(PLANTED)))
-    assert _cli("autointerp-merge", "a", "nope", "--name", "ab2", "-w", str(ws.root)) == 2
+    assert run_cli("autointerp-merge", "a", "nope", "--name", "ab2", "-w", str(ws.root)) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "no interp run at nope" in err and "Traceback" not in err

@@ -193,19 +193,25 @@ def test_openai_run_counts_failures_resumes_only_them_and_never_writes_the_key(p
     assert json.loads((out / "run_config.json").read_text())["config"]["api_key_env"] == "SAELAB_KEY"
 
 
-def test_in_process_client_reads_probabilities_from_logprobs(planted):
+def _tiny_lm(seed: int):
+    """A random 2-layer Llama over interp_tokenizer's vocabulary (Yes / No in it), as saelab loads models."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from saelab.models.load import LoadedModel
 
-    ws, _ = planted
     tok = interp_tokenizer()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                          max_position_embeddings=1024, eos_token_id=2, bos_token_id=1,
                                          pad_token_id=2)).eval()
-    lm = LoadedModel(model, tok, "tiny", "tiny", torch.float32, torch.device("cpu"))
+    return LoadedModel(model, tok, "tiny", "tiny", torch.float32, torch.device("cpu"))
+
+
+def test_in_process_client_reads_probabilities_from_logprobs(planted):
+    ws, _ = planted
+    lm = _tiny_lm(seed=0)
+    tok = lm.tokenizer
     client = TransformersClient(lm, batch_size=4, max_len=1024)
     answers = client.judge([[{"role": "user", "content": f"Text: the {w}"}] for w in PLANTED])
     assert all(0 < a.prob_yes < 1 and not a.failed for a in answers)
@@ -227,17 +233,7 @@ def test_in_process_client_reads_probabilities_from_logprobs(planted):
 
 
 def _tiny_client():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from saelab.models.load import LoadedModel
-
-    tok = interp_tokenizer()
-    torch.manual_seed(1)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                         max_position_embeddings=1024, eos_token_id=2, bos_token_id=1,
-                                         pad_token_id=2)).eval()
-    return TransformersClient(LoadedModel(model, tok, "tiny", "tiny", torch.float32, torch.device("cpu")), 4)
+    return TransformersClient(_tiny_lm(seed=1), 4)
 
 
 def test_surprisal_loss_is_the_same_batched_and_by_hand():

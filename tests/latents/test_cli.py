@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from saelab.cli import main
 from saelab.data.tokens import save_token_windows
 from saelab.latents import LatentStore
 from saelab.workspace import Workspace
 
-from ..conftest import make_tokenizer
+from ..conftest import make_tokenizer, run_cli
 from .fixtures import tiny_coders, tiny_lm, tiny_windows
 
 
@@ -29,19 +28,11 @@ def workspace(tmp_path_factory):
     return ws, model_dir
 
 
-def _cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
 def test_cache_two_dictionaries_in_one_pass(workspace, capsys):
     ws, model_dir = workspace
-    code = _cli("cache", "--dict", "sae_l1", "--dict", f"second={ws.dictionary('sae_l2')}", "--model", str(model_dir),
-                "--dtype", "float32", "--batch-size", "2", "--shard-windows", "8", "--value-dtype", "float16",
-                "-w", str(ws.root))
+    code = run_cli("cache", "--dict", "sae_l1", "--dict", f"second={ws.dictionary('sae_l2')}", "--model", model_dir,
+                   "--dtype", "float32", "--batch-size", "2", "--shard-windows", "8", "--value-dtype", "float16",
+                   "-w", ws.root)
     out = capsys.readouterr().out
     assert code == 0, out
     assert "sae_l1" in out and "second" in out and "mean L0" in out
@@ -59,6 +50,6 @@ def test_cache_two_dictionaries_in_one_pass(workspace, capsys):
 ])
 def test_user_mistakes_are_one_line(workspace, capsys, args, needle):
     ws, model_dir = workspace
-    assert _cli("cache", *args, "--model", str(model_dir), "-w", str(ws.root)) == 2
+    assert run_cli("cache", *args, "--model", str(model_dir), "-w", str(ws.root)) == 2
     err = capsys.readouterr().err.replace("\n", " ")
     assert needle in err and "Traceback" not in err

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from saelab.cli import main
-
+from ..conftest import run_cli
 from .synthetic import build
 from .workspaces import make_workspace
-
-
-def _cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +16,7 @@ def ws(tmp_path_factory):
 
 
 def test_match_prints_the_headline_and_writes_the_artifact(ws, capsys):
-    code = _cli("match", "--a", "wide", "--b", "narrow", "-w", str(ws.root))
+    code = run_cli("match", "--a", "wide", "--b", "narrow", "-w", str(ws.root))
     out = capsys.readouterr().out
     assert code == 0, out
     assert "6 of 12 narrow latents have a one-to-one partner in wide" in out
@@ -35,9 +26,9 @@ def test_match_prints_the_headline_and_writes_the_artifact(ws, capsys):
 
 
 def test_match_with_itself_or_an_unknown_dictionary_exits_2(ws, capsys):
-    assert _cli("match", "--a", "wide", "--b", "wide", "-w", str(ws.root)) == 2
+    assert run_cli("match", "--a", "wide", "--b", "wide", "-w", str(ws.root)) == 2
     assert "same dictionary" in capsys.readouterr().err
-    assert _cli("match", "--a", "wide", "--b", "nope", "-w", str(ws.root)) == 2
+    assert run_cli("match", "--a", "wide", "--b", "nope", "-w", str(ws.root)) == 2
     assert "dictionary: got 'nope'; expected one of: narrow, wide" in capsys.readouterr().err
-    assert _cli("match", "--a", "wide", "--b", "narrow", "--assignment", "greedy", "-w", str(ws.root)) == 2
+    assert run_cli("match", "--a", "wide", "--b", "narrow", "--assignment", "greedy", "-w", str(ws.root)) == 2
     assert "MatchConfig.assignment" in capsys.readouterr().err

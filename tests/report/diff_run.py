@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from saelab.diff.pipeline import run_feature_interpretation_pipeline
-from tests.conftest import WORDS
-from tests.diff._pair import CHANGED_LAYER, corpus_file, fast_config, tiny_pair
+from tests.conftest import WORDS, corpus_file
+from tests.diff._pair import CHANGED_LAYER, fast_config, tiny_pair
 
 from .workspace import SCRIPT
 

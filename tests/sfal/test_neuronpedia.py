@@ -17,7 +17,7 @@ from saelab.errors import ConfigError
 from saelab.sfal import load_explanations
 from saelab.sfal.neuronpedia import export_dir, fetch_export, parse_id
 
-from .test_cli import _cli
+from ..conftest import run_cli
 from .test_sfal import FakeEmbedder, _grouped_workspace
 
 MODEL, SAE = "gemma-2-2b", "20-gemmascope-res-16k"
@@ -185,10 +185,10 @@ def test_malformed_ids_are_refused(bad):
 def test_cli_embed_takes_a_neuronpedia_id(bucket, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(importlib.import_module("saelab.sfal.run"), "Embedder", FakeEmbedder)
     ws, d = _grouped_workspace(tmp_path / "ws")
-    assert _cli("embed", "-w", str(ws.root), "-d", "synth", "-e", SPEC, "--embeddings", "fake") == 0
+    assert run_cli("embed", "-w", str(ws.root), "-d", "synth", "-e", SPEC, "--embeddings", "fake") == 0
     assert "10 LLM explanation (Neuronpedia)s embedded" in capsys.readouterr().out
     monkeypatch.setenv("SAELAB_OFFLINE", "1")
     monkeypatch.setenv("SAELAB_CACHE", str(tmp_path / "empty-cache"))
-    assert _cli("embed", "-w", str(ws.root), "-d", "synth", "-e", SPEC, "--embeddings", "fake") == 2
+    assert run_cli("embed", "-w", str(ws.root), "-d", "synth", "-e", SPEC, "--embeddings", "fake") == 2
     err = capsys.readouterr().err
     assert "not in the cache" in err and len(err.strip().splitlines()) == 1

@@ -15,7 +15,7 @@ from saelab.errors import ConfigError
 from saelab.train import DictionarySpec, TrainConfig, run
 from saelab.workspace import Workspace
 
-from ..conftest import english
+from ..conftest import corpus_file, save_model
 
 
 def _windows(vocab: int, n_windows: int = 48, ctx: int = 16) -> TokenWindows:
@@ -72,13 +72,8 @@ def test_run_refuses_a_budget_beyond_the_windows(tiny_llama, tmp_path):
 
 
 def test_cli_trains_two_widths_from_one_stream(tiny_llama, tmp_path):
-    model_dir = tmp_path / "model"
-    tiny_llama.model.save_pretrained(model_dir)
-    tiny_llama.tokenizer.save_pretrained(model_dir)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n\n".join(english(200)))
-    ws = tmp_path / "ws"
-    cmd = [sys.executable, "-c", "from saelab.cli import main; main()", "train", "-m", str(model_dir), "-w", str(ws),
+    model_dir, corpus, ws = save_model(tiny_llama, tmp_path / "model"), corpus_file(tmp_path), tmp_path / "ws"
+    cmd = [sys.executable, "-c", "from saelab.cli import main; main()", "train", "-m", model_dir, "-w", str(ws),
            "--corpus", str(corpus), "--ctx-len", "32", "--n-tokens", "2048", "-H", "resid_post.2", "--d-sae", "64",
            "--d-sae", "128", "--k", "4", "--batch-size", "4", "--name", "tiny", "--dtype", "float32"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", **_env()})

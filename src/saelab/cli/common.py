@@ -31,6 +31,25 @@ Hookpoints = typer.Option(["resid_post.6"], "--hookpoint", "-H",
                           "for several.")
 Overwrite = typer.Option(False, "--overwrite", help="Rebuild the workspace's token windows even if they exist.")
 
+
+def with_snake_alias(default, flag: str, **kwargs):
+    """An option named in kebab case (`--n-tokens`, listed first by --help) that also accepts the seeds' snake_case
+    spelling (delphi's `--n_tokens`, SFAL's `--top_n`), so their users can move over. A flag pair keeps its
+    `--no-`: `--filter-bos/--no-filter-bos` also accepts `--filter_bos/--no-filter_bos`."""
+    def snake(name: str) -> str:
+        prefix = "--no-" if name.startswith("--no-") else "--"
+        return prefix + name.removeprefix(prefix).replace("-", "_")
+
+    return typer.Option(default, flag, "/".join(map(snake, flag.split("/"))), **kwargs)
+
+
+def recompute_option(artifact: str, inputs: str):
+    """--overwrite of a command that reads back the output it already holds when that was made from the same
+    inputs (the command runs with `resume=not overwrite`)."""
+    return typer.Option(False, "--overwrite", help=f"Recompute {artifact} the output directory already holds (by "
+                        f"default one of the same {inputs} is read back).")
+
+
 # Selectors: which dictionary of a tree (a downloaded tree or a Hub repo), in the vocabulary of those trees.
 SelHookpoint = typer.Option(None, "--hookpoint", help="Tree selector: the hookpoint folder (sparsify repos: "
                             "layers.16; SAELens repos: blocks.8.hook_resid_pre).")

@@ -90,9 +90,7 @@ def register(app: typer.Typer) -> None:
                 hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
                 width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
                 site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
-                overwrite: bool = typer.Option(False, "--overwrite", help="Recompute a comparison that --output-dir "
-                                               "already holds (by default one of the same weights, settings, model "
-                                               "and tokens is read back).")) -> None:
+                overwrite: bool = opt.recompute_option("a comparison", "weights, settings, model and tokens")) -> None:
         """Compare two dictionaries (or one and a dense baseline) on the same tokens: a side-by-side table with a winner
         per metric."""
         from ..errors import ConfigError

@@ -96,12 +96,12 @@ def register(app: typer.Typer) -> None:
                                              "(a sparsify repo or run: one folder per hookpoint) to explain, space- "
                                              "or comma-separated; one store and one run per hookpoint, and one "
                                              "summary over all in interp/NAME."),
-        n_tokens: int = typer.Option(
-            1_000_000, "--n-tokens", "--n_tokens",
+        n_tokens: int = opt.with_snake_alias(
+            1_000_000, "--n-tokens",
             help="Tokens to cache when no store exists. More tokens: more examples per latent, slower cache (~2k "
                  "tok/s on CPU)."),
-        max_latents: Optional[int] = typer.Option(
-            None, "--max-latents", "--max_latents",
+        max_latents: Optional[int] = opt.with_snake_alias(
+            None, "--max-latents",
             help="Explain the first N latents with enough examples. Time grows linearly with it."),
         latents: list[str] = typer.Option([], "--latents", help="Explicit latent ids and inclusive ranges, "
                                           "repeatable or comma-separated (5, 20-59, 1,2,9-11); with --max-latents, "
@@ -118,74 +118,74 @@ def register(app: typer.Typer) -> None:
                                       "tokens counted over the examples; same speed) | default-fewshot (adds worked "
                                       "examples, which small explainers copy) | contrastive | top-tokens (no LLM, "
                                       "seconds)."),
-        explainer_model: str = typer.Option(
-            "qwen2.5-coder-1.5b", "--explainer-model", "--explainer_model",
+        explainer_model: str = opt.with_snake_alias(
+            "qwen2.5-coder-1.5b", "--explainer-model",
             help="Embedded qwen2.5-coder-1.5b (default; 11x the parameters of smollm2-135m), smollm2-135m (quick, "
                  "explains poorly), a directory, .gguf, or a server's model."),
-        explainer_provider: str = typer.Option(
-            "transformers", "--explainer-provider", "--explainer_provider",
+        explainer_provider: str = opt.with_snake_alias(
+            "transformers", "--explainer-provider",
             help="transformers (in-process, log-prob scoring) | openai (any compatible server) | openrouter."),
-        base_url: Optional[str] = typer.Option(
-            None, "--base-url", "--base_url",
+        base_url: Optional[str] = opt.with_snake_alias(
+            None, "--base-url",
             help="Server URL for openai, e.g. http://127.0.0.1:8080/v1."),
-        api_key_env: str = typer.Option(
-            "OPENAI_API_KEY", "--api-key-env", "--api_key_env",
+        api_key_env: str = opt.with_snake_alias(
+            "OPENAI_API_KEY", "--api-key-env",
             help="Environment variable holding the API key (never written anywhere)."),
-        explainer_model_max_len: int = typer.Option(
-            4096, "--explainer-model-max-len", "--explainer_model_max_len",
+        explainer_model_max_len: int = opt.with_snake_alias(
+            4096, "--explainer-model-max-len",
             help="Longest prompt; training examples are dropped to fit. Longer: slower."),
-        num_examples_per_scorer_prompt: int = typer.Option(
-            1, "--num-examples-per-scorer-prompt", "--num_examples_per_scorer_prompt",
+        num_examples_per_scorer_prompt: int = opt.with_snake_alias(
+            1, "--num-examples-per-scorer-prompt",
             help="Examples per detection/fuzz/recall prompt. 1: log-prob yes/no per example (in-process). N > 1: one "
                  "generated list like [1, 0, 1] per N examples (fewer API calls; no AUC; a bad list fails all N)."),
-        n_intruder_examples: int = typer.Option(
-            5, "--n-intruder-examples", "--n_intruder_examples",
+        n_intruder_examples: int = opt.with_snake_alias(
+            5, "--n-intruder-examples",
             help="Texts per intruder question (2-9; chance = 1/N). Prompt length grows with it."),
-        dataset_repo: str = typer.Option(
-            "mixed-en", "--dataset-repo", "--dataset_repo",
+        dataset_repo: str = opt.with_snake_alias(
+            "mixed-en", "--dataset-repo",
             help="Corpus for a new cache: embedded name, path, or HF dataset."),
-        dataset_split: str = typer.Option(
-            "train", "--dataset-split", "--dataset_split",
+        dataset_split: str = opt.with_snake_alias(
+            "train", "--dataset-split",
             help="Split of --dataset-repo."),
-        dataset_column: str = typer.Option(
-            "text", "--dataset-column", "--dataset_column",
+        dataset_column: str = opt.with_snake_alias(
+            "text", "--dataset-column",
             help="Text column of --dataset-repo."),
-        batch_size: int = typer.Option(
-            8, "--batch-size", "--batch_size",
+        batch_size: int = opt.with_snake_alias(
+            8, "--batch-size",
             help="Prompts per forward (transformers) or requests in flight (openai); windows per forward when "
                  "caching."),
-        cache_ctx_len: int = typer.Option(
-            256, "--cache-ctx-len", "--cache_ctx_len",
+        cache_ctx_len: int = opt.with_snake_alias(
+            256, "--cache-ctx-len",
             help="Tokens per cached window (new cache)."),
-        min_examples: int = typer.Option(
-            200, "--min-examples", "--min_examples",
+        min_examples: int = opt.with_snake_alias(
+            200, "--min-examples",
             help="Latents with fewer activating examples are skipped and listed. Lower it for small stores."),
-        n_examples_train: int = typer.Option(
-            40, "--n-examples-train", "--n_examples_train",
+        n_examples_train: int = opt.with_snake_alias(
+            40, "--n-examples-train",
             help="Examples shown to the explainer (prompt length, so explain time, grows with it)."),
-        train_type: str = typer.Option(
-            "top", "--train-type", "--train_type",
+        train_type: str = opt.with_snake_alias(
+            "top", "--train-type",
             help="Examples shown to the explainer: top (strongest; the clearest pattern) | random | quantiles "
                  "(stratified by activation, as the test set) | mix."),
-        n_examples_test: int = typer.Option(
-            50, "--n-examples-test", "--n_examples_test",
+        n_examples_test: int = opt.with_snake_alias(
+            50, "--n-examples-test",
             help="Held-out activating examples scored (disjoint from training). Scoring time grows with it."),
-        n_non_activating: int = typer.Option(
-            50, "--n-non-activating", "--n_non_activating",
+        n_non_activating: int = opt.with_snake_alias(
+            50, "--n-non-activating",
             help="Non-activating examples scored."),
-        example_ctx_len: int = typer.Option(32, "--example-ctx-len", "--example_ctx_len", help="Tokens per example."),
-        center_examples: bool = typer.Option(
-            True, "--center-examples/--no-center-examples", "--center_examples/--no-center_examples",
+        example_ctx_len: int = opt.with_snake_alias(32, "--example-ctx-len", help="Tokens per example."),
+        center_examples: bool = opt.with_snake_alias(
+            True, "--center-examples/--no-center-examples",
             help="Centre examples on their maximum."),
-        non_activating_source: str = typer.Option(
-            "random", "--non-activating-source", "--non_activating_source",
+        non_activating_source: str = opt.with_snake_alias(
+            "random", "--non-activating-source",
             help="random | neighbours (co-occurring latents; builds sparse cooc once) | FAISS (embedding nearest; "
                  "embeds every chunk once, cached)."),
-        filter_bos: bool = typer.Option(
-            True, "--filter-bos/--no-filter-bos", "--filter_bos/--no-filter_bos",
+        filter_bos: bool = opt.with_snake_alias(
+            True, "--filter-bos/--no-filter-bos",
             help="Drop activations on BOS/special tokens."),
-        show_activations: bool = typer.Option(
-            False, "--show-activations", "--show_activations",
+        show_activations: bool = opt.with_snake_alias(
+            False, "--show-activations",
             help="Show activation values 0-10 to the explainer (longer prompts)."),
         dtype: str = opt.DType,
         seed: int = typer.Option(22, "--seed", help="Seed of every draw."),
@@ -193,8 +193,8 @@ def register(app: typer.Typer) -> None:
                                             "scores."),
         name: str = typer.Option("", "--name", help="Run name: outputs in workspace/interp/NAME (default: the "
                                  "dictionary's name)."),
-        results_dir: Optional[str] = typer.Option(
-            None, "--results-dir", "--results_dir",
+        results_dir: Optional[str] = opt.with_snake_alias(
+            None, "--results-dir",
             help="Write to results_dir/NAME instead."),
         workspace: Optional[str] = opt.WorkspaceOpt,
         layer: Optional[int] = opt.SelLayer, width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,

@@ -29,9 +29,7 @@ def register(app: typer.Typer) -> None:
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
               width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
               site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
-              overwrite: bool = typer.Option(False, "--overwrite", help="Recompute a match the output directory "
-                                             "already holds (by default one of the same weights, stores and "
-                                             "settings is kept).")) -> None:
+              overwrite: bool = opt.recompute_option("a match", "weights, stores and settings")) -> None:
         """Which latent of A is which latent of B? One-to-one and many-to-one matches, families of split
         latents, unique and novel latents, the coverage curve against a random baseline."""
         from .._io import read_json

@@ -67,9 +67,9 @@ def register(app: typer.Typer) -> None:
              partial: str = typer.Option("drop", "--partial", help="Document tails / documents shorter than k: drop "
                                          "(SFAL; counted) | keep (one shorter window)."),
              level: str = typer.Option("window", "--level", help="window | token (token-level co-occurrence)."),
-             n_docs: Optional[int] = typer.Option(None, "--n-docs", "--n_docs", help="Use only the first N documents."),
-             n_tokens: Optional[int] = typer.Option(None, "--n-tokens", "--n_tokens",
-                                                    help="Use only the first N token positions."),
+             n_docs: Optional[int] = opt.with_snake_alias(None, "--n-docs", help="Use only the first N documents."),
+             n_tokens: Optional[int] = opt.with_snake_alias(None, "--n-tokens",
+                                                            help="Use only the first N token positions."),
              top_k: int = typer.Option(64, "--top-k", help="Neighbours kept per latent (φ, Jaccard, NPMI)."),
              layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt,
              hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
                                                     "downloaded Neuronpedia export, a CSV/JSONL, or an interp run's "
                                                     "directory."),
              embeddings: list[str] = EmbOpt,
-             top_n: int = typer.Option(1023, "--top-n", "--top_n", help="Ranking length (SFAL: 1023)."),
+             top_n: int = opt.with_snake_alias(1023, "--top-n", help="Ranking length (SFAL: 1023)."),
              overlap_k: int = typer.Option(10, "--overlap-k", help="k of the top-k overlap measure."),
              n_permutations: int = typer.Option(5, "--n-permutations", help="Shuffles for the random baseline."),
              seed: int = typer.Option(0, "--seed"), np_type: str = NpType, np_explainer: Optional[str] = NpExplainer,

@@ -207,19 +207,9 @@ def extract_activations_for_comparison(
     batch_size: int = 8, dtype: torch.dtype | str = torch.bfloat16, resume: bool = True, shard_windows: int = 64,
     progress: bool = True,
 ) -> PairedActivations:
-    """Run both models on the same windows; store residual-stream activations (after block L) per layer.
-
-    `check_pair` first, then `saelab.activations.write_paired_activations` with each window's group
-    (`window_groups`). Only valid positions are stored (`valid_mask`: sink/BOS/special tokens as the
-    windows' config excludes them, and padding).
-
-    Args:
-        layers: decoder-layer indices; the hookpoint is `resid_post.L`.
-        out_dir: the artifact directory (`cfg.json`, `tokens/`, `layer_LL/shard_SSSSS.safetensors`,
-            `manifest.json` written last).
-        dtype: stored dtype, `bfloat16` (half the disk of float32) | `float16` | `float32`; readers return float32.
-        resume: keep finished shards of a run with the same inputs; False recomputes everything.
-        shard_windows: windows per shard (the unit of resumption).
+    """`saelab.activations.write_paired_activations` for a pair of models to diff: `check_pair` first (one
+    tokenizer; the layers exist in both, with one hidden size), and each window's group (`window_groups`)
+    stored per token. The arguments are those of `write_paired_activations`, which documents them.
 
     Example:
         >>> acts = extract_activations_for_comparison(base, target, windows, [6], "diff/activations")
