@@ -16,25 +16,72 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import FileAccessError, FormatError, file_error
+
 CFG_NAME = "cfg.json"
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    The file gets the mode a plain `open` would give it (0o666 less the umask), not mkstemp's 0o600. A
+    directory that cannot be made or written raises FileAccessError naming `path` (not the temporary name).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise file_error(e, action="write") from e
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise file_error(e, path.parent, "write") from e
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, umask_mode(0o666))
         os.replace(tmp_path, path)
+    except OSError as e:
+        named = {os.fsdecode(n) for n in (e.filename, e.filename2) if isinstance(n, (str, bytes, os.PathLike))}
+        if str(tmp_path) not in named:
+            raise
+        raise file_error(e, path, "write") from e  # a full disk while writing, a target that is a directory
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def umask_mode(mode: int) -> int:
+    """`mode` less the process's umask: what `open` (0o666) or `mkdir` (0o777) would give a new file or directory,
+    for one made by mkstemp / mkdtemp (0o600 / 0o700, unreadable by others)."""
+    return mode & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask: from /proc on Linux, else by setting it and putting it back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+def check_output_dir(path: str | os.PathLike, arg: str) -> Path:
+    """`path` as a directory to write into (made when missing), refused before any work when it cannot be one: it
+    is a file, or lies under one. FileAccessError names `arg` (the option that gave it) and the file in the way."""
+    path = Path(path).expanduser()
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        where = "is a file" if blocker == path else f"lies under {blocker}, a file"
+        raise FileAccessError(f"{arg}: got {str(path)!r}, which {where}; expected a directory (made when missing): "
+                              "choose another path, or move the file away.")
+    return path
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -46,9 +93,42 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path: str | os.PathLike, what: str = "") -> Any:
+    """The JSON value in the file at `path`. A file that is not UTF-8 JSON raises FormatError and one that
+    cannot be read FileAccessError, each naming the path and `what` it should hold (e.g. "a dictionary's
+    config")."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as e:
+        raise file_error(e, path, "read") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        kind = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "not valid JSON"
+        raise FormatError(f"{path}: {kind} ({_first_line(e)}); expected {what or 'a JSON file'}. {_REMAKE}") from None
+
+
+def read_json_object(path: str | os.PathLike, what: str = "") -> dict[str, Any]:
+    """`read_json` for a file that must hold a JSON object (every cfg.json, manifest.json, metrics.json)."""
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: holds a JSON {json_type(data)}; expected {what or 'a JSON object'} (a JSON "
+                          f"object). {_REMAKE}")
+    return data
+
+
+_REMAKE = ("The file is damaged or was not written by saelab: restore it, or make it again (the command that wrote "
+           "it, with --overwrite).")
+
+
+def json_type(value: Any) -> str:
+    """JSON's name for the type of a parsed value: object, list, string, number, boolean, null."""
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number",
+             type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def json_safe(obj: Any) -> Any:
@@ -62,7 +142,7 @@ def cfg_matches(directory: str | os.PathLike, want: dict[str, Any]) -> bool:
     path = Path(directory) / CFG_NAME
     if not path.exists():
         return False
-    cfg, want = read_json(path), json_safe(want)
+    cfg, want = read_json_object(path, "an artifact's config"), json_safe(want)
     return all(cfg.get(k) == v for k, v in want.items())
 
 

@@ -25,7 +25,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -34,13 +34,15 @@ from ._io import versions
 from .data.corpus import EMBEDDED_CORPORA, Corpus, Document, load_corpus
 from .data.tokens import TokenizeConfig, tokenize_corpus
 from .errors import ArtifactError, ConfigError
+from .models.defaults import DEMO_FINETUNE as DEMO_FINETUNE  # the recipe lives where --help reads it without torch
+from .models.defaults import FinetunePreset as FinetunePreset
+from .models.defaults import Precision
 from .models.load import LoadedModel, cpu_bf16, load_model
 from .progress import token_progress
 
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "finetune_config.json"
-Precision = Literal["auto", "bf16-autocast", "fp32"]
 
 
 @dataclass(frozen=True)
@@ -52,31 +54,6 @@ class CorpusSlice:
     train: list[str]
     heldout: list[str]
     """Documents never trained on: the loss on them shows what the fine-tune learned."""
-
-
-@dataclass(frozen=True)
-class FinetunePreset:
-    """A named fine-tune recipe (the arguments of `finetune`)."""
-
-    slice: str
-    """The corpus slice trained on (see `load_slice`)."""
-    steps: int
-    lr: float
-    batch_size: int
-    """Windows per optimizer step."""
-    ctx_len: int
-    seed: int = 0
-    layers_trainable: tuple[int, ...] | None = None
-    """Decoder layers that train (None: all of them and the final norm). Embeddings never train."""
-    model: str = "smollm2-135m"
-    precision: Precision = "auto"
-
-
-# BBC sport reports (505 distinct articles: football, rugby, tennis, athletics, cricket) are
-# a narrow, nameable change: distinctive vocabulary and style, ~4% of the mixed-en corpus.
-# 40 steps x 4 x 256 = 41k tokens (~20% of the slice) fit the ~5 CPU-minute budget on 2
-# cores with bf16 autocast (2.5-3x faster than fp32 here); lr 2e-4 keeps the change strong.
-DEMO_FINETUNE = FinetunePreset(slice="bbc-news/sports", steps=40, lr=2e-4, batch_size=4, ctx_len=256, seed=0)
 
 
 def load_slice(spec: str, heldout_fraction: float = 0.1, seed: int = 0) -> CorpusSlice:
@@ -286,7 +263,7 @@ def _train(model, params, windows: torch.Tensor, steps: int, lr: float, batch_si
             opt.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-            advance(x.numel())
+            advance(x.numel(), f"step {step + 1}/{steps} loss {losses[-1]:.3f}")
             log.debug("step %d loss %.4f", step, losses[-1])
     model.eval()
     return losses

@@ -70,5 +70,6 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch, caps
         main(["demo", "-w", str(tmp_path)])
     err = " ".join(capsys.readouterr().err.split())
     assert e.value.code == 130
-    assert "interrupted: finished stages and saved work are kept; run the same command again" in err
+    assert "interrupted: saved work is kept" in err and "resuming is the default" in err
+    assert f"saelab demo -w {tmp_path}" in err  # the exact command that resumes
     assert "Traceback" not in err

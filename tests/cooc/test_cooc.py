@@ -114,3 +114,34 @@ def test_run_writes_counts_and_neighbours(synthetic):
     got, values = again.neighbours(latent, "phi")
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_allclose(values, scores[expected], rtol=1e-6)
+
+
+def test_a_rerun_reads_counts_back_other_settings_are_refused_and_an_interrupted_run_counts_again(synthetic,
+                                                                                                 monkeypatch):
+    from saelab.errors import ArtifactError
+
+    ws, _, _ = synthetic
+    first = run(CoocConfig(k=8, top_k=5), ws, "synth")
+    stamp = (first.path / "counts.safetensors").stat().st_mtime_ns
+    again = run(CoocConfig(k=8, top_k=5), ws, "synth")  # the same settings and store: read back, not recounted
+    assert (again.path / "counts.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(ArtifactError, match=r"config.k: 8 → 4.*--overwrite"):
+        run(CoocConfig(k=4, top_k=5), ws, "synth")
+    assert load_cooc(first.path).cfg["config"]["k"] == 8  # nothing touched
+    assert run(CoocConfig(k=4, top_k=5), ws, "synth", overwrite=True).cfg["config"]["k"] == 4
+
+    import importlib
+
+    cooc_run = importlib.import_module("saelab.cooc.run")  # the module (the package's `run` is the function)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cooc_run, "write_neighbours", interrupted)  # Ctrl-C after the counts, before cfg.json
+    with pytest.raises(KeyboardInterrupt):
+        run(CoocConfig(k=6, top_k=5), ws, "synth", overwrite=True)
+    with pytest.raises(ArtifactError, match="cfg.json missing"):
+        load_cooc(first.path)  # half-written: not readable as counts
+    assert not list((ws.root / ".locks").rglob("*.lock"))  # the lock went with the interrupted run
+    monkeypatch.undo()
+    assert run(CoocConfig(k=6, top_k=5), ws, "synth").cfg["config"]["k"] == 6  # counted again, no --overwrite

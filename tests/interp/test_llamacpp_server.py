@@ -244,7 +244,7 @@ def test_a_timeout_is_retried_then_a_counted_failure(llama_server):
 def test_autointerp_command_explains_and_scores_through_the_server_without_leaking_the_key(
         llama_server, tmp_path, capsys, caplog):
     ws = planted_for_cli(tmp_path)
-    args = ["autointerp", "tiny", "synth", "-w", str(ws.root), "--explainer_provider", "openai",
+    args = ["autointerp", str(tmp_path / "tok"), "synth", "-w", str(ws.root), "--explainer_provider", "openai",
             "--base_url", llama_server.url, "--explainer_model", MODEL, "--api_key_env", KEY_ENV,
             "--scorers", "detection", "--max_latents", "2", "--min_examples", "5", "--example_ctx_len", "8",
             "--n_examples_train", "5", "--n_examples_test", "4", "--n_non_activating", "4"]

@@ -102,3 +102,14 @@ def test_cli_merges_runs_by_name(planted, capsys):
     assert run_cli("autointerp-merge", "a", "nope", "--name", "ab2", "-w", str(ws.root)) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "no interp run at nope" in err and "Traceback" not in err
+
+
+def test_one_run_given_twice_is_refused(planted):
+    """Its latents overlap entirely, though one run has no latent twice: refused like any overlap."""
+    ws, _ = planted
+    a = _run(planted, "a", [0, 1, 2])
+    with pytest.raises(ConfigError, match="is given more than once"):
+        merge([a, a], ws.root / "interp" / "aa")
+    with pytest.raises(ConfigError, match=r"given more than once \(as"):
+        merge([a, a.parent / ".." / a.parent.name / a.name], ws.root / "interp" / "aa")
+    assert not (ws.root / "interp" / "aa").exists()

@@ -149,15 +149,22 @@ def test_explanations_are_reused_only_from_the_same_prompt_and_model(planted, ca
     client = Counting()
     run(fewer, ws, "synth", name="t", client=client, tokenizer=tok, embed=_embed, overwrite=["examples"])
     assert client.explained == 0
-    # another explainer model (or train examples) under the same name: explained again, with a warning
+    # another explainer model under the same name: refused (never replaced silently), then redone when asked
+    from saelab.errors import ArtifactError
+
     client = Counting()
+    with pytest.raises(ArtifactError, match="explainer_model.*--overwrite explanations"):
+        run(replace(fewer, explainer_model="another-model"), ws, "synth", name="t", client=client, tokenizer=tok,
+            embed=_embed)
+    assert client.explained == 0
     run(replace(fewer, explainer_model="another-model"), ws, "synth", name="t", client=client, tokenizer=tok,
-        embed=_embed)
-    assert client.explained == len(first) and "by another model" in caplog.text
+        embed=_embed, overwrite=["explanations"])
+    assert client.explained == len(first)
+    # other train examples (asked for with --overwrite examples): their explanations are made again, with a warning
     client = Counting()
     more = replace(fewer, explainer_model="another-model", examples=replace(EX, n_examples_test=7, n_examples_train=5))
     run(more, ws, "synth", name="t", client=client, tokenizer=tok, embed=_embed, overwrite=["examples"])
-    assert client.explained == len(first)
+    assert client.explained == len(first) and "made from other examples" in caplog.text
 
 
 def test_openai_run_counts_failures_resumes_only_them_and_never_writes_the_key(planted, monkeypatch, caplog):

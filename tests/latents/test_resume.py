@@ -155,3 +155,18 @@ def test_dictionary_of_another_width_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="d_in is 16"):
         run(CacheConfig(batch_size=2, shard_windows=4), Workspace(tmp_path), tiny_lm(), tiny_windows(),
             {"wrong": wrong}, progress=False)
+
+
+def test_a_second_cache_of_the_same_store_is_refused_and_the_first_finishes(reference, tmp_path):
+    first = _worker(tmp_path, "0.15")  # slow batches: it holds the stores' locks for ~6 s
+    lock = tmp_path / ".locks" / "latents" / "sae_l1.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    second = _worker(tmp_path)
+    assert second.wait(timeout=120) != 0
+    err = second.stderr.read().decode()
+    assert "being written by another saelab process" in err and f"PID {first.pid}" in err
+    assert first.wait(timeout=120) == 0, first.stderr.read().decode()
+    assert _files(tmp_path / "latents") == _files(reference / "latents")  # nothing lost, nothing mixed
+    assert not list((tmp_path / ".locks").rglob("*.lock"))

@@ -74,3 +74,21 @@ def test_excluded_positions_never_reach_the_trainer(sparse, tmp_path):
     assert state.text_tokens == 4 * 31 and trainers["sae"].n_tokens == 4 * 31
     text = sparse.acts["x"][:4][sparse.mask[:4]]
     assert trainers["sae"].coder.b_dec.norm() < 2 * text.mean(0).norm()
+
+
+def test_a_truncated_or_foreign_checkpoint_is_one_line_that_says_how_to_go_on(tmp_path):
+    import torch
+
+    from saelab.errors import ArtifactError
+    from saelab.train.checkpoint import read_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"state": {}, "fingerprint": "f", "trainers": {}, "torch_rng": torch.get_rng_state()}, path)
+    assert read_checkpoint(path)["fingerprint"] == "f"
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ArtifactError, match="is truncated or damaged .*--overwrite") as e:
+        read_checkpoint(path)
+    assert "\n" not in str(e.value)
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ArtifactError, match="not a saelab training checkpoint"):
+        read_checkpoint(path)

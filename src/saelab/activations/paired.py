@@ -84,7 +84,7 @@ def write_paired_activations(
             paths = [_shard_path(out, layer, s) for layer in layers]
             if all(p.exists() for p in paths):
                 counts.append(int(mask[lo:hi].sum()))
-                advance(2 * (hi - lo) * windows.ctx_len)
+                advance.skip(2 * (hi - lo) * windows.ctx_len)  # resumed: done, not part of the rate
                 continue
             acts = {which: _read(lm, windows.tokens[lo:hi], mask[lo:hi], layers, batch_size, dtype, advance)
                     for which, lm in (("base", base), ("target", target))}

@@ -1,19 +1,19 @@
 """The `saelab` command line: a thin layer over each stage's `run(...)`.
 
 Each command group lives in its own module with a `register(app)` function. User
-mistakes (`SaelabError`) print one line and exit with code 2, never a traceback.
+mistakes (`SaelabError`) and files the system refuses (`OSError`) print one line and exit with
+code 2, never a traceback; anything else is a bug: one line, exit code 1 (`saelab -v` shows the traceback).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 import typer
 from rich.console import Console
 
-from ..errors import SaelabError
+from ..errors import SaelabError, file_error
 
 app = typer.Typer(
     name="saelab",
@@ -25,14 +25,16 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-INTERRUPTED = ("interrupted: finished stages and saved work are kept; run the same command again to resume "
-               "where it stopped")
+INTERRUPTED = ("interrupted: saved work is kept (checkpoints, finished shards and stages; a line above says which "
+               "where there is one); resuming is the default, so the same command goes on where it stopped: {command}")
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details (INFO).")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details (INFO), and the "
+                                        "warnings and bars of the Hugging Face libraries.")) -> None:
+    from .output import configure_output
+
+    configure_output(verbose)
 
 
 def _register_all() -> None:
@@ -72,18 +74,53 @@ def expand_multi_value(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `saelab` console script."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        app(args=expand_multi_value(sys.argv[1:] if argv is None else list(argv)), standalone_mode=True)
-    except SaelabError as e:
-        from rich.markup import escape  # a message may hold brackets ("org/name[/path]"), never markup
+    """Entry point of the `saelab` console script, and its one error boundary.
 
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+    A user's mistake (`SaelabError`) or a file the system refused (`OSError`: missing, a file where a directory
+    belongs, no permission, read-only, disk full) prints one line naming the path and the fix, exit code 2. Any
+    other exception is a bug in saelab: one line naming it, exit code 1. `saelab -v COMMAND` adds the traceback.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
+    try:
+        app(args=args, standalone_mode=True)
+    except SaelabError as e:
+        _fail(str(e), 2, args)
+    except OSError as e:
+        _fail(str(file_error(e)), 2, args)
     except (KeyboardInterrupt, SystemExit) as e:
         # typer turns Ctrl-C into a silent exit 130; say what was kept and how to go on
         if isinstance(e, SystemExit) and e.code != 130:
             raise
-        err_console.print(INTERRUPTED, highlight=False, soft_wrap=True)
+        import shlex
+
+        err_console.print(INTERRUPTED.format(command=shlex.join(["saelab", *args])), highlight=False, soft_wrap=True,
+                          markup=False)
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the boundary: a bug still ends in one line, not a page of traceback
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        _fail(f"internal error: {type(e).__name__}{': ' + first if first else ''} — a bug in saelab; run with -v "
+              "(saelab -v COMMAND …) for the traceback", 1, args)
+
+
+def _verbose(args: list[str]) -> bool:
+    """`-v` / `--verbose` among the root options (those before the command name)."""
+    for arg in args:
+        if not arg.startswith("-"):
+            return False
+        if arg in ("-v", "--verbose"):
+            return True
+    return False
+
+
+def _fail(message: str, code: int, args: list[str]) -> None:
+    """Print `message` as one `error:` line on stderr (after the traceback, with -v) and exit with `code`."""
+    from rich.markup import escape  # a message may hold brackets ("org/name[/path]"), never markup
+
+    if _verbose(args):
+        import traceback
+
+        traceback.print_exc()
+    line = " ".join(message.splitlines())
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    sys.exit(code)

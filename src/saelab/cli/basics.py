@@ -110,11 +110,14 @@ def register(app: typer.Typer) -> None:
         from ..activations.run import ActivationsConfig, run
         from ..data.run import TokensConfig
         from ..data.run import run as tokens_run
+        from ..models.hookpoints import resolve_hookpoint
         from ..models.load import load_model
         from ..workspace import Workspace
 
         ws = Workspace.at(workspace)
         lm = load_model(model, dtype=dtype, device=device)
+        for name in hookpoint:  # a wrong hookpoint is named before the token windows are checked or built
+            resolve_hookpoint(lm.model, name)
         windows = tokens_run(TokensConfig(corpus=corpus, ctx_len=ctx_len, n_tokens=n_tokens), ws, lm)
         result = run(ActivationsConfig(hookpoints=tuple(hookpoint), batch_size=batch_size, n_windows=n_windows),
                      ws, lm, windows)

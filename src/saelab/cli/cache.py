@@ -65,7 +65,9 @@ def register(app: typer.Typer) -> None:
               value_dtype: str = typer.Option("bfloat16", "--value-dtype", help="Stored values: float16 | bfloat16."),
               n_windows: Optional[int] = typer.Option(None, "--n-windows", help="Cache only the first N windows."),
               workspace: Optional[str] = opt.WorkspaceOpt,
-              overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild stores that exist."),
+              overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild stores that exist. Without "
+                                             "it a rerun resumes a store made the same way, and stops at one made "
+                                             "with other settings, weights or token windows."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
               width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
               cache_dir: Optional[str] = opt.HubCacheDir,
@@ -80,14 +82,14 @@ def register(app: typer.Typer) -> None:
         from ..latents import CacheConfig, run
         from ..latents.run import rank_and_world
         from ..models.load import load_model
-        from ..workspace import Workspace
+        from ..workspace import Workspace, check_name
 
         config = CacheConfig(batch_size=batch_size, shard_windows=shard_windows, n_windows=n_windows,
                              value_dtype=value_dtype)  # type: ignore[arg-type]
         ws = Workspace.at(workspace)
         sel = opt.selector(hookpoint, layer, width, l0, site)
         specs = [_resolve(s, ws, sel) for s in dict_]
-        names = [n for n, _ in specs]
+        names = [check_name(n, "--dict (its store name; give another with NEW_NAME=SPEC)") for n, _ in specs]
         if len(set(names)) != len(names):
             raise ConfigError(f"--dict: store names repeat ({', '.join(names)}); name them with NAME=PATH.")
         _init_distributed()

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..models.load import DEFAULT_MODEL
+from ..models.defaults import DEFAULT_MODEL
 
 Model = typer.Option(DEFAULT_MODEL, "--model", "-m",
                      help="Embedded name (smollm2-135m, gemma3-270m), Hugging Face id, model directory, or .gguf file.")
@@ -15,7 +15,16 @@ DType = typer.Option("auto", "--dtype", help="Model dtype: auto | float32 | bflo
                      "auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU multiplies it fast (~2x fp32), else float32 "
                      "(bf16 on a CPU without them ran 50-300x slower).")
 Device = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N.")
-WorkspaceOpt = typer.Option(None, "--workspace", "-w",
+def _workspace_dir(value: Optional[str]) -> Optional[str]:
+    """--workspace: refused at once when it is a file (or lies under one), before a model loads."""
+    if value:
+        from .._io import check_output_dir
+
+        check_output_dir(value, "--workspace")
+    return value
+
+
+WorkspaceOpt = typer.Option(None, "--workspace", "-w", callback=_workspace_dir,
                             help="Workspace directory (default: $SAELAB_WORKSPACE or ./saelab-workspace).")
 Corpus = typer.Option("mixed-en", "--corpus", "-c",
                       help="Embedded corpus (mixed-en, wiki-en, sotu, bbc-news), a .txt/.jsonl/.parquet path, or a "
@@ -91,8 +100,10 @@ def store_name(workspace, spec: str, sel=None) -> str:
     downloaded). Raises ArtifactError with the command that builds it when there is none."""
     from ..coders import resolve_dictionary
     from ..errors import ArtifactError
+    from ..workspace import is_name
 
-    if (workspace.latents(spec) / "cfg.json").exists() or (workspace.dictionary(spec) / "cfg.json").exists():
+    if is_name(spec) and ((workspace.latents(spec) / "cfg.json").exists()
+                          or (workspace.dictionary(spec) / "cfg.json").exists()):
         return spec
     if "/" not in spec and ":" not in spec and not Path(spec).exists():
         return spec  # an unknown name: the command's own error lists what the workspace has

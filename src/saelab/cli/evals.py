@@ -35,14 +35,6 @@ def _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, m
     return ws, config, lm, windows
 
 
-def _stored_names(out_dir: Path) -> list[str] | None:
-    """Display names of the comparison in `out_dir` (the stored check does not compare them)."""
-    from .._io import read_json
-
-    cfg = out_dir / "cfg.json"
-    return read_json(cfg).get("names") if cfg.exists() else None
-
-
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_(dict_: str = typer.Option(..., "--dict", "-d", help=f"Dictionary: {DICT_HELP}."),
@@ -58,16 +50,25 @@ def register(app: typer.Typer) -> None:
               workspace: Optional[str] = opt.WorkspaceOpt,
               out: Optional[Path] = typer.Option(None, "--out",
                                                  help="Output directory (default: workspace/evals/NAME)."),
+              overwrite: bool = typer.Option(False, "--overwrite", help="Replace an evaluation the output directory "
+                                             "holds of other weights, settings, model or tokens (without it that is "
+                                             "refused; one of the same inputs is read back)."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
               width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
               cache_dir: Optional[str] = opt.HubCacheDir) -> None:
         """How good is this SAE or transcoder? Writes metrics.json and summary.txt and prints the summary."""
+        from .._io import check_output_dir
         from ..evals import run_eval
         from . import console
 
         sel = opt.selector(hookpoint, layer, width, l0, site)
+        if out is not None:
+            check_output_dir(out, "--out")
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
-        m = run_eval(dict_, ws, lm, windows, config, out_dir=out, selector=sel)
+        m = run_eval(dict_, ws, lm, windows, config, out_dir=out, selector=sel, overwrite=overwrite)
+        if m.get("reused"):
+            console.print(f"{m['out_dir']} holds this evaluation already; shown as stored (--overwrite recomputes "
+                          "it)", highlight=False, markup=False)
         console.print(m["summary_text"], highlight=False, markup=False)
         console.print(f"written: {m['out_dir']}/metrics.json, summary.txt")
 
@@ -93,18 +94,22 @@ def register(app: typer.Typer) -> None:
                 overwrite: bool = opt.recompute_option("a comparison", "weights, settings, model and tokens")) -> None:
         """Compare two dictionaries (or one and a dense baseline) on the same tokens: a side-by-side table with a winner
         per metric."""
+        from .._io import check_output_dir
         from ..errors import ConfigError
         from ..evals import compare as run_compare
+        from ..evals.reconstructors import parse_dense_spec
         from . import console
 
         pair = tuple(n.strip() for n in names.split(",")) if names else None
         if pair is not None and len(pair) != 2:
             raise ConfigError(f"names: got {names!r}; expected two names separated by a comma, e.g. ours,theirs.")
         sel = opt.selector(hookpoint, layer, width, l0, site)  # picks within whichever of --a / --b is a tree
+        check_output_dir(output_dir, "--output-dir")
+        if b.startswith("dense:"):
+            parse_dense_spec(b)  # its form, before the model loads (K ≤ d_in is checked once --a is read)
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
-        resume = not overwrite and (pair is None or _stored_names(output_dir) == list(pair))
         r = run_compare(a, b, ws, lm, windows, output_dir, config, names=pair, selector=sel,  # type: ignore[arg-type]
-                        resume=resume)
+                        overwrite=overwrite)
         if r.get("reused"):
             console.print(f"{output_dir} holds this comparison already; shown as stored (--overwrite recomputes it)")
         console.print(r["summary_text"], highlight=False, markup=False)

@@ -8,7 +8,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from ..finetune import DEMO_FINETUNE as p
+    from ..models.defaults import DEMO_FINETUNE as p
 
     @app.command()
     def finetune(
@@ -47,11 +47,13 @@ def register(app: typer.Typer) -> None:
         finetune_config.json records the slice, steps, tokens and the loss before/after on held-out slice text and on
         other text (Wikipedia leads). Run it again with the same settings and the saved model is reused.
         """
+        from .._io import check_output_dir
         from ..finetune import finetune as run_finetune
         from ..finetune import load_slice
         from . import console
 
         layer_list = _parse_layers(layers)
+        check_output_dir(output_dir, "--output-dir")
         path = run_finetune(model, load_slice(slice_, seed=seed), output_dir, steps=steps, lr=lr,
                             batch_size=batch_size, ctx_len=ctx_len, seed=seed, layers_trainable=layer_list,
                             precision=precision, overwrite=overwrite)  # type: ignore[arg-type]

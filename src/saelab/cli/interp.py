@@ -34,24 +34,52 @@ def _latent_ids(values: list[str]) -> tuple[int, ...] | None:
     return tuple(dict.fromkeys(ids)) or None
 
 
+def refuse_other_subject(ws, model: str, store: str) -> None:
+    """A reused latent store was cached from one model (its tokens, activations and tokenizer): a MODEL argument
+    that names another one (by its spec, its directory, or an embedded name whose copy is that directory) is
+    refused rather than silently ignored."""
+    from .._io import read_json_object
+    from ..errors import ConfigError
+    from ..models.embedded import EMBEDDED_MODELS, converted_dir
+
+    cfg = read_json_object(ws.latents(store) / "cfg.json", "a latent store's config")
+    path = (cfg.get("model") or {}).get("path") if isinstance(cfg.get("model"), dict) else None
+    tokens = ws.tokens / "cfg.json"
+    spec = read_json_object(tokens, "the token windows' config").get("model") if tokens.exists() else None
+    if path is None and spec is None:
+        return  # the store does not say
+    given = converted_dir(EMBEDDED_MODELS[model]) if model in EMBEDDED_MODELS else Path(model).expanduser()
+    if model == spec or (path is not None and given.resolve() == Path(path).expanduser().resolve()):
+        return
+    raise ConfigError(f"model: got {model!r}, but the latent store {ws.latents(store)} was cached from "
+                      f"{spec or path!r} (its tokens and activations); pass that model, or use another --workspace "
+                      f"(-w) to cache the dictionary with {model!r}.")
+
+
 def _ensure_store(ws, model: str, sparse_model: str, selector, dataset_repo: str, dataset_split: str,
                   dataset_column: str, cache_ctx_len: int, n_tokens: int, batch_size: int, dtype: str, emit) -> str:
     """The name of a complete latent store for SPARSE_MODEL (one hookpoint of it: `selector`), building the
     token windows and the cache if needed."""
     from .._io import read_json
     from ..coders import load_resolved, resolve_dictionary
+    from ..latents.source import open_store
+    from ..workspace import is_name
 
     def complete(name: str) -> bool:
         cfg = ws.latents(name) / "cfg.json"
         return cfg.exists() and bool(read_json(cfg).get("complete"))
 
-    if "/" not in sparse_model and complete(sparse_model):  # a store by its name (it may have no dictionaries/NAME)
-        emit(f"reusing the latent store {ws.latents(sparse_model)}")
-        return sparse_model
+    def reuse(name: str) -> str:
+        refuse_other_subject(ws, model, name)
+        open_store(ws, name)  # a store of weights or token windows changed since: refused, with the rebuild command
+        emit(f"reusing the latent store {ws.latents(name)}")
+        return name
+
+    if is_name(sparse_model) and complete(sparse_model):  # a store by its name (it may have no dictionaries/NAME)
+        return reuse(sparse_model)
     resolved = resolve_dictionary(sparse_model, workspace=ws, selector=selector)
     if complete(resolved.name):
-        emit(f"reusing the latent store {ws.latents(resolved.name)}")
-        return resolved.name
+        return reuse(resolved.name)
     from ..data.run import TokensConfig
     from ..data.run import run as run_tokens
     from ..latents.config import CacheConfig
@@ -190,7 +218,9 @@ def register(app: typer.Typer) -> None:
         dtype: str = opt.DType,
         seed: int = typer.Option(22, "--seed", help="Seed of every draw."),
         overwrite: list[str] = typer.Option([], "--overwrite", help="Stages to redo: examples, explanations, "
-                                            "scores."),
+                                            "scores, or all. Without it a rerun resumes the run, and stops at one "
+                                            "made from a store rebuilt since (all redoes it) or with another "
+                                            "explainer (explanations redoes them)."),
         name: str = typer.Option("", "--name", help="Run name: outputs in workspace/interp/NAME (default: the "
                                  "dictionary's name)."),
         results_dir: Optional[str] = opt.with_snake_alias(
@@ -205,7 +235,7 @@ def register(app: typer.Typer) -> None:
         (measured chance; intruder shows no explanation: chance 1/N). Reruns skip finished work and retry
         only failed answers."""
         from ..interp import ExampleConfig, InterpConfig, run
-        from ..workspace import Workspace
+        from ..workspace import Workspace, check_name
         from . import console
 
         emit = lambda m: console.print(m, highlight=False, markup=False)  # noqa: E731
@@ -224,6 +254,8 @@ def register(app: typer.Typer) -> None:
                               n_intruder_examples=n_intruder_examples, batch_size=batch_size,
                               show_activations=show_activations, dtype=dtype)
         ws = Workspace.at(workspace)
+        if name:
+            check_name(name, "--name")
         hps = _split(hookpoints) or [None]
         runs: dict[str, Path] = {}
         for hp in hps:
@@ -241,8 +273,7 @@ def register(app: typer.Typer) -> None:
             parts = [r.name.split("__") for r in runs.values()]  # store names: REPO__HOOKPOINT
             common = [p[0] for p in zip(*parts) if len(set(p)) == 1]
             group = name or "__".join(common) or "hookpoints"
-            out = _group_summary(Path(results_dir) / group if results_dir else ws.root / "interp" / group,
-                                 sparse_model, runs)
+            out = _group_summary(Path(results_dir) / group if results_dir else ws.interp(group), sparse_model, runs)
         console.print((out / "summary.md").read_text(), markup=False, highlight=False)
         per_hookpoint = "" if len(runs) == 1 else f" (one run per hookpoint: {', '.join(map(str, runs.values()))})"
         emit(f"outputs in {out}{per_hookpoint}")
@@ -264,6 +295,7 @@ def register(app: typer.Typer) -> None:
         from . import console
 
         ws = Workspace.at(workspace)
-        out = merge([find_run(ws, None, r) for r in runs], ws.root / "interp" / name, overwrite=overwrite)
+        with ws.lock("interp", name):
+            out = merge([find_run(ws, None, r) for r in runs], ws.interp(name), overwrite=overwrite)
         console.print((out / "summary.md").read_text(), markup=False, highlight=False)
         console.print(f"outputs in {out}", highlight=False, markup=False)

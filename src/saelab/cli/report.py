@@ -26,12 +26,15 @@ def register(app: typer.Typer) -> None:
                                                     "else the newest run of it.")) -> None:
         """Write a static HTML report of every stage that has run (index, dictionary, latent, matching, SFAL pages);
         open index.html in a browser, no server needed."""
+        from .._io import check_output_dir
         from ..report import ReportConfig, run
         from ..report.model_view import for_workspace
         from ..workspace import Workspace
         from . import console
 
         ws = Workspace.at(workspace)
+        if out is not None:
+            check_output_dir(out, "--out")
         config = ReportConfig(max_latent_pages=max_latent_pages, n_top_examples=n_examples,
                               interp_runs=tuple(interp_run))
         index = run(config, ws, out, for_workspace(ws, model))

@@ -71,6 +71,9 @@ def register(app: typer.Typer) -> None:
              n_tokens: Optional[int] = opt.with_snake_alias(None, "--n-tokens",
                                                             help="Use only the first N token positions."),
              top_k: int = typer.Option(64, "--top-k", help="Neighbours kept per latent (φ, Jaccard, NPMI)."),
+             overwrite: bool = typer.Option(False, "--overwrite", help="Recount where cooc/NAME holds counts of "
+                                            "other settings or of a store rebuilt since (without it that is "
+                                            "refused; counts of the same ones are read back)."),
              layers: list[int] = LayersOpt, workspace: Optional[str] = opt.WorkspaceOpt,
              hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
@@ -85,7 +88,7 @@ def register(app: typer.Typer) -> None:
                             n_docs=n_docs, n_tokens=n_tokens, top_k=top_k)
         ws = Workspace.at(workspace)
         for name in _dictionaries(ws, dict_, layers, opt.selector(hookpoint, layer, width, l0, site)):
-            c = run(config, ws, name)
+            c = run(config, ws, name, overwrite=overwrite)
             skipped = c.cfg["counts"]
             console.print(f"{name}: N = {c.counts.n_windows:,} windows, {c.counts.pairs.nnz:,} co-occurring pairs, "
                           f"{c.cfg['n_dead']:,} dead latents; skipped: {skipped} ({c.cfg['seconds']:.1f} s) → {c.path}")

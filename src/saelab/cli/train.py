@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -45,35 +44,23 @@ def widths(d_sae: list[int], expansion_factor: list[int], d_model: int) -> list[
     return list(d_sae) or [f * d_model for f in (expansion_factor or [8])]
 
 
-def resume_or_refuse(run_dir: Path, fingerprint: str, dictionaries: list[Path], overwrite: bool) -> bool:
-    """Whether to resume the run in `run_dir`: yes when its checkpoint was written by this same run (same
-    options, model and token windows); a checkpoint of another run, or a finished dictionary with no
-    checkpoint to tell, is refused in one line naming --overwrite (never trained over silently)."""
-    import torch
-
-    from ..errors import ArtifactError
-    from ..train.checkpoint import CHECKPOINT_NAME
-
-    checkpoint = run_dir / CHECKPOINT_NAME
-    if overwrite:
-        return False
-    if checkpoint.exists():
-        stored = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["fingerprint"]
-        if stored != fingerprint:
-            raise ArtifactError(f"train: {checkpoint} was written by a run with other options, model or token "
-                                "windows; rerun with those to resume it, --overwrite to train this run over it, "
-                                "or --name for a new run.")
-        return True
-    existing = [str(d) for d in dictionaries if (d / "cfg.json").exists()]
-    if existing:
-        raise ArtifactError(f"train: {run_dir} has no checkpoint to resume, and {', '.join(existing)} already "
-                            "hold dictionaries; --overwrite to train over them, or --name for new ones.")
-    return False
+def refuse_other_windows(ctx: typer.Context, tokens_dir: Path, cfg: dict, **given: object) -> None:
+    """The workspace already has token windows, and training reads those: an option that was given on the
+    command line (not left at its default) and says other windows is refused, naming both and the fix."""
+    stored = {"corpus": cfg.get("corpus_spec", cfg.get("corpus")), "ctx_len": cfg.get("ctx_len")}
+    for name, value in given.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name != "DEFAULT" and value != stored[name]:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag}: got {value!r}, but the workspace's token windows ({tokens_dir}) were made "
+                              f"with {name} {stored[name]!r}, and train reads those; drop {flag} to train on them, "
+                              f"or use another --workspace (-w) for {value!r}.")
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
+        ctx: typer.Context,
         hookpoint: list[str] = opt.Hookpoints,
         architecture: str = typer.Option("topk", "--architecture", "-a", help="topk | batchtopk | matryoshka."),
         d_sae: list[int] = typer.Option([], "--d-sae", help="Latents; repeat to train several widths from one stream."),
@@ -119,15 +106,18 @@ def register(app: typer.Typer) -> None:
         from ..data.tokens import load_token_windows
         from ..models.load import load_model
         from ..train import TrainConfig, run
-        from ..train.checkpoint import config_fingerprint
-        from ..workspace import Workspace
+        from ..train.run import resumable, run_directory, run_fingerprint
+        from ..workspace import Workspace, check_name
         from . import console
 
         ws = Workspace.at(workspace)
+        if name is not None:  # before anything loads or is written: a name is one directory of the workspace
+            check_name(name, "--name")
+        windows = load_token_windows(ws.tokens) if (ws.tokens / "cfg.json").exists() else None
+        if windows is not None:  # checked before the model loads: a refusal costs nothing
+            refuse_other_windows(ctx, ws.tokens, windows.cfg, corpus=corpus, ctx_len=ctx_len)
         lm = load_model(model, dtype=dtype, device=device)
-        if (ws.tokens / "cfg.json").exists():
-            windows = load_token_windows(ws.tokens)
-        else:
+        if windows is None:
             windows = tokens_run(TokensConfig(corpus=corpus, ctx_len=ctx_len,
                                               n_tokens=n_tokens + first_window * ctx_len),
                                  ws, lm)
@@ -136,14 +126,12 @@ def register(app: typer.Typer) -> None:
         config = TrainConfig(specs, n_tokens=n_tokens, batch_size=batch_size, shuffle_windows=8 * batch_size,
                              first_window=first_window, lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
                              dead_tokens=dead_tokens, seed=seed, checkpoint_every=checkpoint_every)
-        # the run's directory and checkpoint fingerprint, as `saelab.train.run` makes them
-        run_dir = ws.root / "train" / (name or specs[0].name)
-        fingerprint = config_fingerprint({"config": asdict(config), "tokens_hash": windows.tokens_hash,
-                                          "model": lm.spec})
-        resume = resume_or_refuse(run_dir, fingerprint, [ws.dictionary(s.name) for s in specs], overwrite)
-        if resume:
+        run_dir = run_directory(ws, config, name)
+        # checked again under the run's lock by `run`; here to say it before the work starts
+        if not overwrite and resumable(run_dir, run_fingerprint(config, windows, lm),
+                                       [ws.dictionary(s.name) for s in specs]):
             console.print(f"resuming {run_dir} from its checkpoint (--overwrite starts over)")
-        paths = run(config, ws, lm, windows, run_name=name, resume=resume)
+        paths = run(config, ws, lm, windows, run_name=name, resume=False if overwrite else None)
         from ..coders.base import read_native_cfg
 
         for path in paths:

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .._io import atomic_path, read_json, write_cfg
+from .._io import atomic_path, read_json_object, write_cfg
 from ..errors import ConfigError, FormatError
 from .config import (
     ARCHITECTURES,
@@ -230,7 +230,7 @@ class SparseCoder(nn.Module):
 
 def read_native_cfg(directory: Path) -> CoderConfig:
     """The CoderConfig stored in a native dictionary's cfg.json."""
-    data = read_json(directory / "cfg.json")
+    data = read_json_object(directory / "cfg.json", "a saelab dictionary's config")
     if data.get("format") != NATIVE_FORMAT:
         raise FormatError(f"{directory / 'cfg.json'}: format is {data.get('format')!r}; expected {NATIVE_FORMAT!r}.")
     return CoderConfig.from_dict(data, where=str(directory / "cfg.json"))

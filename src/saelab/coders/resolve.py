@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, FormatError
+from ..workspace import is_name
 from . import hub
 from .formats import FORMATS
 from .tree import Candidate, Selector, find_dictionaries, select
@@ -137,7 +138,7 @@ def resolve_dictionary(spec: str | os.PathLike, workspace: Any = None, selector:
     text = os.fspath(spec)
     if not text:
         raise ConfigError(f"{arg}: got an empty spec; give a workspace name, a path or a Hub repo (org/name).")
-    if workspace is not None and "/" not in text and workspace.dictionary(text).is_dir():
+    if workspace is not None and is_name(text) and workspace.dictionary(text).is_dir():
         return ResolvedDictionary(text, workspace.dictionary(text), {"spec": text, "kind": "workspace"})
     path = Path(text).expanduser()
     if path.exists():

@@ -20,7 +20,8 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from .._io import atomic_path
-from ..latents.store import LatentStore
+from ..latents.store import LatentStore, ShardMatrix
+from ..progress import token_progress
 from .windows import WindowMap
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,22 @@ class CoocCounts:
         return cls(int(t["n_windows"][0]), t["latent_counts"], pairs)
 
 
+def _shards(store: LatentStore, limit: int) -> Iterator[ShardMatrix]:
+    """The store's shards that start before stream position `limit`, one at a time, with progress."""
+    with token_progress(min(limit, store.n_windows * store.ctx_len), "cooc") as advance:
+        for shard in store.iter_csr():
+            g0 = shard.window_start * store.ctx_len
+            if g0 >= limit:
+                return
+            yield shard
+            advance(min(shard.window_stop * store.ctx_len, limit) - g0)
+
+
 def _firing_pairs(store: LatentStore, wmap: WindowMap) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Per shard: (first position of the next shard, window ids, latents) of every firing,
     expanded to all the co-occurrence windows that contain its position."""
-    for shard in store.iter_csr():
+    for shard in _shards(store, wmap.limit):
         g0 = shard.window_start * store.ctx_len
-        if g0 >= wmap.limit:
-            break
         m = shard.matrix.tocoo()
         g = g0 + m.row.astype(np.int64)  # stream position of each firing
         keep = g < wmap.limit
@@ -159,10 +169,8 @@ def count_tokens(store: LatentStore, text: np.ndarray, limit: int, rows_per_prod
     d = store.d_sae
     pairs = sp.csr_matrix((d, d), dtype=np.int32)
     diag = np.zeros(d, np.int64)
-    for shard in store.iter_csr():
+    for shard in _shards(store, limit):
         g0 = shard.window_start * store.ctx_len
-        if g0 >= limit:
-            break
         n = min(shard.matrix.shape[0], max(0, limit - g0))
         for r0 in range(0, n, rows_per_product):
             b = shard.matrix[r0 : min(n, r0 + rows_per_product)].astype(bool).astype(np.int32)

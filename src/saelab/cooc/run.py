@@ -3,7 +3,9 @@
 On disk (`workspace/cooc/NAME/`): `counts.safetensors` (N, per-latent window counts, the
 strict upper triangle of C as CSR), `neighbours.safetensors` (for each of φ, Jaccard,
 NPMI: `<measure>_index` int32 [d_sae, top_k] padded with −1 and `<measure>_score`
-float32 [d_sae, top_k]), `cfg.json` (config, store identity, N, skipped-token counts).
+float32 [d_sae, top_k]), `cfg.json` (config, store identity, N, skipped-token counts), written last.
+A rerun with the same settings on the same store reads the counts back; other settings, or a store
+rebuilt since, are refused without `overwrite`, naming the difference.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from .._io import CFG_NAME, atomic_path, read_json, write_cfg
+from .._io import CFG_NAME, atomic_path, cfg_matches, read_json, read_json_object, write_cfg
 from ..data.tokens import TokenWindows, load_token_windows, text_mask
 from ..errors import ArtifactError, ConfigError
+from ..latents.source import open_store
 from ..latents.store import LatentStore
-from ..workspace import Workspace
+from ..workspace import Workspace, difference
 from .config import CoocConfig
 from .counts import CoocCounts, count_tokens, count_windows
 from .metrics import MEASURES, pair_scores, top_k_rows
@@ -51,14 +54,14 @@ class Cooc:
 
 
 def cooc_dir(workspace: Workspace, name: str) -> Path:
-    return workspace.root / "cooc" / name
+    return workspace.cooc(name)
 
 
 def load_cooc(path: str | Path) -> Cooc:
     path = Path(path)
     if not (path / CFG_NAME).exists():
         raise ArtifactError(f"no co-occurrence counts at {path} (cfg.json missing): run `saelab cooc` first.")
-    return Cooc(path, CoocCounts.load(path), read_json(path / CFG_NAME))
+    return Cooc(path, CoocCounts.load(path), read_json_object(path / CFG_NAME, "a co-occurrence run's config"))
 
 
 def _check_windows(store: LatentStore, windows: TokenWindows) -> None:
@@ -90,32 +93,51 @@ def write_neighbours(counts: CoocCounts, directory: Path, top_k: int) -> None:
 
 
 def run(config: CoocConfig, workspace: Workspace, dictionary: str, windows: TokenWindows | None = None,
-        name: str | None = None) -> Cooc:
+        name: str | None = None, overwrite: bool = False) -> Cooc:
     """Count co-occurrences of the latents of `workspace/latents/<dictionary>` and write
-    `workspace/cooc/<name or dictionary>/`.
+    `workspace/cooc/<name or dictionary>/` (read back when it holds counts of the same settings and store;
+    counts of other ones are refused unless `overwrite`).
 
     Example:
         >>> cooc = run(CoocConfig(k=256), Workspace.at("ws"), "sae6")
         >>> cooc.counts.n_windows, cooc.neighbours(12, "phi")
     """
-    store = LatentStore(workspace.latents(dictionary))
-    windows = windows if windows is not None else load_token_windows(workspace.tokens)
+    out = cooc_dir(workspace, name or dictionary)
+    with workspace.lock("cooc", out.name):
+        store = open_store(workspace, dictionary)
+        want = {"artifact": "cooc", "dictionary": dictionary, "tokens_hash": store.tokens_hash,
+                "dictionary_hash": store.cfg.get("dictionary_hash"),
+                "config": {**asdict(config), "stride": config.effective_stride}}
+        if (out / CFG_NAME).exists():
+            if not overwrite and cfg_matches(out, want):
+                log.info("cooc %s: %s holds these counts already (same settings and store); reusing them",
+                         dictionary, out)
+                return load_cooc(out)
+            if not overwrite:
+                raise ArtifactError(f"{out} holds co-occurrence counts made from other inputs "
+                                    f"({difference(read_json(out / CFG_NAME), want)}); rerun with those settings to "
+                                    "keep them, or replace them with --overwrite.")
+            (out / CFG_NAME).unlink()  # first: half-rewritten counts never read as whole
+        windows = windows if windows is not None else load_token_windows(workspace.tokens)
+        return _count_and_write(config, store, windows, out, want)
+
+
+def _count_and_write(config: CoocConfig, store: LatentStore, windows: TokenWindows, out: Path,
+                     want: dict[str, Any]) -> Cooc:
     t0 = time.perf_counter()
     counts, skipped = count(config, store, windows)
     seconds = time.perf_counter() - t0
-    out = cooc_dir(workspace, name or dictionary)
     out.mkdir(parents=True, exist_ok=True)
     counts.save(out)
     write_neighbours(counts, out, config.top_k)
     alive = int((counts.latent_counts > 0).sum())
-    cfg = {"artifact": "cooc", "dictionary": dictionary, "store": str(store.path), "tokens_hash": store.tokens_hash,
-           "d_sae": store.d_sae, "config": {**asdict(config), "stride": config.effective_stride},
+    cfg = {**want, "store": str(store.path), "d_sae": store.d_sae,
            "n_windows": counts.n_windows, "n_pairs": int(counts.pairs.nnz), "n_alive": alive,
            "n_dead": store.d_sae - alive, "counts": skipped, "excluded_positions": store.cfg.get("excluded"),
            "seconds": round(seconds, 3),
            "note": "N (n_windows) is the number of co-occurrence windows in the data, including windows where "
                    "no latent fires; dead = fires in no window."}
-    write_cfg(out, cfg)
-    log.info("cooc %s: N=%d windows, %d pairs, %d dead latents, %.1f s", dictionary, counts.n_windows,
+    write_cfg(out, cfg)  # last: its presence means the counts are whole
+    log.info("cooc %s: N=%d windows, %d pairs, %d dead latents, %.1f s", want["dictionary"], counts.n_windows,
              counts.pairs.nnz, cfg["n_dead"], seconds)
     return load_cooc(out)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .._io import json_type
 from ..errors import CorpusError, choices_message
 from ..models.embedded import package_dir
 
@@ -119,25 +120,53 @@ def _local(path: Path, column: str) -> Callable[[], Iterator[Document]]:
                 if text:
                     yield Document(text, str(f), f.name)
             elif f.suffix in (".jsonl", ".json"):
-                with open(f, encoding="utf-8") as fh:
-                    for i, line in enumerate(fh):
-                        if line.strip():
-                            yield _row_doc(json.loads(line), column, str(f), i)
+                yield from _jsonl_docs(f, column)
             elif f.suffix == ".parquet":
-                import pyarrow.parquet as pq
-
-                table = pq.read_table(f)
-                _check_column(column, table.column_names, str(f))
-                for i, text in enumerate(table.column(column).to_pylist()):
-                    if text and str(text).strip():
-                        yield Document(str(text).strip(), str(f), str(i))
+                yield from _parquet_docs(f, column)
 
     return docs
 
 
-def _row_doc(row: dict, column: str, source: str, i: int) -> Document:
-    _check_column(column, list(row), source)
-    return Document(str(row[column]).strip(), source, str(row.get("id", i)))
+def _jsonl_docs(path: Path, column: str) -> Iterator[Document]:
+    """One document per line: a JSON object with its text in `column`. Bytes that are not UTF-8, a line that is
+    not JSON or not an object raise CorpusError naming the file and the line."""
+    expected = f"one JSON object per line, like {{{json.dumps(column)}: \"…\"}}"
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise CorpusError(f"corpus: {path}, line {i}: not UTF-8 (byte {raw[e.start]:#04x} at column "
+                                  f"{e.start + 1}); expected UTF-8 text: re-encode the file (iconv -t UTF-8)."
+                                  ) from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"corpus: {path}, line {i}: not valid JSON ({e.msg}, column {e.colno}); expected "
+                                  f"{expected}.") from None
+            if not isinstance(row, dict):
+                raise CorpusError(f"corpus: {path}, line {i}: a JSON {json_type(row)}; expected {expected}.")
+            _check_column(column, list(row), str(path))
+            if row[column] is not None and str(row[column]).strip():
+                yield Document(str(row[column]).strip(), str(path), str(row.get("id", i - 1)))
+
+
+def _parquet_docs(path: Path, column: str) -> Iterator[Document]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except pa.ArrowException as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CorpusError(f"corpus: {path}: not a readable parquet file ({first}); the file may be truncated or "
+                          "in another format: copy it again, or give a .txt / .jsonl file.") from None
+    _check_column(column, table.column_names, str(path))
+    for i, text in enumerate(table.column(column).to_pylist()):
+        if text and str(text).strip():
+            yield Document(str(text).strip(), str(path), str(i))
 
 
 def _check_column(column: str, columns: list[str], source: str) -> None:

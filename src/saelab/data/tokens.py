@@ -23,11 +23,11 @@ from typing import Any, Iterator, Literal
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .._io import atomic_path, read_json, write_cfg
-from ..errors import ArtifactError, ConfigError
+from .._io import atomic_path, read_json_object, write_cfg
+from ..errors import ArtifactError, ConfigError, FormatError
 from .corpus import Corpus, Document
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,7 @@ def save_token_windows(windows: TokenWindows, directory: str | Path) -> Path:
 
 def load_token_windows(directory: str | Path) -> TokenWindows:
     """Read a token windows artifact written by `save_token_windows`."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     directory = Path(directory)
@@ -225,12 +226,19 @@ def load_token_windows(directory: str | Path) -> TokenWindows:
     if not cfg_path.exists():
         raise ArtifactError(f"no token windows at {directory} (cfg.json missing): run `saelab tokens` or "
                             "`saelab demo` first.")
-    cfg = read_json(cfg_path)
-    with safe_open(str(directory / "tokens.safetensors"), "pt") as f:
-        tokens, doc_index = f.get_tensor("tokens"), f.get_tensor("doc_index")
-    if hash_tokens(tokens) != cfg["tokens_hash"]:
+    cfg = read_json_object(cfg_path, "the token windows' config")
+    try:
+        with safe_open(str(directory / "tokens.safetensors"), "pt") as f:
+            tokens, doc_index = f.get_tensor("tokens"), f.get_tensor("doc_index")
+        tokens_hash = cfg["tokens_hash"]
+        documents = pq.read_table(directory / "documents.parquet").to_pylist()
+        config = TokenizeConfig(ctx_len=cfg["ctx_len"], n_tokens=cfg["n_tokens"], seed=cfg["seed"],
+                                exclude=tuple(cfg["exclude"]))
+        special_ids, bos_id = cfg["special_ids"], cfg["bos_id"]
+    except (SafetensorError, pa.ArrowException, KeyError, TypeError) as e:
+        raise FormatError(f"{directory}: the token windows are damaged ({type(e).__name__}: {str(e)[:200]}); "
+                          "rebuild them with `saelab tokens --overwrite` (and remake what was made from them)."
+                          ) from None
+    if hash_tokens(tokens) != tokens_hash:
         raise ArtifactError(f"{directory}/tokens.safetensors does not match its cfg.json (hash differs): re-create it.")
-    documents = pq.read_table(directory / "documents.parquet").to_pylist()
-    config = TokenizeConfig(ctx_len=cfg["ctx_len"], n_tokens=cfg["n_tokens"], seed=cfg["seed"],
-                            exclude=tuple(cfg["exclude"]))
-    return TokenWindows(tokens, doc_index, documents, cfg["special_ids"], cfg["bos_id"], config, cfg)
+    return TokenWindows(tokens, doc_index, documents, special_ids, bos_id, config, cfg)

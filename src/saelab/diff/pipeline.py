@@ -32,6 +32,7 @@ from .._io import CFG_NAME, json_safe, read_json, versions, write_cfg, write_jso
 from ..activations.paired import PairedActivations
 from ..coders.load import load_crosscoder
 from ..errors import ArtifactError, ConfigError, choices_message
+from ..lock import hold_directory
 from ..models.hookpoints import residual_layer, residual_names
 from ..train import CrosscoderConfig
 from .load import ARTIFACT, layer_dir
@@ -190,6 +191,12 @@ def run_feature_interpretation_pipeline(
         layers = _crosscoder_layers(coder_file, layers)
     run = _Run(out, pair, list(layers) if layers is not None else None, config, skip, emit or log.info, progress,
                overwrite)
+    with hold_directory(out):  # one writer per output directory
+        return _run_stages(run, coder_file, client, report_format)
+
+
+def _run_stages(run: _Run, coder_file: Any, client: Any, report_format: ReportFormat) -> DiffResult:
+    out, skip = run.out, run.skip
     acts = _stage_activations(run)
     run.layers = acts.layers
     _write_run_config(run, acts, coder_file)

@@ -40,3 +40,8 @@ class EvalConfig:
         bad = [m for m in self.metrics if m not in ALL_METRICS]
         if bad:
             raise ConfigError(f"metrics: got {bad}; expected any of {', '.join(ALL_METRICS)}.")
+        if self.ce_n_tokens == 0 and "downstream" in self.metrics:  # no tokens would drop CE/KL without a word
+            rest = ",".join(m for m in self.metrics if m != "downstream") or "reconstruction,sparsity"
+            raise ConfigError(f"ce_n_tokens: got 0, but the downstream metrics (CE-loss score, KL) need at least "
+                              f"one window of tokens; to leave them out, drop downstream from the metrics "
+                              f"(--metrics {rest}).")

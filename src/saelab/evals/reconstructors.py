@@ -61,6 +61,26 @@ class CoderReconstructor(Reconstructor):
 
 
 BaselineKind = Literal["pca", "linear"]
+DENSE_SPECS = "dense:pca (K = the compared dictionary's L0), dense:pca:K (1 ≤ K ≤ d_in) or dense:linear"
+
+
+def parse_dense_spec(spec: str, d_in: int | None = None) -> tuple[BaselineKind, int | None]:
+    """(method, K) of a dense baseline spec `dense:pca`, `dense:pca:K` or `dense:linear`; K is None for the
+    default. K must be a whole number from 1 to `d_in` (the width PCA keeps directions of, when known): PCA with
+    every direction reconstructs perfectly, and K = 0 would be read by a slice as every direction too."""
+    from ..errors import ConfigError
+
+    method, _, k = spec.removeprefix("dense:").partition(":")
+    if not spec.startswith("dense:") or method not in ("pca", "linear") or (method == "linear" and k):
+        raise ConfigError(f"dense baseline: got {spec!r}; expected {DENSE_SPECS}.")
+    if method == "linear" or not k:
+        return method, None  # type: ignore[return-value]
+    top = f"{d_in} (the dictionary's d_in)" if d_in is not None else "d_in"
+    if not k.isdigit() or int(k) < 1 or (d_in is not None and int(k) > d_in):
+        raise ConfigError(f"dense baseline: got K = {k!r} in {spec!r}; K is the number of principal directions "
+                          f"kept, a whole number from 1 to {top}: e.g. dense:pca:32, or dense:pca for the "
+                          "dictionary's L0.")
+    return "pca", int(k)
 
 
 @dataclass

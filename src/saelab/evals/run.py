@@ -1,7 +1,14 @@
-"""The `evals` stage: `run_eval` (one dictionary) and `compare` (two, on the same tokens)."""
+"""The `evals` stage: `run_eval` (one dictionary) and `compare` (two, on the same tokens).
+
+A result records what it was computed from (the dictionaries' weights by `dictionary_hash`, the
+settings, the model's weights, the token windows) in its cfg.json, written last: a rerun of the
+same evaluation reads the stored result back; one of other inputs is refused without `overwrite`,
+naming the difference. The output directory is locked while it is written.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
@@ -14,15 +21,16 @@ from ..activations.fits import check_dictionary_fits
 from ..activations.stream import StreamConfig, stream_activations
 from ..coders import Selector, load_resolved, resolve_dictionary
 from ..data.tokens import TokenWindows
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
 from ..latents.manifest import dictionary_hash
+from ..lock import hold_directory
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
-from ..workspace import Workspace
+from ..workspace import Workspace, difference
 from . import plots
 from .config import EvalConfig
 from .evaluate import eval_window_range, evaluate_many
-from .reconstructors import CoderReconstructor, DenseBaseline, Reconstructor
+from .reconstructors import CoderReconstructor, DenseBaseline, Reconstructor, parse_dense_spec
 from .summary import comparison_rows, comparison_text, summary_text
 
 log = logging.getLogger(__name__)
@@ -47,9 +55,7 @@ def fit_dense_baseline(spec: str, ref: Reconstructor, lm: LoadedModel, windows: 
 
     PCA's K defaults to the reference dictionary's L0 on the fit windows (rounded).
     """
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or parts[1] not in ("pca", "linear"):
-        raise ConfigError(f"dense baseline: got {spec!r}; expected dense:pca, dense:pca:K or dense:linear.")
+    method, k = parse_dense_spec(spec, ref.d_in)
     first, stop = eval_window_range(config, windows)
     n_fit = min(first, stop - first)
     if n_fit < 1:
@@ -58,8 +64,7 @@ def fit_dense_baseline(spec: str, ref: Reconstructor, lm: LoadedModel, windows: 
     if getattr(ref, "coder", None) is not None:
         check_dictionary_fits(ref.coder, lm, ref.name)  # before the baseline's fitting forwards
     hp_in, hp_out = resolve_hookpoint(lm.model, ref.hookpoint), resolve_hookpoint(lm.model, ref.out_hookpoint)
-    base = DenseBaseline(parts[1], ref.hookpoint, ref.out_hookpoint, ref.d_in,
-                         k=int(parts[2]) if len(parts) == 3 else None)
+    base = DenseBaseline(method, ref.hookpoint, ref.out_hookpoint, ref.d_in, k=k)
     l0_sum, l0_n = 0.0, 0
     for batch in stream_activations(lm, windows, [hp_in, hp_out], StreamConfig(config.batch_size, first - n_fit, first),
                                     progress=progress):
@@ -97,23 +102,64 @@ def _absorption(rec: Reconstructor, lm: LoadedModel, progress: bool) -> dict[str
 
 def run_eval(spec: str, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
              config: EvalConfig = EvalConfig(), out_dir: Path | None = None, progress: bool = True,
-             selector: Selector | None = None) -> dict[str, Any]:
+             selector: Selector | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Evaluate one dictionary; write metrics.json, summary.txt, cfg.json to `workspace/evals/NAME/`.
 
-    `spec` is a workspace name, a path, or a Hub repo; `selector` picks one dictionary of a tree."""
+    `spec` is a workspace name, a path, or a Hub repo; `selector` picks one dictionary of a tree. An evaluation
+    of the same weights, settings, model and tokens already in the directory is read back (`reused: True`); one
+    of other inputs is refused unless `overwrite`."""
     rec = load_reconstructor(spec, workspace, lm.device, selector)
-    m = _annotate(evaluate_many([rec], lm, windows, config, progress)[0], rec, windows)
-    if "absorption" in config.metrics:
-        m["absorption"] = _absorption(rec, lm, progress)
     out = out_dir or workspace.evals(rec.name)
-    write_json(out / "metrics.json", m)
-    text = summary_text(m)
-    write_text(out / "summary.txt", text)
-    write_cfg(out, {"artifact": "evals", "dictionary": spec, "dictionary_source": dictionary_source(rec),
-                    "config": dataclasses.asdict(config),
-                    "model": lm.describe(), "tokens_hash": windows.tokens_hash})
-    m["summary_text"], m["out_dir"] = text, str(out)
+    want = {"artifact": "evals", "dictionary_hash": dictionary_hash(rec.coder), "config": dataclasses.asdict(config),
+            "model": _model_identity(lm), "tokens_hash": windows.tokens_hash}
+    with _lock(workspace, out):
+        if (stored := _stored_eval(out, want, overwrite, f"the evaluation of {spec}")) is not None:
+            return stored
+        m = _annotate(evaluate_many([rec], lm, windows, config, progress)[0], rec, windows)
+        if "absorption" in config.metrics:
+            m["absorption"] = _absorption(rec, lm, progress)
+        write_json(out / "metrics.json", m)
+        text = summary_text(m)
+        write_text(out / "summary.txt", text)
+        write_cfg(out, {**want, "dictionary": spec, "dictionary_source": dictionary_source(rec),  # last: whole
+                        "model_path": lm.path, "model_description": lm.describe()})
+    m["summary_text"], m["out_dir"], m["reused"] = text, str(out), False
     return m
+
+
+def _model_identity(lm: LoadedModel) -> dict[str, Any]:
+    """The model by its weights, not its path: a moved model cache is the same model."""
+    return {**{k: v for k, v in lm.describe().items() if k != "path"}, "weights": lm.weights_hash}
+
+
+def _lock(workspace: Workspace, out: Path) -> contextlib.AbstractContextManager[Path]:
+    """The lock of an output directory: the workspace's for `evals/NAME`, else `out/.lock`."""
+    if out.parent == workspace.root / "evals":
+        return workspace.lock("evals", out.name)
+    return hold_directory(out)
+
+
+def _stored_eval(out: Path, want: dict[str, Any], overwrite: bool, what: str) -> dict[str, Any] | None:
+    """The evaluation stored in `out` when it was made from `want` (and not `overwrite`); None when there is none
+    to keep (or it is to be replaced: its cfg.json goes first, so a half-rewritten result never reads as whole);
+    an ArtifactError naming the difference when it was made from other inputs."""
+    cfg = out / "cfg.json"
+    if not cfg.exists():
+        return None
+    if not overwrite and cfg_matches(out, want):
+        try:
+            m = read_json(out / "metrics.json")
+            m["summary_text"], m["out_dir"], m["reused"] = (out / "summary.txt").read_text(), str(out), True
+        except (OSError, ValueError):
+            m = None
+        if m is not None:
+            log.info("evals: %s holds this evaluation already (same weights, settings and tokens); reusing it", out)
+            return m
+    elif not overwrite:
+        raise ArtifactError(f"{out} holds {what} made from other inputs ({difference(read_json(cfg), want)}); keep it "
+                            "and write elsewhere (--out), or replace it with --overwrite.")
+    cfg.unlink()
+    return None
 
 
 def _stored_comparison(out_dir: Path, want: dict[str, Any]) -> dict[str, Any] | None:
@@ -132,23 +178,41 @@ def _stored_comparison(out_dir: Path, want: dict[str, Any]) -> dict[str, Any] | 
 
 def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
             out_dir: Path, config: EvalConfig = EvalConfig(), names: tuple[str, str] | None = None,
-            progress: bool = True, resume: bool = False, selector: Selector | None = None) -> dict[str, Any]:
+            progress: bool = True, resume: bool = True, selector: Selector | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
     """Evaluate two dictionaries (or a dictionary and `dense:pca` / `dense:linear`) on the same tokens.
 
-    With `resume`, a comparison already in `out_dir` of the same dictionaries (by `dictionary_hash`, the
-    identity the latent store uses), settings, model and tokens is read back instead of recomputed (the
-    result then has `reused: True`)."""
+    A comparison already in `out_dir` of the same dictionaries (by `dictionary_hash`, the identity the latent
+    store uses), settings, model and tokens is read back instead of recomputed (the result then has
+    `reused: True`); one of other inputs is refused, naming the difference, unless `overwrite`.
+    `resume=False` (older callers) is `overwrite=True`."""
+    overwrite = overwrite or not resume
     a = load_reconstructor(spec_a, workspace, lm.device, selector)
+    if spec_b.startswith("dense:"):
+        parse_dense_spec(spec_b, a.d_in)  # refused before a stored comparison is looked for
     b_dict = None if spec_b.startswith("dense:") else load_reconstructor(spec_b, workspace, lm.device, selector)
     hashes = [dictionary_hash(a.coder), None if b_dict is None else dictionary_hash(b_dict.coder)]
-    # the model by its weights, not its path: a moved model cache is the same model
-    model = {k: v for k, v in lm.describe().items() if k != "path"}
     want = {"artifact": "comparison", "a": spec_a, "b": spec_b, "dictionary_hashes": hashes,
-            "config": dataclasses.asdict(config), "model": {**model, "weights": lm.weights_hash},
-            "tokens_hash": windows.tokens_hash}
-    if resume and (stored := _stored_comparison(out_dir, want)) is not None:
-        log.info("evals: %s holds this comparison already (same weights, settings and tokens); reusing it", out_dir)
-        return stored
+            "config": dataclasses.asdict(config), "model": _model_identity(lm), "tokens_hash": windows.tokens_hash,
+            **({"names": list(names)} if names else {})}
+    with _lock(workspace, out_dir):
+        stored = None if overwrite else _stored_comparison(out_dir, want)
+        if stored is not None:
+            log.info("evals: %s holds this comparison already (same weights, settings and tokens); reusing it",
+                     out_dir)
+            return stored
+        if (out_dir / "cfg.json").exists():
+            if not overwrite:
+                raise ArtifactError(f"{out_dir} holds a comparison made from other inputs "
+                                    f"({difference(read_json(out_dir / 'cfg.json'), want)}); keep it and write "
+                                    "elsewhere (--output-dir), or replace it with --overwrite.")
+            (out_dir / "cfg.json").unlink()  # first: a half-rewritten comparison never reads as whole
+        return _compare_locked(a, b_dict, spec_b, lm, windows, out_dir, config, names, progress, want)
+
+
+def _compare_locked(a: Reconstructor, b_dict: Reconstructor | None, spec_b: str, lm: LoadedModel,
+                    windows: TokenWindows, out_dir: Path, config: EvalConfig, names: tuple[str, str] | None,
+                    progress: bool, want: dict[str, Any]) -> dict[str, Any]:
     b = fit_dense_baseline(spec_b, a, lm, windows, config, progress) if b_dict is None else b_dict
     names = names or (a.name, b.name)
     if len(set(names)) < 2:

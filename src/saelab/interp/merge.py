@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from .._io import json_safe, read_json, versions, write_json
+from .._io import json_safe, read_json, umask_mode, versions, write_json
 from ..errors import ArtifactError, ConfigError
 from .config import ExampleConfig, InterpConfig
 from .explainers.top_tokens import TOP_TOKENS
@@ -84,6 +84,12 @@ def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) 
     out = Path(out)
     if len(runs) < 2:
         raise ConfigError(f"runs: got {len(runs)} run(s); merging needs at least two.")
+    seen: dict[Path, Path] = {}
+    for run in runs:  # the same run twice overlaps on every latent; the latent check below would not see it
+        if (first := seen.setdefault(run.resolve(), run)) is not run:
+            also = f" (as {first} too)" if str(first) != str(run) else ""
+            raise ConfigError(f"runs: {run} is given more than once{also}; merged runs must cover disjoint latents: "
+                              "give each run once.")
     for run in runs:
         if not (run / "run_config.json").exists() or not (run / "examples").is_dir():
             raise ArtifactError(f"runs: {run} is not an interp run (no run_config.json / examples/).")
@@ -110,7 +116,7 @@ def merge(runs: Sequence[str | Path], out: str | Path, overwrite: bool = False) 
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would become the run's own mode
+    tmp.chmod(umask_mode(0o777))  # mkdtemp's 0700 would become the run's own mode
     try:
         _copy(slices, tmp)
         write_json(tmp / "run_config.json", {

@@ -9,6 +9,9 @@ On disk (`workspace/interp/NAME/`, or any `out_dir`):
   summary.json, summary.md            pooled metrics, both baselines, failures, best / worst latents
 Every file is written atomically when its latent is done, so an interrupted run resumes; a
 rerun redoes only failed explanations and failed records. `overwrite` names stages to redo.
+A run records the hashes of the store it read (run_config.json): a rerun on a store rebuilt
+since, or with another explainer, is refused unless those stages are overwritten. The run's
+directory is locked while it is written.
 
 `run` is the stage. Its two steps are public for a caller that picks its own latents and negatives
 (diff naming): `draw_examples`, then `explain_and_score`.
@@ -30,9 +33,11 @@ import numpy as np
 from .._io import json_safe, read_json, versions, write_json
 from ..data.tokens import TokenWindows, load_token_windows
 from ..errors import ArtifactError, ConfigError, choices_message
+from ..latents.source import open_store
 from ..latents.store import LatentStore
+from ..lock import hold_directory
 from ..progress import token_progress
-from ..workspace import Workspace
+from ..workspace import Workspace, difference
 from .clients.base import Client
 from .config import InterpConfig
 from .examples import LatentExamples, build_examples
@@ -45,10 +50,37 @@ from .summary import TIMINGS, write_summary
 
 log = logging.getLogger(__name__)
 STAGES = ("examples", "explanations", "scores")
+EXPLAINER_FIELDS = ("explainer", "explainer_provider", "explainer_model", "max_new_tokens", "show_activations")
+"""The settings an explanation is made with: a run that holds explanations made with others is not mixed."""
 
 
 def interp_dir(workspace: Workspace, name: str) -> Path:
-    return workspace.root / "interp" / name
+    return workspace.interp(name)
+
+
+def run_problem(run_dir: Path, store: LatentStore) -> str | None:
+    """Why the interp run in `run_dir` no longer describes `store` (it read a store of other weights or token
+    windows: the store was rebuilt since), else None."""
+    path = run_dir / "run_config.json"
+    cfg = read_json(path) if path.exists() else {}
+    want = {"dictionary_hash": store.cfg.get("dictionary_hash"), "tokens_hash": store.tokens_hash}
+    if any(cfg.get(k) is not None and cfg.get(k) != v for k, v in want.items()):
+        return f"{run_dir} explains another latent store than {store.path} holds now ({difference(cfg, want)})"
+    return None
+
+
+def _check_same_run(out: Path, store: LatentStore, config: InterpConfig, overwrite: tuple[str, ...]) -> None:
+    """A run in `out` made from another store, or whose explanations another explainer made, is not mixed with
+    this one: refused unless the stages it would mix are overwritten."""
+    problem = run_problem(out, store)
+    if problem and set(overwrite) != set(STAGES):
+        raise ArtifactError(f"{problem}: replace the whole run with --overwrite all, or write a new one (--name).")
+    path = out / "run_config.json"
+    old = (read_json(path).get("config") or {}) if path.exists() else {}
+    want = {k: json_safe(getattr(config, k)) for k in EXPLAINER_FIELDS}
+    if old and not problem and "explanations" not in overwrite and any(old.get(k) != v for k, v in want.items()):
+        raise ArtifactError(f"{out} holds explanations made with other settings ({difference(old, want)}): redo "
+                            "them with --overwrite explanations, or write a new run (--name).")
 
 
 def negative_source(config: InterpConfig, workspace: Workspace, dictionary: str, store: LatentStore,
@@ -63,8 +95,13 @@ def negative_source(config: InterpConfig, workspace: Workspace, dictionary: str,
         from ..cooc import run as run_cooc
 
         path = cooc_dir(workspace, dictionary)
-        cooc = load_cooc(path) if path.exists() else run_cooc(CoocConfig(k=min(256, store.ctx_len)), workspace,
-                                                              dictionary, windows)
+        if (path / "cfg.json").exists():
+            cooc = load_cooc(path)
+            if any(cooc.cfg.get(k) not in (None, store.cfg.get(k)) for k in ("dictionary_hash", "tokens_hash")):
+                raise ArtifactError(f"{path} counts another latent store than {store.path} holds now (rebuilt "
+                                    f"since); recount it: saelab cooc -d {dictionary} -w {workspace.root} --overwrite")
+        else:
+            cooc = run_cooc(CoocConfig(k=min(256, store.ctx_len)), workspace, dictionary, windows)
         return NeighbourSource(store, ex.example_ctx_len, cooc, rng_seed=ex.seed)
     return FaissSource(store, ex.example_ctx_len, windows, tokenizer, out / "embeddings",
                        embedder=_EmbedAdapter(embed) if embed is not None else None)
@@ -119,8 +156,8 @@ def _check_same_examples(config: InterpConfig, out: Path) -> None:
     """Examples on disk were drawn with this example config (else they would be silently stale)."""
     path, want = out / "examples" / "config.json", json_safe(asdict(config.examples))
     if path.exists() and read_json(path) != want:
-        raise ArtifactError(f"{out} holds examples drawn with other settings ({read_json(path)}); rerun with "
-                            "--overwrite examples (or another --name).")
+        raise ArtifactError(f"{out} holds examples drawn with other settings ({difference(read_json(path), want)}); "
+                            "rerun with --overwrite examples (or another --name).")
     write_json(path, want)
 
 
@@ -169,7 +206,8 @@ def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], s
             # One client batch at a time, each saved as it comes: an interrupted run keeps what it
             # explained (an LLM explanation costs ~1 min on a CPU) and the bar shows the rate.
             client, decode = client_fn(), token_decoder(tokenizer)
-            with token_progress(len(todo), f"explaining ({name})", unit="latents") as advance:
+            with token_progress(len(items), f"explaining ({name})", unit="latents",
+                                done=len(items) - len(todo)) as advance:
                 for i in range(0, len(todo), config.batch_size):
                     chunk = todo[i : i + config.batch_size]
                     for e in explainer.explain([items[l] for l in chunk], decode, client,
@@ -266,7 +304,7 @@ def stage_scores(config: InterpConfig, items: dict[int, LatentExamples], texts: 
                                        out / "scores" / name / variant / f"{latent}.json", decode, client_fn,
                                        config.examples.seed)
                     n_scored += doc["n_new"] > 0
-                    advance(1)
+                    (advance if doc["n_new"] else advance.skip)(1)  # a score read back is no part of the rate
             add_time(out, f"score/{name}/{variant}", time.perf_counter() - t0, n_scored)
             log.info("scores: %s / %s done for %d latents", name, variant, len(by_latent))
             if not scorer.uses_explanation:
@@ -294,28 +332,46 @@ def run(config: InterpConfig, workspace: Workspace, dictionary: str, *, name: st
             default: built from `config` (`make_client`).
         tokenizer: the subject model's tokenizer (default: the one the store was cached with).
         embed: texts → unit vectors for the embedding scorer / FAISS (default all-MiniLM-L6-v2).
-        overwrite: stages to redo: any of examples, explanations, scores.
+        overwrite: stages to redo: any of examples, explanations, scores, or all.
+
+    A run made from another store (rebuilt since) is refused unless `overwrite` is all; explanations made with
+    another explainer are refused unless it holds explanations.
 
     Example:
         >>> run(InterpConfig(max_latents=20), Workspace.at("ws"), "full", name="quick")
     """
+    overwrite = STAGES if "all" in overwrite else tuple(overwrite)
     bad = [s for s in overwrite if s not in STAGES]
     if bad:
-        raise ConfigError(choices_message("overwrite", bad, STAGES))
-    store = LatentStore(workspace.latents(dictionary))
-    windows = load_token_windows(workspace.tokens)
-    if windows.tokens_hash != store.tokens_hash:
-        raise ArtifactError(f"the latent store {store.path} was cached on other token windows than the workspace's; "
-                            "re-run `saelab cache`.")
-    tokenizer = tokenizer if tokenizer is not None else load_subject_tokenizer(store)
+        raise ConfigError(choices_message("overwrite", bad, (*STAGES, "all")))
     out = Path(out_dir) if out_dir is not None else interp_dir(workspace, name or dictionary)
+    lock = workspace.lock("interp", out.name) if out_dir is None else hold_directory(out)
+    with lock:
+        return _run_locked(config, workspace, dictionary, out, client, tokenizer, embed, overwrite)
+
+
+def _run_locked(config: InterpConfig, workspace: Workspace, dictionary: str, out: Path, client: Any, tokenizer: Any,
+                embed: Any, overwrite: tuple[str, ...]) -> Path:
+    store = open_store(workspace, dictionary)
+    windows = load_token_windows(workspace.tokens)
+    _check_same_run(out, store, config, overwrite)
+    tokenizer = tokenizer if tokenizer is not None else load_subject_tokenizer(store)
     for stage in overwrite:
         shutil.rmtree(out / stage, ignore_errors=True)
+    if set(overwrite) == set(STAGES):
+        (out / TIMINGS).unlink(missing_ok=True)
     negatives = negative_source(config, workspace, dictionary, store, windows, tokenizer, out, embed)
     items, skipped = draw_examples(config, store, windows, negatives, out)
     write_json(out / "run_config.json", _run_config(config, store, dictionary, None))
-    done = explain_and_score(config, items, skipped, store, windows, out, tokenizer=tokenizer, client=client,
-                             embed=embed)
+    try:
+        done = explain_and_score(config, items, skipped, store, windows, out, tokenizer=tokenizer, client=client,
+                                 embed=embed)
+    except KeyboardInterrupt:
+        n_explained = sum(1 for _ in (out / "explanations").glob("*/*.json"))
+        n_scored = sum(1 for _ in (out / "scores").glob("*/*/*.json"))
+        log.warning("interrupted: %s keeps %d explanations and %d latent scores of %d latents (a rerun of the same "
+                    "command resumes there)", out, n_explained, n_scored, len(items))
+        raise
     write_json(out / "run_config.json", _run_config(config, store, dictionary, done.client))
     return out
 

@@ -22,8 +22,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .._io import CFG_NAME, atomic_path, read_json, state_dict_hash, write_cfg, write_json
-from ..errors import ArtifactError
+from .._io import CFG_NAME, atomic_path, read_json_object, state_dict_hash, write_cfg, write_json
+from ..errors import ArtifactError, FormatError
 from .shard import ShardRecord
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def prepare_store(store: Path, identity: dict[str, Any], overwrite: bool) -> Non
     if cfg_path.exists() and overwrite:
         shutil.rmtree(store)
     if cfg_path.exists():
-        _check_identity(store, read_json(cfg_path), identity)
+        _check_identity(store, read_json_object(cfg_path, "a latent store's config"), identity)
     else:
         write_cfg(store, {**identity, "complete": False})
     for stale in store.glob("**/.*.tmp"):  # temporaries of a killed run: never read, removed here
@@ -54,15 +54,32 @@ def prepare_store(store: Path, identity: dict[str, Any], overwrite: bool) -> Non
 
 
 def _check_identity(store: Path, cfg: dict[str, Any], identity: dict[str, Any]) -> None:
+    keep = ("keep it and cache under another store name (--dict NEW_NAME=SPEC), or replace it with --overwrite "
+            "(Python: overwrite=True)")
     if cfg.get("tokens_hash") != identity["tokens_hash"]:
         raise ArtifactError(
             f"{store} was cached on token windows {cfg.get('tokens_hash')}, but these windows are "
-            f"{identity['tokens_hash']}: a store never mixes windows; use another name, or --overwrite to rebuild it.")
+            f"{identity['tokens_hash']}: a store never mixes windows; {keep}.")
+    if cfg.get("dictionary_hash") != identity["dictionary_hash"]:
+        raise ArtifactError(
+            f"{store} was cached from other weights (dictionary_hash {cfg.get('dictionary_hash')!r}, these are "
+            f"{identity['dictionary_hash']!r}: the dictionary was trained or replaced since); {keep}.")
     for field in IDENTITY_FIELDS:
         if cfg.get(field) != identity[field]:
             raise ArtifactError(
-                f"{store} was cached with {field}={cfg.get(field)!r}, this run has {identity[field]!r}: "
-                "resume with the same settings, use another name, or --overwrite to rebuild it.")
+                f"{store} was cached with {field}={cfg.get(field)!r}, this run has {identity[field]!r}: rerun with "
+                f"the same settings to resume it, or {keep}.")
+
+
+def read_manifest(path: Path) -> list[ShardRecord]:
+    """The shards a manifest lists; a damaged manifest raises FormatError naming it and the fix."""
+    data = read_json_object(path, "a latent store's manifest")
+    try:
+        return [ShardRecord(**r) for r in data["shards"]]
+    except (KeyError, TypeError) as e:
+        raise FormatError(f"{path}: not a latent store's manifest ({type(e).__name__}: {e}); expected "
+                          '{"shards": [{"index": …, "file": …, …}, …]}. Rebuild the store: saelab cache -d NAME '
+                          "--overwrite.") from None
 
 
 def finished_shards(store: Path) -> dict[int, ShardRecord]:
@@ -70,8 +87,7 @@ def finished_shards(store: Path) -> dict[int, ShardRecord]:
     records: dict[int, ShardRecord] = {}
     for path in [store / MANIFEST, *sorted(store.glob("manifest.rank-*.json"))]:
         if path.exists():
-            for r in read_json(path)["shards"]:
-                records[r["index"]] = ShardRecord(**r)
+            records.update((r.index, r) for r in read_manifest(path))
     return records
 
 

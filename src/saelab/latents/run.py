@@ -8,6 +8,7 @@ whatever the number of processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..data.tokens import TokenWindows
 from ..errors import ConfigError
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
+from ..progress import token_progress
 from ..workspace import Workspace
 from .config import CacheConfig, Encoder
 from .manifest import dictionary_hash, finalize_store, finished_shards, manifest_path, prepare_store, write_manifest
@@ -103,25 +105,38 @@ def _cache_shards(lm: LoadedModel, windows: TokenWindows, config: CacheConfig, t
                   todo: list[int], n_windows: int, rank: int, world: int, progress: bool) -> None:
     S, n_shards = config.shard_windows, -(-n_windows // config.shard_windows)
     hookpoints = sorted({t.hookpoint for t in targets})
-    for lo, hi in _contiguous(todo):
-        stream = StreamConfig(batch_size=config.batch_size, start=lo * S, stop=min(hi * S, n_windows))
-        builders: dict[str, ShardBuilder] = {}
-        for batch in stream_activations(lm, windows, hookpoints, stream, progress=progress):
-            index = int(batch.windows[0]) // S
-            if not builders:
-                w0, w1 = index * S, min((index + 1) * S, n_windows)
-                builders = {t.name: ShardBuilder(index, w0, w1, t.identity["d_sae"], windows.ctx_len,
-                                                 config.torch_value_dtype)
-                            for t in targets if index not in t.done}
-            _encode_batch(batch, targets, builders)
-            if int(batch.windows[-1]) + 1 == min((index + 1) * S, n_windows):  # the shard is full
-                for t in targets:
-                    if t.name in builders:
-                        t.done[index] = builders[t.name].write(t.store)
-                        write_manifest(manifest_path(t.store, rank, world), _own(t.done, rank, world, n_shards),
-                                       n_shards)
-                        log.info("%s: shard %d written", t.name, index)
-                builders = {}
+
+    def positions(i: int) -> int:  # window positions of shard i
+        return (min((i + 1) * S, n_windows) - i * S) * windows.ctx_len
+
+    mine = _block(n_shards, rank, world)
+    resumed = sum(positions(i) for i in mine if i not in todo)  # finished shards: done, not part of the rate
+    with token_progress(sum(map(positions, mine)), "cache", enabled=progress, done=resumed) as advance:
+        for lo, hi in _contiguous(todo):
+            stream = StreamConfig(batch_size=config.batch_size, start=lo * S, stop=min(hi * S, n_windows))
+            builders: dict[str, ShardBuilder] = {}
+            for batch in stream_activations(lm, windows, hookpoints, stream, progress=False):
+                index = int(batch.windows[0]) // S
+                advance(batch.tokens.numel(), f"shard {index + 1}/{n_shards}")
+                if not builders:
+                    w0, w1 = index * S, min((index + 1) * S, n_windows)
+                    builders = {t.name: ShardBuilder(index, w0, w1, t.identity["d_sae"], windows.ctx_len,
+                                                     config.torch_value_dtype)
+                                for t in targets if index not in t.done}
+                _encode_batch(batch, targets, builders)
+                if int(batch.windows[-1]) + 1 == min((index + 1) * S, n_windows):  # the shard is full
+                    _write_shard(index, targets, builders, rank, world, n_shards)
+                    builders = {}
+
+
+def _write_shard(index: int, targets: list[_Target], builders: dict[str, ShardBuilder], rank: int, world: int,
+                 n_shards: int) -> None:
+    """Write shard `index` of each target that built it, and list it in the target's manifest."""
+    for t in targets:
+        if t.name in builders:
+            t.done[index] = builders[t.name].write(t.store)
+            write_manifest(manifest_path(t.store, rank, world), _own(t.done, rank, world, n_shards), n_shards)
+            log.info("%s: shard %d written", t.name, index)
 
 
 def _contiguous(indices: list[int]) -> list[tuple[int, int]]:
@@ -156,7 +171,8 @@ def run(config: CacheConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
     One forward pass per batch serves every dictionary (and every hookpoint they read),
     stopping after the deepest hookpoint. Finished shards are kept: a run that was killed
     resumes where it stopped. Under torchrun (a process group already initialised) each
-    rank caches its own block of shards.
+    rank caches its own block of shards. Each store is locked while it is written (rank 0
+    holds the locks): a second writer of the same store stops with an ArtifactError.
 
     Args:
         dictionaries: store name → dictionary; the store goes to `workspace/latents/NAME/`.
@@ -170,8 +186,18 @@ def run(config: CacheConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
     """
     rank, world = rank_and_world()
     n_windows = windows.n_windows if config.n_windows is None else min(config.n_windows, windows.n_windows)
-    n_shards = -(-n_windows // config.shard_windows)
     targets = _targets(workspace, lm, windows, config, dictionaries, n_windows)
+    with contextlib.ExitStack() as locks:
+        if rank == 0:
+            for t in targets:
+                locks.enter_context(workspace.lock("latents", t.name))
+        _run_locked(config, lm, windows, targets, n_windows, overwrite, progress, rank, world)
+    return {t.name: t.store for t in targets}
+
+
+def _run_locked(config: CacheConfig, lm: LoadedModel, windows: TokenWindows, targets: list[_Target], n_windows: int,
+                overwrite: bool, progress: bool, rank: int, world: int) -> None:
+    n_shards = -(-n_windows // config.shard_windows)
     if rank == 0:
         for t in targets:
             prepare_store(t.store, t.identity, overwrite)
@@ -181,11 +207,16 @@ def run(config: CacheConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
         t.done = {i: r for i, r in finished_shards(t.store).items() if (t.store / r.file).exists()}
     todo = [i for i in mine if any(i not in t.done for t in targets)]
     log.info("rank %d/%d: %d of %d shards to cache", rank, world, len(todo), len(mine))
-    _cache_shards(lm, windows, config, targets, todo, n_windows, rank, world, progress)
+    try:
+        _cache_shards(lm, windows, config, targets, todo, n_windows, rank, world, progress)
+    except KeyboardInterrupt:
+        for t in targets:
+            log.warning("interrupted: %s keeps %d of %d shards (a rerun of the same command resumes there)",
+                        t.store, len(t.done), n_shards)
+        raise
     _barrier(world)
     if rank == 0:
         for t in targets:
             totals = finalize_store(t.store, t.identity, n_shards)
             log.info("%s: %s", t.name, totals)
     _barrier(world)
-    return {t.name: t.store for t in targets}

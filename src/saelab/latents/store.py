@@ -14,9 +14,9 @@ import scipy.sparse as sp
 import torch
 from safetensors import safe_open
 
-from .._io import CFG_NAME, read_json
+from .._io import CFG_NAME, read_json_object
 from ..errors import ArtifactError, ConfigError
-from .manifest import MANIFEST, STATS
+from .manifest import MANIFEST, STATS, read_manifest
 from .shard import ShardRecord
 
 
@@ -82,12 +82,12 @@ class LatentStore:
         self.path = Path(path)
         if not (self.path / CFG_NAME).exists():
             raise ArtifactError(f"no latent store at {self.path} (cfg.json missing): run `saelab cache` first.")
-        self.cfg: dict[str, Any] = read_json(self.path / CFG_NAME)
+        self.cfg: dict[str, Any] = read_json_object(self.path / CFG_NAME, "a latent store's config")
         if not self.cfg.get("complete"):
-            done = len(read_json(self.path / MANIFEST)["shards"]) if (self.path / MANIFEST).exists() else 0
+            done = len(read_manifest(self.path / MANIFEST)) if (self.path / MANIFEST).exists() else 0
             raise ArtifactError(f"the latent store {self.path} is incomplete ({done} shards finished): "
                                 "run the same `saelab cache` again to resume it.")
-        self.shards = [ShardRecord(**r) for r in read_json(self.path / MANIFEST)["shards"]]
+        self.shards = read_manifest(self.path / MANIFEST)
         self.d_sae: int = self.cfg["d_sae"]
         self.ctx_len: int = self.cfg["ctx_len"]
         self.n_windows: int = self.cfg["n_windows"]

@@ -1,8 +1,32 @@
-"""Language models: loading (hub, directory, GGUF, embedded) and hookpoints."""
+"""Language models: loading (hub, directory, GGUF, embedded) and hookpoints.
 
-from .embedded import EMBEDDED_MODELS, EmbeddedModel, cache_dir
-from .hookpoints import Hookpoint, list_hookpoints, resolve_hookpoint
-from .load import DEFAULT_MODEL, LoadedModel, load_model, parse_device, parse_dtype
+Names are imported on first use (`__getattr__` below), so a light submodule (`saelab.models.defaults`, which the
+command line reads for its defaults) does not load torch and transformers with this package.
+"""
 
-__all__ = ["DEFAULT_MODEL", "EMBEDDED_MODELS", "EmbeddedModel", "Hookpoint", "LoadedModel", "cache_dir",
-           "list_hookpoints", "load_model", "parse_device", "parse_dtype", "resolve_hookpoint"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_API: dict[str, str] = {
+    "DEFAULT_MODEL": "defaults", "EMBEDDED_MODELS": "embedded", "EmbeddedModel": "embedded", "cache_dir": "embedded",
+    "Hookpoint": "hookpoints", "list_hookpoints": "hookpoints", "resolve_hookpoint": "hookpoints",
+    "LoadedModel": "load", "load_model": "load", "parse_device": "load", "parse_dtype": "load",
+}
+"""Public name → the submodule that defines it."""
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

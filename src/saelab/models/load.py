@@ -15,12 +15,12 @@ from torch import nn
 
 from .._io import sha256_file, state_dict_hash
 from ..errors import ConfigError, ModelError, choices_message
+from .defaults import DEFAULT_MODEL
 from .embedded import EMBEDDED_MODELS, cache_dir, ensure_converted, gguf_to_safetensors
 from .hookpoints import decoder_layers_path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "smollm2-135m"
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 """Model dtypes by their one name; every place that takes a dtype name goes through `dtype_name`."""
@@ -225,7 +225,8 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
 
     from .quantize import INT8, check_int8, load_int8_cuda, quantize_dynamic_int8
 
-    hf_logging.disable_progress_bar()  # saelab draws its own progress; a 1-s weight bar is noise
+    if not log.isEnabledFor(logging.INFO):  # the weight-loading bar is noise beside saelab's own progress (-v: shown)
+        hf_logging.disable_progress_bar()
     dev = parse_device(device)
     int8 = isinstance(dtype, str) and dtype_name(dtype, quantizations=QUANTIZATIONS) == INT8
     if int8:

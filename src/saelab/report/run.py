@@ -4,6 +4,10 @@ On disk (`workspace/report/` by default): `index.html`; per dictionary `NAME/ind
 (metrics, plots, the latent table from `data/NAME-latents.js`) and `NAME/latents/ID.html`;
 `match/RUN.html`, `sfal/NAME.html`, `diff/RUN.html` (with `diff/RUN/layer_LL/latents/ID.html` for its
 named latents) for the stages that ran; `static/`, `plots/`, and `cfg.json`. Works from file:// with no network.
+
+The report renders no stale artifact: a latent store whose dictionary was trained again (or whose token windows
+were rebuilt) since it was cached, or an interp run of a store rebuilt since, stops it with the commands that
+rebuild them. cfg.json records the hashes of what each page was built from.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from typing import Any
 from .._io import CFG_NAME, read_json, write_cfg
 from ..data.tokens import load_token_windows
 from ..errors import ArtifactError, ConfigError
+from ..latents.source import rebuild_command, store_problem
 from ..latents.store import LatentStore
+from ..lock import hold_directory
 from ..render import Site
 from ..workspace import Workspace
 from . import sources
@@ -68,6 +74,30 @@ def gather(ws: Workspace, matches: list[sources.MatchRun],
     return out
 
 
+def stale(ws: Workspace, dicts: list[DictionaryData]) -> list[str]:
+    """What would show stale activations: stores cached from other weights or windows than the workspace holds
+    now, interp runs of stores rebuilt since; each with the command that rebuilds it."""
+    from ..interp.run import run_problem
+
+    problems = []
+    for d in dicts:
+        if problem := store_problem(ws, d.name, d.store):
+            problems.append(f"{problem}; rebuild it: {rebuild_command(ws, d.name, d.store.cfg)}")
+        elif d.interp is not None and d.interp.path is not None and (problem := run_problem(d.interp.path, d.store)):
+            model = (d.store.cfg.get("model") or {}).get("path") or "MODEL"
+            named = f" --name {d.interp.path.name}" if d.interp.path.name != d.name else ""
+            problems.append(f"{problem}; redo it: saelab autointerp {model} {d.name} -w {ws.root}{named} "
+                            "--overwrite all (with its settings, see its run_config.json), or remove it")
+    return problems
+
+
+def built_from(windows_hash: str, dicts: list[DictionaryData]) -> dict[str, Any]:
+    """The hashes of what the pages show, for cfg.json: token windows, each store, each interp run."""
+    return {"tokens_hash": windows_hash,
+            "stores": {d.name: {k: d.store.cfg.get(k) for k in ("dictionary_hash", "tokens_hash")} for d in dicts},
+            "interp_runs": {d.name: str(d.interp.path) for d in dicts if d.interp is not None and d.interp.path}}
+
+
 def run(config: ReportConfig, workspace: Workspace, out: str | Path | None = None,
         view: ModelView | None = None) -> Path:
     """Write the report site; return the path of its index.html.
@@ -82,12 +112,20 @@ def run(config: ReportConfig, workspace: Workspace, out: str | Path | None = Non
     Example:
         >>> run(ReportConfig(max_latent_pages=200), Workspace.at("ws"), view=ModelView.from_loaded(lm))
     """
+    out = Path(out) if out else workspace.report
+    with workspace.lock("report") if out == workspace.report else hold_directory(out):
+        return _run_locked(config, workspace, out, view)
+
+
+def _run_locked(config: ReportConfig, workspace: Workspace, out: Path, view: ModelView | None) -> Path:
     t0 = time.perf_counter()
-    out = Path(out) if out else workspace.root / "report"
     view = view or ModelView.ids_only()
     windows = load_token_windows(workspace.tokens)
     matches = sources.matches(workspace)
     dicts = gather(workspace, matches, chosen_interp_runs(workspace, config.interp_runs))
+    problems = stale(workspace, dicts)
+    if problems:
+        raise ArtifactError(f"report: {len(problems)} artifacts would show stale activations: " + " | ".join(problems))
     diff_runs = complete_runs(workspace.root)
     site = Site(out, {"workspace": str(workspace.root), "dictionaries": [d.name for d in dicts],
                       "match_names": [m.name for m in matches], "sfal_names": [d.name for d in dicts if d.sfal_rows],
@@ -104,6 +142,7 @@ def run(config: ReportConfig, workspace: Workspace, out: str | Path | None = Non
     write_cfg(out, {"artifact": "report", "workspace": str(workspace.root), "config": asdict(config),
                     "model_view": view.description, "n_pages": len(site.pages),
                     "latent_pages": {k: len(v) for k, v in pages.items()},
+                    "built_from": built_from(windows.tokens_hash, dicts),
                     "seconds": round(time.perf_counter() - t0, 2)})
     log.info("report: %d pages in %.1f s → %s", len(site.pages), time.perf_counter() - t0, index)
     return index

@@ -7,6 +7,7 @@ position in the activation stream and the RNG state. Written atomically; read wi
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from .._io import atomic_path
-from ..errors import ArtifactError
+from ..errors import ArtifactError, file_error
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -56,11 +57,28 @@ def save_checkpoint(path: Path, state: RunState, trainers: dict[str, Any], finge
         torch.save(payload, tmp)
 
 
+def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The payload of the checkpoint at `path`. A truncated or damaged file raises ArtifactError saying how to go
+    on; one that cannot be read at all (permissions) FileAccessError."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except OSError as e:
+        raise file_error(e, path, "read") from None
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]  # torch adds advice
+        raise ArtifactError(f"resume: the checkpoint {path} is truncated or damaged ({why}); the run cannot go on "
+                            "from it: start it over with --overwrite.") from None
+    if not isinstance(payload, dict) or not {"fingerprint", "state", "trainers", "torch_rng"} <= set(payload):
+        raise ArtifactError(f"resume: {path} is not a saelab training checkpoint (no fingerprint, state and "
+                            "trainers); start the run over with --overwrite, or choose another --name.")
+    return payload
+
+
 def load_checkpoint(path: Path, trainers: dict[str, Any], fingerprint: str) -> RunState:
     """Restore `trainers` from the checkpoint at `path`; return the stream position."""
     if not path.exists():
         raise ArtifactError(f"resume: no checkpoint at {path}; start the run over (--overwrite).")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_checkpoint(path)
     if payload["fingerprint"] != fingerprint:
         raise ArtifactError(
             f"resume: the checkpoint {path} was written by a run with another config or other token windows; "

@@ -231,7 +231,8 @@ def _fit(trainer: CrosscoderTrainer, stream: Iterator[Tensor], state: RunState, 
     config = trainer.config
     jsonl = JsonlLog(out / "log.jsonl", resume_step=state.step or None) if out is not None else None
     t0, start_tokens = time.perf_counter(), state.text_tokens
-    with train_progress(config.total_steps * config.batch_size, state.text_tokens, progress) as update:
+    with train_progress(config.total_steps * config.batch_size, state.text_tokens, progress,
+                        (state.step, config.total_steps)) as update:
         for x in stream:
             if state.step >= config.total_steps:
                 break

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ..progress import token_progress
 from .checkpoint import RunState, save_checkpoint
 from .source import ChunkedSource
 from .trainer import DictionaryTrainer
@@ -43,22 +43,19 @@ class JsonlLog:
 
 
 @contextmanager
-def train_progress(total_tokens: int, done_tokens: int, enabled: bool) -> Iterator[Callable[[int, str], None]]:
-    """A rich progress bar over window tokens with tokens/s and a metrics text; yields update(n, text)."""
-    if not enabled:
-        yield lambda n, text: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def train_progress(total_tokens: int, done_tokens: int, enabled: bool,
+                   steps: tuple[int, int] | None = None) -> Iterator[Callable[[int, str], None]]:
+    """Progress over the run's tokens (`done_tokens` of them resumed from a checkpoint: out of the rate) with the
+    step and a metrics text beside it; yields update(n, text) for each step. `steps`: (done, total) steps."""
+    with token_progress(total_tokens, "train", enabled, done=done_tokens) as advance:
+        step, n_steps = steps or (0, 0)
 
-    from ..progress import RateColumn
+        def update(n: int, text: str) -> None:
+            nonlocal step
+            step += 1
+            advance(n, f"step {step:,}/{n_steps:,}  {text}" if n_steps else text)
 
-    console = Console(file=sys.stderr)
-    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), RateColumn("tok"), TimeRemainingColumn(),
-               TextColumn("{task.fields[metrics]}"))
-    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-        task = bar.add_task("train", total=total_tokens, completed=done_tokens, metrics="")
-        yield lambda n, text: bar.update(task, advance=n, metrics=text)
+        yield update
 
 
 def _metrics_text(metrics: dict[str, dict[str, float]]) -> str:
@@ -77,7 +74,7 @@ def fit(trainers: dict[str, DictionaryTrainer], io: dict[str, tuple[str, str]], 
     jsonl = JsonlLog(run_dir / LOG_NAME, resume_step=state.step if state.step else None)
     total_tokens = (source.stop - source.first) * ctx_len
     t0, tokens_at_t0 = time.perf_counter(), state.window_tokens
-    with train_progress(total_tokens, state.window_tokens, progress) as update:
+    with train_progress(total_tokens, state.window_tokens, progress, (state.step, source.total_steps)) as update:
         while state.chunk < source.n_chunks:
             chunk, n_steps = state.chunk, source.steps_in_chunk(state.chunk)
             lo, hi = source.window_range(chunk)

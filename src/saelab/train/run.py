@@ -2,14 +2,23 @@
 
 A run's checkpoint and JSONL log live in `workspace/train/RUN/`; each dictionary is saved
 in saelab's native format with a cfg.json that records how it was trained.
+
+A rerun resumes from the checkpoint when it was written by the same run (same config, model
+and token windows); a checkpoint of another run, or dictionaries with no checkpoint to tell,
+are never trained over unless asked (`resume=False`, the CLI's `--overwrite`). The run and
+its dictionaries are locked while they are written: one writer each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import json
 import logging
 import math
+import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,11 +26,11 @@ from typing import Any
 import torch
 
 from ..data.tokens import TokenWindows
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
-from ..workspace import Workspace
-from .checkpoint import CHECKPOINT_NAME, RunState, config_fingerprint, load_checkpoint
+from ..workspace import Workspace, difference
+from .checkpoint import CHECKPOINT_NAME, RunState, config_fingerprint, load_checkpoint, read_checkpoint
 from .config import TrainConfig
 from .loop import LOG_NAME, fit
 from .source import ChunkedSource, ReadWindows, model_reader
@@ -66,10 +75,29 @@ def train(config: TrainConfig, read: ReadWindows, canonical: dict[str, str], wid
     if resume:
         log.info("resuming %s at step %d of %d", run_dir, state.step, source.total_steps)
     io = {s.name: (canonical[s.hookpoint], canonical[s.out_hookpoint or s.hookpoint]) for s in config.dictionaries}
-    state = fit(trainers, io, source, state, run_dir, checkpoint_every=config.checkpoint_every,
-                log_every=config.log_every, fingerprint=fingerprint, ctx_len=ctx_len, progress=progress,
-                until_step=until_step)
+    try:
+        state = fit(trainers, io, source, state, run_dir, checkpoint_every=config.checkpoint_every,
+                    log_every=config.log_every, fingerprint=fingerprint, ctx_len=ctx_len, progress=progress,
+                    until_step=until_step)
+    except KeyboardInterrupt:
+        _say_kept(run_dir, fingerprint, source.total_steps, config.checkpoint_every)
+        raise
     return trainers, state
+
+
+def _say_kept(run_dir: Path, fingerprint: str, total_steps: int, checkpoint_every: int) -> None:
+    """Log what an interrupted run keeps: its last checkpoint's step."""
+    path = run_dir / CHECKPOINT_NAME
+    try:
+        payload = read_checkpoint(path, mmap=True) if path.exists() else None
+    except ArtifactError:
+        payload = None
+    if payload is not None and payload["fingerprint"] == fingerprint:
+        log.warning("interrupted: %s keeps its checkpoint at step %d of %d (one every %d steps); a rerun of the "
+                    "same command resumes there", run_dir, payload["state"]["step"], total_steps, checkpoint_every)
+    else:
+        log.warning("interrupted before the first checkpoint of %s (one every %d steps): a rerun starts at step 0",
+                    run_dir, checkpoint_every)
 
 
 def save_dictionaries(trainers: dict[str, DictionaryTrainer], workspace: Workspace, config: TrainConfig,
@@ -86,18 +114,83 @@ def save_dictionaries(trainers: dict[str, DictionaryTrainer], workspace: Workspa
                   "final": trainer.summary(), **provenance}
         coder = trainer.coder
         coder.cfg = dataclasses.replace(coder.cfg, extra={**coder.cfg.extra, "training": record})
-        path = coder.save(workspace.dictionary(spec.name))
         mine = [ln for ln in run_log if json.loads(ln)["dictionary"] == spec.name]
-        (path / "train_log.jsonl").write_text("".join(ln + "\n" for ln in mine))
+
+        def write(tmp: Path, coder: Any = coder, mine: list[str] = mine) -> None:
+            coder.save(tmp)
+            (tmp / "train_log.jsonl").write_text("".join(ln + "\n" for ln in mine))
+
+        path = replace_directory(workspace.dictionary(spec.name), write)
         paths.append(path)
         log.info("saved %s (%s)", path, trainer.summary())
     return paths
 
 
+def replace_directory(final: Path, write: Any) -> Path:
+    """`write(tmp)` fills a fresh directory beside `final`, which then takes its place: a reader sees the
+    old directory or the new one (or, for an instant, none), never the old config with the new weights."""
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    for left in final.parent.glob(f".{glob.escape(final.name)}.*-*"):  # a killed writer's (the caller holds the lock)
+        shutil.rmtree(left, ignore_errors=True)
+    write(tmp)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def run_directory(workspace: Workspace, config: TrainConfig, run_name: str | None = None) -> Path:
+    """`workspace/train/RUN`: the run's checkpoint and log (RUN: `run_name`, else the first dictionary's name)."""
+    return workspace.train(run_name or config.dictionaries[0].name)
+
+
+def run_fingerprint(config: TrainConfig, windows: TokenWindows, lm: LoadedModel) -> str:
+    """What a checkpoint must have been written by to be resumed: the config, token windows and model."""
+    return config_fingerprint({"config": asdict(config), "tokens_hash": windows.tokens_hash, "model": lm.spec})
+
+
+def resumable(run_dir: Path, fingerprint: str, dictionaries: list[Path]) -> bool:
+    """Whether a rerun resumes `run_dir`: True when its checkpoint was written by this same run, False when
+    there is nothing to resume or write over; an ArtifactError, naming how to keep or replace them, when the
+    checkpoint is another run's or finished dictionaries have no checkpoint to tell."""
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if checkpoint.exists():
+        stored = read_checkpoint(checkpoint, mmap=True)["fingerprint"]
+        if stored != fingerprint:
+            raise ArtifactError(f"train: {checkpoint} was written by a run with other options, model or token "
+                                f"windows ({_fingerprint_difference(stored, fingerprint)}); rerun with those to resume "
+                                "it, --overwrite to train this run over it, or --name for a new run.")
+        return True
+    existing = [str(d) for d in dictionaries if (d / "cfg.json").exists()]
+    if existing:
+        raise ArtifactError(f"train: {run_dir} has no checkpoint to resume, and {', '.join(existing)} already "
+                            "hold dictionaries; --overwrite to train over them, or --name for new ones.")
+    return False
+
+
+def _fingerprint_difference(stored: str, wanted: str) -> str:
+    try:
+        return difference(json.loads(stored), json.loads(wanted))
+    except ValueError:  # a checkpoint of an older format
+        return "its fingerprint differs"
+
+
 def run(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows, *,
-        run_name: str | None = None, resume: bool = False, progress: bool = True,
+        run_name: str | None = None, resume: bool | None = None, progress: bool = True,
         until_step: int | None = None) -> list[Path]:
     """Train the dictionaries of `config` from one activation stream; return their directories.
+
+    Args:
+        run_name: the run's directory under `workspace/train/` (default: the first dictionary's name).
+        resume: None (default): resume the run's checkpoint when this same run wrote it, start when there
+            is nothing, refuse (ArtifactError) another run's checkpoint or finished dictionaries; True:
+            resume, an error without a checkpoint; False: start over, writing over the run and its
+            dictionaries (the CLI's --overwrite).
+        until_step: stop after this step, with the checkpoint written, and return [] (resume later).
+
+    Every dictionary directory and the run directory are locked while the run writes them.
 
     Example:
         >>> spec = DictionarySpec("sae-4k", "resid_post.6", d_sae=4096, k=32)
@@ -110,17 +203,34 @@ def run(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
     first, stop = window_range(config, windows)
     probe, _ = read(first, first + 1)  # one window, to learn every hookpoint's width
     widths = {hp: int(a.shape[-1]) for hp, a in probe.items()}
-    run_dir = workspace.root / "train" / (run_name or config.dictionaries[0].name)
+    run_dir = run_directory(workspace, config, run_name)
+    with contextlib.ExitStack() as locks:
+        for kind, name in [("train", run_dir.name)] + [("dictionaries", s.name) for s in config.dictionaries]:
+            locks.enter_context(workspace.lock(kind, name))
+        if resume is None:
+            resume = resumable(run_dir, run_fingerprint(config, windows, lm),
+                               [workspace.dictionary(s.name) for s in config.dictionaries])
+        return _run_locked(config, workspace, lm, windows, read, canonical, widths, (first, stop), run_dir,
+                           resume, progress, until_step)
+
+
+def _run_locked(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
+                read: ReadWindows, canonical: dict[str, str], widths: dict[str, int], windows_range: tuple[int, int],
+                run_dir: Path, resume: bool, progress: bool, until_step: int | None) -> list[Path]:
+    first, stop = windows_range
     provenance = {"model": lm.describe(), "tokens_hash": windows.tokens_hash, "windows": [first, stop],
                   "ctx_len": windows.ctx_len, "excluded_positions": list(windows.config.exclude),
                   "excluded_positions_note": "sink = position 0 of every window; special = special-token ids"}
+    if not resume and (run_dir / CHECKPOINT_NAME).exists():
+        (run_dir / CHECKPOINT_NAME).unlink()  # starting over: a checkpoint of the old run must not outlive it
     trainers, state = train(config, read, canonical, widths, (first, stop), run_dir, ctx_len=windows.ctx_len,
                             fingerprint_extra={"tokens_hash": windows.tokens_hash, "model": lm.spec},
                             model=lm.spec, resume=resume, progress=progress, until_step=until_step,
                             device=lm.device)
     if state.step < next(iter(trainers.values())).total_steps:
-        return []  # interrupted on purpose; resume with resume=True
+        return []  # stopped on purpose (until_step); a rerun resumes
     return save_dictionaries(trainers, workspace, config, state, provenance, run_dir)
 
 
-__all__ = ["build_trainers", "run", "save_dictionaries", "train", "window_range"]
+__all__ = ["build_trainers", "replace_directory", "resumable", "run", "run_directory", "run_fingerprint",
+           "save_dictionaries", "train", "window_range"]

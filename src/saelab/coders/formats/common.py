@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from ..._io import read_json_object
 from ...errors import FormatError
 
 
@@ -24,15 +24,8 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
 
 
 def read_json_file(path: Path) -> dict[str, Any]:
-    """A JSON object; invalid JSON raises FormatError."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({_first_line(e)}).") from None
-    if not isinstance(data, dict):
-        raise FormatError(f"{path}: got a JSON {type(data).__name__}; expected an object.")
-    return data
+    """A JSON object; invalid JSON, non-UTF-8 bytes or another JSON type raise FormatError."""
+    return read_json_object(path, "a dictionary's config")
 
 
 def require(cfg: dict[str, Any], keys: tuple[str, ...], where: Path) -> None:
