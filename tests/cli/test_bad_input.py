@@ -222,6 +222,11 @@ CASES = [
          "model: got 'smollm2-135m', but the latent store"),
     Case("autointerp-merge: one run twice", lambda e: ["autointerp-merge", "a", "a", "--name", "m", "-w", e.ws],
          "is given more than once", lambda e: (e.ws / "interp" / "a" / "explanations").mkdir(parents=True)),
+    # what the command line parser refuses: one line too, not a usage box
+    Case("train --d-sae: not a number", lambda e: ["train", "--d-sae", "abc"],
+         "saelab train: Invalid value for '--d-sae'"),
+    Case("train: an unknown option", lambda e: ["train", "--bogus"], "No such option: --bogus"),
+    Case("an unknown command", lambda e: ["nope"], "No such command 'nope'"),
     # names that would leave the workspace
     Case("train --name ..", lambda e: ["train", *_m(e), "-w", e.ws, "--name", "../escape"], "no path separator"),
     Case("autointerp-merge --name ..",

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
+import click
 import typer
+import typer.core
 from rich.console import Console
 
 from ..errors import SaelabError, file_error
@@ -73,6 +75,12 @@ def expand_multi_value(argv: list[str]) -> list[str]:
     return out
 
 
+# typer runs on its own copy of click (typer._click) in recent versions, on click before
+_CLICKS = {click, getattr(typer.core, "_click", click)}
+_USAGE_ERRORS = tuple(m.exceptions.UsageError for m in _CLICKS)
+_ABORTS = (click.Abort, typer.Abort)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `saelab` console script, and its one error boundary.
 
@@ -83,13 +91,23 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = expand_multi_value(sys.argv[1:] if argv is None else list(argv))
     try:
-        app(args=args, standalone_mode=True)
+        code = app(args=args, prog_name="saelab", standalone_mode=False)  # usage errors come back: one line below
+        if code == 130:  # typer turns Ctrl-C into exit code 130
+            raise KeyboardInterrupt
+        sys.exit(code if isinstance(code, int) else 0)
+    except _USAGE_ERRORS as e:  # an unknown option, a value of the wrong type, a missing argument
+        if type(e).__name__ == "NoArgsIsHelpError":  # `saelab` alone: the help is already shown
+            sys.exit(e.exit_code)
+        where = e.ctx.command_path if e.ctx is not None else "saelab"
+        _fail(f"{where}: {e.format_message()} (see {where} --help)", e.exit_code, args)
+    except _ABORTS:  # end of input at a prompt
+        _fail("aborted", 1, args)
     except SaelabError as e:
         _fail(str(e), 2, args)
     except OSError as e:
         _fail(str(file_error(e)), 2, args)
     except (KeyboardInterrupt, SystemExit) as e:
-        # typer turns Ctrl-C into a silent exit 130; say what was kept and how to go on
+        # say what was kept and how to go on
         if isinstance(e, SystemExit) and e.code != 130:
             raise
         import shlex

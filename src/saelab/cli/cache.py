@@ -43,8 +43,8 @@ def print_summary(paths: dict[str, Path], seconds: float, n_positions: int) -> N
     from ..latents import LatentStore
     from . import console
 
-    table = Table(title=f"Latent stores ({n_positions:,} positions in {seconds:.0f} s, "
-                        f"{n_positions / max(seconds, 1e-9):,.0f} tok/s)")
+    # no tok/s here: a resumed run's seconds cover only the shards it cached (the progress lines give the rate)
+    table = Table(title=f"Latent stores ({n_positions:,} positions; this run {seconds:.0f} s)")
     for col in ("store", "hookpoint", "text tokens", "latents", "dead", "mean L0", "disk"):
         table.add_column(col, justify="left" if col in ("store", "hookpoint") else "right")
     for name, path in paths.items():
