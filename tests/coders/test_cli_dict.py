@@ -35,3 +35,14 @@ def test_dict_info_errors_are_one_line(capsys):
     assert "Traceback" not in err
     code, _, err = saelab(capsys, "dict", "info", str(FIXTURES / "saelens/topk"), "-o", "yaml")
     assert code == 2 and "--output: got 'yaml'" in err
+
+
+def test_dict_info_takes_a_workspace_name(capsys, tmp_path):
+    """A name of the workspace is a spec like every command's (`saelab dict info full -w WS`)."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(FIXTURES / "saelens/topk", ws / "dictionaries" / "mine")
+    code, out, err = saelab(capsys, "dict", "info", "mine", "-w", str(ws), "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["path"] == str(ws / "dictionaries" / "mine")

@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
                         "dictionary_learning; local or on the Hub.")
 
     @group.command()
-    def info(path: str = typer.Argument(..., help="Dictionary directory, params.npz / ae.pt file, a run directory or "
+    def info(path: str = typer.Argument(..., help="A dictionary of the workspace, a dictionary directory, params.npz / "
+                                        "ae.pt file, a run directory or "
                                         "downloaded tree (with the selectors), a Hub repo org/name(/PATH)(@REVISION), "
                                         "or saelens:RELEASE/ID."),
              hookpoint: Optional[str] = typer.Option(None, "--hookpoint", "-H",
@@ -28,14 +29,17 @@ def register(app: typer.Typer) -> None:
                                                      "layers.16, SAELens blocks.8.hook_resid_pre)."),
              output: str = typer.Option("table", "--output", "-o", help="table | json."),
              layer: Optional[int] = opt.SelLayer, width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0,
-             site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir) -> None:
+             site: Optional[str] = opt.SelSite, cache_dir: Optional[str] = opt.HubCacheDir,
+             workspace: Optional[str] = opt.WorkspaceOpt) -> None:
         """Print architecture, kind, d_in, d_sae, k, hookpoint and source format of a dictionary."""
         from ..coders import describe_dictionary
+        from ..workspace import Workspace
         from . import console
 
         if output not in OUTPUTS:
             raise ConfigError(choices_message("--output", output, OUTPUTS))
-        described = describe_dictionary(path, selector=opt.selector(hookpoint, layer, width, l0, site))
+        described = describe_dictionary(path, selector=opt.selector(hookpoint, layer, width, l0, site),
+                                        workspace=Workspace.at(workspace))
         if output == "json":
             console.print_json(json.dumps(described))
             return
