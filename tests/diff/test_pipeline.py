@@ -319,13 +319,14 @@ def test_changed_settings_stop_with_a_cli_hint_until_overwrite(run, pair, tmp_pa
     cfg = fast_config(corpus, categories=str(cats))
     other_k = dataclasses.replace(cfg, crosscoder=dataclasses.replace(cfg.crosscoder, k=8))
     with pytest.raises(ArtifactError, match=rf"layer {LAYER} crosscoder \(.*\) was made with other settings.*"
-                                            r"Rerun with --overwrite"):
+                                            r"k: 4 → 8.*Rerun with --overwrite"):
         run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=other_k, progress=False)
     r = run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=other_k, progress=False, overwrite=True)
     assert r.done["activations"] == "resumed" and r.done["crosscoder"] == "ran"
     assert json.loads((out / "features" / f"layer_{LAYER:02d}" / "crosscoder" / "cfg.json").read_text())["k"] == 8
     fewer = dataclasses.replace(other_k, n_tokens=4096)
-    with pytest.raises(ArtifactError, match=r"paired activations \(.*\) was made with other settings.*--overwrite"):
+    with pytest.raises(ArtifactError, match=r"paired activations \(.*\) was made with other settings.*"
+                                            r"n_windows: \d+ → \d+.*--overwrite"):
         run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=fewer, progress=False)
     r = run_feature_interpretation_pipeline(*pair, out, layers=[LAYER], config=fewer, progress=False, overwrite=True)
     assert r.done["activations"] == "ran"

@@ -26,6 +26,7 @@ from ..errors import ArtifactError, ConfigError
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel, parse_dtype
 from ..progress import token_progress
+from ..workspace import difference
 from .capture import ActivationReader
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,14 @@ def _same_model(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return old["weights"] == new["weights"] if "weights" in old else old["path"] == new["path"]
 
 
+def _what_differs(old: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """The settings in which the stored activations differ from these (`Workspace.difference`), models first."""
+    models = [k for k in ("base", "target") if not _same_model(old[k], cfg[k])]
+    rest = difference(old, {k: v for k, v in cfg.items() if k not in ("base", "target")})
+    named = [f"{k} model: other weights" for k in models] + ([rest] if rest != "none found" else [])
+    return "; ".join(named) or "none found"
+
+
 def _prepare(out: Path, cfg: dict[str, Any], windows: TokenWindows, resume: bool) -> None:
     """Start, resume, or (resume=False) restart the artifact at `out`."""
     cfg_path = out / "cfg.json"
@@ -115,10 +124,8 @@ def _prepare(out: Path, cfg: dict[str, Any], windows: TokenWindows, resume: bool
             all(_same_model(old[k], cfg[k]) for k in ("base", "target"))
         if not resume or not same:
             if resume:
-                raise ArtifactError(
-                    f"{out} holds paired activations made differently (models, layers, windows or dtype differ); "
-                    "use another output directory, or resume=False to recompute."
-                )
+                raise ArtifactError(f"{out} holds paired activations made differently ({_what_differs(old, cfg)}); "
+                                    "use another output directory, or resume=False to recompute.")
             for sub in [*out.glob("layer_*"), out / "tokens"]:
                 shutil.rmtree(sub, ignore_errors=True)
             (out / "manifest.json").unlink(missing_ok=True)

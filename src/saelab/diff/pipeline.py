@@ -137,10 +137,15 @@ class _Run:
         except ArtifactError as e:
             if not self.overwrite:
                 raise ArtifactError(f"--output-dir {self.out}: its {what} ({where}) was made with other settings than "
-                                    "this run's. Rerun with --overwrite (Python: overwrite=True) to recompute it, or "
-                                    "choose another --output-dir.") from e
+                                    f"this run's: {_reason(e)}. Rerun with --overwrite (Python: overwrite=True) to "
+                                    "recompute it, or choose another --output-dir.") from e
             self.emit(f"{what}: made with other settings; recomputing (--overwrite)")
             return fn(False)
+
+
+def _reason(e: ArtifactError) -> str:
+    """What the refusing stage said differs (its message, without the advice that follows ';')."""
+    return str(e).split("; use another", 1)[0].split("; pass resume=False", 1)[0]
 
 
 def run_feature_interpretation_pipeline(
