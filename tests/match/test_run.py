@@ -194,3 +194,19 @@ def test_resume_keeps_a_whole_match_and_redoes_one_of_other_weights_or_settings(
     c.save(other.dictionary("wide"))
     run(MatchConfig(same_threshold=0.8), other, "wide", "narrow", resume=True)
     assert (out / "cfg.json").stat().st_mtime_ns != stamp
+
+
+def test_a_second_writer_of_a_match_is_refused_naming_the_holder(ws, tmp_path):
+    """One writer per match directory: while another process holds workspace/match/A__B, a run stops."""
+    from saelab.errors import ArtifactError
+    from tests.test_workspace_rules import hold_elsewhere, kill
+
+    from saelab.match.run import match_dir
+
+    out = match_dir(ws, "wide", "narrow")
+    holder = hold_elsewhere(ws.root / ".locks" / "match" / f"{out.name}.lock")
+    try:
+        with pytest.raises(ArtifactError, match=rf"{holder.pid}"):
+            run(MatchConfig(), ws, "wide", "narrow", resume=False)
+    finally:
+        kill(holder)

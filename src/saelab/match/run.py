@@ -14,6 +14,7 @@ import numpy as np
 from .._io import atomic_path, cfg_matches, write_cfg, write_json
 from ..errors import ConfigError
 from ..latents.manifest import dictionary_hash
+from ..lock import hold_directory
 from ..workspace import Workspace
 from .analysis import MatchAnalysis, analyse, curves, encoder_cosines
 from .config import MatchConfig
@@ -133,6 +134,11 @@ def run(config: MatchConfig, workspace: Workspace, a: str, b: str, out_dir: Path
         >>> pd.read_parquet(path / "matches.parquet").query("one_to_one and above_chance")
     """
     out = out_dir or match_dir(workspace, a, b)
+    with workspace.lock("match", out.name) if out_dir is None else hold_directory(out):  # the one writer of it
+        return _match(config, workspace, a, b, out, resume)
+
+
+def _match(config: MatchConfig, workspace: Workspace, a: str, b: str, out: Path, resume: bool) -> Path:
     t0 = time.perf_counter()
     sides = (Side.load(workspace, a), Side.load(workspace, b)) if a != b else None
     used = [inputs(side) for side in sides] if sides else None

@@ -131,6 +131,13 @@ def run(config: SfalConfig, workspace: Workspace, dictionary: str, explanations:
         >>> r = run(SfalConfig(top_n=255), ws, "sae6", "top-tokens")
         >>> r.aggregates["all-MiniLM-L6-v2"]["ndcg_mean"], r.csv
     """
+    with workspace.lock("sfal", sfal_dir(workspace, name or dictionary).name):  # the one writer of sfal/NAME
+        return _sfal(config, workspace, dictionary, explanations, cooc, name, output, interp_scores, tokenizer)
+
+
+def _sfal(config: SfalConfig, workspace: Workspace, dictionary: str, explanations: str | Explanations,
+          cooc: str | None, name: str | None, output: str | Path | None, interp_scores: str | Path | None,
+          tokenizer: Any) -> SfalResult:
     co = load_cooc(cooc_dir(workspace, cooc or dictionary))
     expl = explanations if isinstance(explanations, Explanations) else \
         explanations_for(explanations, config, workspace, dictionary, tokenizer)
