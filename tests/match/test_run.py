@@ -199,9 +199,8 @@ def test_resume_keeps_a_whole_match_and_redoes_one_of_other_weights_or_settings(
 def test_a_second_writer_of_a_match_is_refused_naming_the_holder(ws, tmp_path):
     """One writer per match directory: while another process holds workspace/match/A__B, a run stops."""
     from saelab.errors import ArtifactError
-    from tests.test_workspace_rules import hold_elsewhere, kill
-
     from saelab.match.run import match_dir
+    from tests.test_workspace_rules import hold_elsewhere, kill
 
     out = match_dir(ws, "wide", "narrow")
     holder = hold_elsewhere(ws.root / ".locks" / "match" / f"{out.name}.lock")
