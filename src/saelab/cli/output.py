@@ -22,13 +22,25 @@ THIRD_PARTY = ("transformers", "huggingface_hub", "datasets", "sentence_transfor
 """Their loggers (for a library imported already, where the environment comes too late) and warning modules."""
 
 
+class _Formatter(logging.Formatter):
+    """Progress lines as they are (`train: 34,816/65,536 tok (53%), …`); every other record with its level and
+    logger (`WARNING saelab.train.run: …`)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage() if record.name == "saelab.progress" else super().format(record)
+
+
 def configure_output(verbose: bool) -> None:
     """Set saelab's log level and handler, show progress lines, and quiet the third-party libraries unless
     `verbose`. A variable the user set (TRANSFORMERS_VERBOSITY=info, HF_HUB_DISABLE_PROGRESS_BARS=0) wins."""
     from ..progress import StderrHandler
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", handlers=[StderrHandler()])
+    handler = StderrHandler()
+    handler.setFormatter(_Formatter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
     logging.getLogger("saelab.progress").setLevel(logging.INFO)
     if verbose:
         return
