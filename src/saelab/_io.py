@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import FileAccessError, FormatError, file_error
+from .errors import FileAccessError, FormatError, file_error, first_line
 
 CFG_NAME = "cfg.json"
 
@@ -104,7 +104,7 @@ def read_json(path: str | os.PathLike, what: str = "") -> Any:
         raise file_error(e, path, "read") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         kind = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "not valid JSON"
-        raise FormatError(f"{path}: {kind} ({_first_line(e)}); expected {what or 'a JSON file'}. {_REMAKE}") from None
+        raise FormatError(f"{path}: {kind} ({first_line(e)}); expected {what or 'a JSON file'}. {_REMAKE}") from None
 
 
 def read_json_object(path: str | os.PathLike, what: str = "") -> dict[str, Any]:
@@ -125,10 +125,6 @@ def json_type(value: Any) -> str:
     names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number",
              type(None): "null"}
     return names.get(type(value), type(value).__name__)
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def json_safe(obj: Any) -> Any:

@@ -55,6 +55,12 @@ class FileAccessError(SaelabError, OSError):
     OSError, so code that handles a missing file handles it too."""
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type's name when it has none), at most `limit` characters:
+    what a one-line error quotes of a library's multi-line message."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
 def choices_message(arg: str, got: object, valid: list[str] | tuple[str, ...], hint: str = "") -> str:
     """One-line message: `arg` got `got`; the valid choices; an optional hint."""
     shown = ", ".join(valid[:40]) + (f", … ({len(valid)} in all)" if len(valid) > 40 else "")

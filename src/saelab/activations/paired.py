@@ -184,6 +184,7 @@ class PairedActivations:
                                 "run write_paired_activations (or `saelab diff`, which resumes) first.")
         self.cfg: dict[str, Any] = read_json(self.directory / "cfg.json")
         self.manifest: dict[str, Any] = read_json(self.directory / "manifest.json")
+        self._windows: TokenWindows | None = None
 
     @property
     def layers(self) -> list[int]:
@@ -202,8 +203,10 @@ class PairedActivations:
         return list(self.cfg["groups"])
 
     def windows(self) -> TokenWindows:
-        """The token windows the activations were read on (for contexts of examples)."""
-        return load_token_windows(self.directory / "tokens")
+        """The token windows the activations were read on (for contexts of examples); read from disk once."""
+        if self._windows is None:
+            self._windows = load_token_windows(self.directory / "tokens")
+        return self._windows
 
     def batches(self, layer: int, batch_size: int, shuffle_seed: int | None = None) -> Iterator[torch.Tensor]:
         """float32 [n, 2, d] batches at `layer` (the last one may be smaller)."""

@@ -15,7 +15,7 @@ import typer
 import typer.core
 from rich.console import Console
 
-from ..errors import SaelabError, file_error
+from ..errors import SaelabError, file_error, first_line
 
 app = typer.Typer(
     name="saelab",
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                           markup=False)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - the boundary: a bug still ends in one line, not a page of traceback
-        first = (str(e).strip().splitlines() or [""])[0][:300]
+        first = first_line(e, 300) if str(e).strip() else ""
         _fail(f"internal error: {type(e).__name__}{': ' + first if first else ''} — a bug in saelab; run with -v "
               "(saelab -v COMMAND …) for the traceback", 1, args)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .._io import write_json
-from ..errors import ConfigError, FormatError, MissingPackageError
+from ..errors import ConfigError, FormatError, MissingPackageError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +140,13 @@ def _hub_errors(repo: str, revision: str | None, file: str | None = None) -> Ite
         raise FormatError(f"{what}: {file or 'the repo'} is not in the Hugging Face cache and HF_HUB_OFFLINE "
                           "is set; run once online, or unset HF_HUB_OFFLINE.") from None
     except e.EntryNotFoundError as exc:
-        raise FormatError(f"{what}: {file} is listed but could not be fetched ({_first_line(exc)}).") from None
+        raise FormatError(f"{what}: {file} is listed but could not be fetched ({first_line(exc)}).") from None
     except Exception as exc:  # the network's own errors (httpx, OSError), whatever the client raises them as
         network = isinstance(exc, (OSError, e.HfHubHTTPError)) or type(exc).__module__.startswith(("httpx", "requests"))
         if not network:
             raise
-        raise FormatError(f"{what}: could not download from {endpoint()} ({_first_line(exc)}); check the "
+        raise FormatError(f"{what}: could not download from {endpoint()} ({first_line(exc)}); check the "
                           "network, or set HF_HUB_OFFLINE=1 to use what is cached.") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def saelens_to_hub(spec: str) -> HubSpec:

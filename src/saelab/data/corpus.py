@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .._io import json_type
-from ..errors import CorpusError, choices_message
+from ..errors import CorpusError, choices_message, first_line
 from ..models.embedded import package_dir
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def _parquet_docs(path: Path, column: str) -> Iterator[Document]:
     try:
         table = pq.read_table(path)
     except pa.ArrowException as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         raise CorpusError(f"corpus: {path}: not a readable parquet file ({first}); the file may be truncated or "
                           "in another format: copy it again, or give a .txt / .jsonl file.") from None
     _check_column(column, table.column_names, str(path))

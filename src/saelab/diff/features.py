@@ -114,15 +114,12 @@ def decoder_change(coder: SparseCoder) -> np.ndarray:
 def train_or_resume(batches: Any, config: Any, acts: PairedActivations, layer: int, out_dir: Path,
                     hookpoint: str, progress: bool = True, resume: bool = True) -> tuple[SparseCoder, str]:
     """(the crosscoder of `layer`, "resumed" if a finished one with this config was on disk else "ran")."""
-    from .._io import json_safe, read_json
-    from ..train import train_crosscoder
+    from ..train.crosscoder import finished_crosscoder, train_crosscoder
 
-    cfg = out_dir / "cfg.json"
-    extra = read_json(cfg).get("extra", {}) if cfg.exists() else {}
-    finished = resume and extra.get("training", {}).get("complete") and extra.get("crosscoder") == \
-        json_safe(config.to_dict())
+    if resume and (done := finished_crosscoder(out_dir, config, d_in=acts.d_model, hookpoint=hookpoint)):
+        return done, "resumed"
     model = f"{acts.cfg['base']['path']} | {acts.cfg['target']['path']}"
     coder = train_crosscoder(batches, config, d_in=acts.d_model, hookpoint=hookpoint, out_dir=out_dir, resume=resume,
                              progress=progress, model=model)
-    return coder, "resumed" if finished else "ran"
+    return coder, "ran"
 

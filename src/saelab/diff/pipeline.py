@@ -21,7 +21,6 @@ The models are loaded only when a stage that needs them has work to do.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -104,10 +103,6 @@ class DiffResult:
     """Wall seconds per stage this run (0 for a stage that was skipped or already done)."""
     done: dict[str, str]
     """Per stage: `ran`, `resumed` (artifact already complete), or `skipped` (asked to)."""
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class _Run:

@@ -238,22 +238,24 @@ def list_hookpoints(model: nn.Module) -> list[str]:
     return names
 
 
-# resid_post of layer L is also read as the input of layer L + 1 (TransformerLens `blocks.{L+1}.hook_resid_pre`)
-_RESID_PRE = re.compile(r"^(?:resid_pre\.(\d+)|blocks\.(\d+)\.hook_resid_pre|(?:.*\.)?layers\.(\d+):input)$")
-
-
 def residual_layer(hookpoint: str) -> int | None:
     """The decoder layer whose residual output a hookpoint name reads, from the name alone (no model):
-    its last number, except that the input of layer L + 1 (`resid_pre.{L+1}`, `blocks.{L+1}.hook_resid_pre`,
-    `model.layers.{L+1}:input`) is layer L's output. None for a name without a number.
+    the layer of a known alias (`_LAYER_ALIASES`), except that the input of layer L + 1 (`resid_pre.{L+1}`,
+    `blocks.{L+1}.hook_resid_pre`, `model.layers.{L+1}:input`) is layer L's output; else the name's last
+    number; None for a name without a number.
 
     Example:
         >>> residual_layer("blocks.6.hook_resid_post"), residual_layer("resid_pre.7"), residual_layer("embed")
         (6, 6, None)
     """
-    m = _RESID_PRE.match(hookpoint)
+    for pattern, site in _LAYER_ALIASES:
+        m = pattern.match(hookpoint)
+        if m:
+            layer = int(next(g for g in m.groups() if g is not None))
+            return layer - 1 if site == "resid_pre" else layer
+    m = re.match(r"^(?:.*\.)?layers\.(\d+):input$", hookpoint)
     if m:
-        return int(next(g for g in m.groups() if g is not None)) - 1
+        return int(m.group(1)) - 1
     m = re.search(r"(\d+)(?!.*\d)", hookpoint)
     return int(m.group(1)) if m else None
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .._io import atomic_path
-from ..errors import ArtifactError, file_error
+from ..errors import ArtifactError, file_error, first_line
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -65,7 +65,7 @@ def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     except OSError as e:
         raise file_error(e, path, "read") from None
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]  # torch adds advice
+        why = first_line(e, 10_000).split(". ")[0][:160]  # torch adds advice
         raise ArtifactError(f"resume: the checkpoint {path} is truncated or damaged ({why}); the run cannot go on "
                             "from it: start it over with --overwrite.") from None
     if not isinstance(payload, dict) or not {"fingerprint", "state", "trainers", "torch_rng"} <= set(payload):

@@ -200,9 +200,8 @@ def train_crosscoder(batches: Batches, config: CrosscoderConfig, *, d_in: int, h
         >>> coder.encode(x)   # x [N, 2, 576] -> [N, 16384]
     """
     out = Path(out_dir) if out_dir is not None else None
-    fingerprint = config_fingerprint({**config.to_dict(), "checkpoint_every": None, "d_in": d_in,
-                                      "hookpoint": hookpoint})
-    if out is not None and resume and (done := _finished(out, fingerprint)) is not None:
+    fingerprint = _fingerprint(config, d_in, hookpoint)
+    if out is not None and resume and (done := finished_crosscoder(out, config, d_in=d_in, hookpoint=hookpoint)):
         return done
     stream = _token_batches(batches, config.batch_size, d_in)
     first = next(stream)
@@ -277,16 +276,25 @@ def _finish(trainer: CrosscoderTrainer, state: RunState, out: Path | None, finge
     return coder
 
 
-def _finished(out: Path, fingerprint: str) -> SparseCoder | None:
-    """The finished coder in `out` trained with this fingerprint, or None."""
+def _fingerprint(config: CrosscoderConfig, d_in: int, hookpoint: str) -> str:
+    """A run's identity: its config (without the checkpoint interval), the width and where it reads."""
+    return config_fingerprint({**config.to_dict(), "checkpoint_every": None, "d_in": d_in, "hookpoint": hookpoint})
+
+
+def finished_crosscoder(out_dir: str | Path, config: CrosscoderConfig, *, d_in: int,
+                        hookpoint: str) -> SparseCoder | None:
+    """The finished crosscoder in `out_dir` trained with this config, width and hookpoint, or None (what
+    `train_crosscoder(..., resume=True)` returns without training)."""
     from .._io import read_json
 
-    if not (out / "cfg.json").exists():
+    cfg = Path(out_dir) / "cfg.json"
+    if not cfg.exists():
         return None
-    extra = read_json(out / "cfg.json").get("extra", {})
-    if extra.get("fingerprint") != fingerprint or not extra.get("training", {}).get("complete"):
+    extra = read_json(cfg).get("extra", {})
+    if extra.get("fingerprint") != _fingerprint(config, d_in, hookpoint) or \
+            not extra.get("training", {}).get("complete"):
         return None
-    return SparseCoder.load(out)
+    return SparseCoder.load(out_dir)
 
 
 def remove_checkpoint(out_dir: str | Path) -> None:
@@ -297,4 +305,4 @@ def remove_checkpoint(out_dir: str | Path) -> None:
 
 
 __all__ = ["CrosscoderConfig", "CrosscoderTrainer", "SOURCES", "code_norms", "crosscoder_objective",
-           "remove_checkpoint", "train_crosscoder"]
+           "finished_crosscoder", "remove_checkpoint", "train_crosscoder"]

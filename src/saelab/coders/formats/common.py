@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from ..._io import read_json_object
-from ...errors import FormatError
+from ...errors import FormatError, first_line
 
 
 def read_safetensors(path: Path) -> dict[str, Tensor]:
@@ -19,7 +19,7 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise FormatError(f"{path}: not a readable safetensors file ({_first_line(e)}); "
+        raise FormatError(f"{path}: not a readable safetensors file ({first_line(e)}); "
                           "the file may be truncated or corrupt — copy it again.") from None
 
 
@@ -35,5 +35,3 @@ def require(cfg: dict[str, Any], keys: tuple[str, ...], where: Path) -> None:
         raise FormatError(f"{where}: missing {', '.join(missing)}; found keys {', '.join(sorted(cfg)) or 'none'}.")
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

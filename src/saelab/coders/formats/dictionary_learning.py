@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...errors import FormatError
+from ...errors import FormatError, first_line
 from ..base import SparseCoder
 from ..config import CoderConfig
 from .common import read_json_file, require
@@ -57,7 +57,7 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
         raise FormatError(f"{path}: not a plain state dict — torch.load(weights_only=True) refused it ({why}); "
                           "saelab never unpickles arbitrary objects. Re-save it as a state dict of tensors.") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        first = first_line(e, 160)
         raise FormatError(f"{path}: not a readable torch file ({first}); it may be truncated or corrupt.") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise FormatError(f"{path}: got a {type(state).__name__}, not a state dict of tensors.")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import ConfigError, FormatError, choices_message
+from ...errors import ConfigError, FormatError, choices_message, first_line
 from ..base import SparseCoder
 from ..config import CoderConfig
 from .common import require
@@ -74,7 +74,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as e:
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        msg = first_line(e)
         raise FormatError(f"{path}: not a readable npz file ({msg}); the file may be truncated or corrupt.") from None
 
 
