@@ -91,3 +91,13 @@ def load_checkpoint(path: Path, trainers: dict[str, Any], fingerprint: str) -> R
         trainer.load_state_dict(payload["trainers"][name])
     torch.set_rng_state(payload["torch_rng"])
     return RunState(**payload["state"])
+
+
+def fingerprint_difference(stored: str, wanted: str) -> str:
+    """The settings in which two runs' fingerprints differ (`Workspace.difference`), for a refusal that names them."""
+    from ..workspace import difference
+
+    try:
+        return difference(json.loads(stored), json.loads(wanted))
+    except ValueError:  # a checkpoint of an older format
+        return "its fingerprint differs"

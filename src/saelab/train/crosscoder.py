@@ -35,7 +35,15 @@ from torch import Tensor
 from ..coders import CoderConfig, SparseCoder
 from ..errors import ArtifactError, ConfigError, FormatError
 from ..models.load import parse_dtype
-from .checkpoint import CHECKPOINT_NAME, RunState, config_fingerprint, load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    RunState,
+    config_fingerprint,
+    fingerprint_difference,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .config import CrosscoderConfig
 from .loop import JsonlLog, train_progress
 from .objective import StepLoss, code_norms, crosscoder_objective
@@ -217,7 +225,7 @@ def train_crosscoder(batches: Batches, config: CrosscoderConfig, *, d_in: int, h
                 state = load_checkpoint(out / CHECKPOINT_NAME, {"crosscoder": trainer}, fingerprint)
             except ArtifactError as e:
                 raise ArtifactError(f"out_dir: {out} holds a crosscoder run with another config, d_in or hookpoint "
-                                    f"({_fingerprint_difference(out / CHECKPOINT_NAME, fingerprint) or e}); pass "
+                                    f"({_stored_difference(out / CHECKPOINT_NAME, fingerprint) or e}); pass "
                                     "resume=False to overwrite it, or another out_dir.") from e
             log.info("resuming the crosscoder at step %d of %d", state.step, config.total_steps)
     stream = itertools.islice(itertools.chain([first], stream), state.step, None)
@@ -225,17 +233,12 @@ def train_crosscoder(batches: Batches, config: CrosscoderConfig, *, d_in: int, h
     return _finish(trainer, state, out, fingerprint, tokens_per_s)
 
 
-def _fingerprint_difference(path: Path, fingerprint: str) -> str | None:
+def _stored_difference(path: Path, fingerprint: str) -> str | None:
     """Which settings the checkpoint at `path` was trained with differ from `fingerprint`'s (None: unreadable)."""
-    import json
-
-    from ..workspace import difference
-
     try:
-        old = json.loads(read_checkpoint(path)["fingerprint"])
-    except (ArtifactError, KeyError, TypeError, ValueError):
+        return fingerprint_difference(read_checkpoint(path, mmap=True)["fingerprint"], fingerprint)
+    except (ArtifactError, KeyError):
         return None
-    return difference(old, json.loads(fingerprint))
 
 
 def _fit(trainer: CrosscoderTrainer, stream: Iterator[Tensor], state: RunState, out: Path | None, fingerprint: str,

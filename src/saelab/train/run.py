@@ -29,8 +29,15 @@ from ..data.tokens import TokenWindows
 from ..errors import ArtifactError, ConfigError
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
-from ..workspace import Workspace, difference
-from .checkpoint import CHECKPOINT_NAME, RunState, config_fingerprint, load_checkpoint, read_checkpoint
+from ..workspace import Workspace
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    RunState,
+    config_fingerprint,
+    fingerprint_difference,
+    load_checkpoint,
+    read_checkpoint,
+)
 from .config import TrainConfig
 from .loop import LOG_NAME, fit
 from .source import ChunkedSource, ReadWindows, model_reader
@@ -160,7 +167,7 @@ def resumable(run_dir: Path, fingerprint: str, dictionaries: list[Path]) -> bool
         stored = read_checkpoint(checkpoint, mmap=True)["fingerprint"]
         if stored != fingerprint:
             raise ArtifactError(f"train: {checkpoint} was written by a run with other options, model or token "
-                                f"windows ({_fingerprint_difference(stored, fingerprint)}); rerun with those to resume "
+                                f"windows ({fingerprint_difference(stored, fingerprint)}); rerun with those to resume "
                                 "it, --overwrite to train this run over it, or --name for a new run.")
         return True
     existing = [str(d) for d in dictionaries if (d / "cfg.json").exists()]
@@ -168,13 +175,6 @@ def resumable(run_dir: Path, fingerprint: str, dictionaries: list[Path]) -> bool
         raise ArtifactError(f"train: {run_dir} has no checkpoint to resume, and {', '.join(existing)} already "
                             "hold dictionaries; --overwrite to train over them, or --name for new ones.")
     return False
-
-
-def _fingerprint_difference(stored: str, wanted: str) -> str:
-    try:
-        return difference(json.loads(stored), json.loads(wanted))
-    except ValueError:  # a checkpoint of an older format
-        return "its fingerprint differs"
 
 
 def run(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows, *,
