@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from saelab.train.objective import topk_forward
+from saelab.train.reference import topk_forward
 from saelab.train.trainer import geometric_median, lr_factor
 
 from .fixtures import config, fit_sparse, held_out, make_sparse, spec

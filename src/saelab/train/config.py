@@ -17,6 +17,7 @@ from ..errors import ConfigError, choices_message
 Architecture = Literal["topk", "batchtopk", "matryoshka"]
 ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "matryoshka")
 BDecInit = Literal["geometric_median", "mean", "zeros"]
+ENCODER_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,10 @@ class OptimConfig:
     """Seed of the initialisation (and of the shuffle, where the run shuffles)."""
     checkpoint_every: int = 500
     """Steps between checkpoints (0: only the final one). Not part of a run's identity."""
+    encoder_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """dtype of the one dense product of a step, the encoder's pre-activations that pick the active
+    latents (`auto`: bfloat16 where the machine multiplies it fast, as `--dtype auto` decides for models;
+    float32 elsewhere). The selected activations, the loss and every gradient are float32 either way."""
 
     field_prefix: ClassVar[str] = ""
     """How an error names a field (the CLI's option for TrainConfig; the class for the Python-only ones)."""
@@ -126,6 +131,8 @@ class OptimConfig:
             raise ConfigError(f"{where}auxk_alpha: got {self.auxk_alpha!r}; expected ≥ 0 (0 turns AuxK off).")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
             raise ConfigError(f"{where}checkpoint_every: got {self.checkpoint_every!r}; expected an integer ≥ 0.")
+        if self.encoder_dtype not in ENCODER_DTYPES:
+            raise ConfigError(choices_message(f"{where}encoder_dtype", self.encoder_dtype, ENCODER_DTYPES))
         if self.lr_warmup_steps is not None and self.lr_warmup_steps < 0:
             raise ConfigError(f"{where}lr_warmup_steps: got {self.lr_warmup_steps}; expected ≥ 0, or None for 5%.")
 
@@ -151,6 +158,17 @@ class TrainConfig(OptimConfig):
     first_window: int = 0
     """First window of the workspace's windows used for training (the ones before it,
     or after the budget, can be held out)."""
+    epochs: float = 1.0
+    """Passes over the training windows. 1: their activations stream from the model into the steps (no
+    copy kept); more (or `steps`): they are computed once into an activation buffer
+    (`workspace/buffers/`, reused by later runs) and read epoch after epoch, shuffled across all of them."""
+    steps: int | None = None
+    """Optimiser steps (overrides `epochs`; buffered): for a fixed number of updates whatever the tokens."""
+    heldout_windows: int = 8
+    """Windows no step trains on, for the held-out FVU logged while training: the ones right after the
+    training windows where the workspace has them, else the last of the training range (0: none)."""
+    eval_every: int | None = None
+    """Steps between held-out evaluations (None: 20 over the run)."""
     b_dec_init: BDecInit = "geometric_median"
     """Initial decoder bias: geometric median or mean of the first batch's targets, or zeros."""
     log_every: int = 10
@@ -166,6 +184,14 @@ class TrainConfig(OptimConfig):
         for fld in ("n_tokens", "batch_size", "shuffle_windows", "log_every"):
             if getattr(self, fld) <= 0:
                 raise ConfigError(f"{fld}: got {getattr(self, fld)}; expected a positive integer.")
+        if not (isinstance(self.epochs, (int, float)) and not isinstance(self.epochs, bool) and self.epochs > 0):
+            raise ConfigError(f"epochs: got {self.epochs!r}; expected a positive number of passes, e.g. 1 or 8.")
+        for fld in ("steps", "eval_every"):
+            value = getattr(self, fld)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{fld}: got {value!r}; expected a positive integer, or None.")
+        if not isinstance(self.heldout_windows, int) or self.heldout_windows < 0:
+            raise ConfigError(f"heldout_windows: got {self.heldout_windows!r}; expected an integer ≥ 0.")
         if self.shuffle_windows % self.batch_size:
             raise ConfigError(f"shuffle_windows: got {self.shuffle_windows}; expected a multiple of batch_size "
                               f"({self.batch_size}).")
@@ -173,6 +199,11 @@ class TrainConfig(OptimConfig):
             raise ConfigError(choices_message("b_dec_init", self.b_dec_init, ["geometric_median", "mean", "zeros"]))
         if self.first_window < 0:
             raise ConfigError(f"first_window: got {self.first_window}; expected a non-negative integer.")
+
+    @property
+    def buffered(self) -> bool:
+        """Whether the run reads an activation buffer (more than one pass) instead of the model's stream."""
+        return self.steps is not None or self.epochs != 1
 
     def lr_for(self, spec: DictionarySpec) -> float:
         if spec.lr is not None:

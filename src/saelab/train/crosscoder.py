@@ -47,6 +47,7 @@ from .checkpoint import (
 from .config import CrosscoderConfig
 from .loop import JsonlLog, train_progress
 from .objective import StepLoss, code_norms, crosscoder_objective
+from .reference import dense_crosscoder_objective
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class CrosscoderTrainer(Trainer):
     """One crosscoder: the shared `Trainer` plus per-model activation scales, tied shared latents and the
     score-based BatchTopK selection."""
 
-    def __init__(self, config: CrosscoderConfig, cfg: CoderConfig, device: torch.device):
+    def __init__(self, config: CrosscoderConfig, cfg: CoderConfig, device: torch.device, reference: bool = False):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # the initial weights depend only on the seed
             coder = SparseCoder(cfg, dtype=torch.float32, device=device)
@@ -70,7 +71,7 @@ class CrosscoderTrainer(Trainer):
             if config.decoder_init == "tied":
                 coder.W_dec[:, 1] = coder.W_dec[:, 0]
                 coder.W_enc[1] = coder.W_enc[0]
-        super().__init__(coder, config, config.base_lr, config.total_steps)
+        super().__init__(coder, config, config.base_lr, config.total_steps, reference=reference)
         self.scales = torch.ones(2, device=device)  # activation scale per model, set on the first batch
 
     def step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
@@ -83,8 +84,13 @@ class CrosscoderTrainer(Trainer):
             self._init_from(x)
         return x / self.scales[None, :, None], None
 
+    def prepare_heldout(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return x.to(self.coder.device, torch.float32) / self.scales[None, :, None], None
+
     def loss(self, x: Tensor, y: Tensor | None) -> StepLoss:
-        return crosscoder_objective(self.coder, x, self.dead, self.config.k, self.config.auxk_alpha)
+        if self.reference:
+            return dense_crosscoder_objective(self.coder, x, self.dead, self.config.k, self.config.auxk_alpha)
+        return crosscoder_objective(self.coder, x, self.dead, self.config.k, self.config.auxk_alpha, self.select_dtype)
 
     @torch.no_grad()
     def before_update(self) -> None:
@@ -109,7 +115,8 @@ class CrosscoderTrainer(Trainer):
         return {"fvu": {"base": mean["fvu_base"], "target": mean["fvu_target"]}, "l0": mean["l0"],
                 "aux_loss": mean["aux_loss"], "averaged_over_last_steps": len(self.recent),
                 "dead_fraction": float(self.dead.float().mean()), "steps": self.n_steps,
-                "threshold": float(self.coder.threshold)}
+                "threshold": float(self.coder.threshold), "decoder_cos_init": self.decoder_cos_init(),
+                **self.last_heldout}
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "scales": self.scales.clone()}

@@ -16,6 +16,7 @@ from torch import Tensor
 from ..coders import CoderConfig, SparseCoder
 from .config import DictionarySpec, OptimConfig, TrainConfig
 from .objective import StepLoss, objective
+from .reference import dense_objective
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,18 @@ def lr_factor(step: int, warmup: int, total: int, decay_fraction: float) -> floa
     return 1.0
 
 
+def select_dtype(encoder_dtype: str, coder_dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype of the step's dense encoder product: `encoder_dtype`, where `auto` takes bfloat16 only
+    when the coder is float32 and the device multiplies bf16 fast (`models.load.auto_dtype`)."""
+    if coder_dtype != torch.float32 or encoder_dtype == "float32":
+        return coder_dtype
+    if encoder_dtype == "bfloat16":
+        return torch.bfloat16
+    from ..models.load import auto_dtype
+
+    return auto_dtype(torch.device(device))[0]
+
+
 def coder_config(spec: DictionarySpec, d_in: int, d_out: int, hookpoint: str, out_hookpoint: str | None,
                  model: str) -> CoderConfig:
     """The CoderConfig of the dictionary `spec` trains (hookpoints given as canonical names)."""
@@ -68,15 +81,22 @@ class Trainer:
     the gradients and weights around the Adam update, and which metrics it logs.
     """
 
-    def __init__(self, coder: SparseCoder, config: OptimConfig, base_lr: float, total_steps: int):
+    def __init__(self, coder: SparseCoder, config: OptimConfig, base_lr: float, total_steps: int,
+                 reference: bool = False):
         self.coder, self.config, self.base_lr, self.total_steps = coder, config, base_lr, total_steps
+        self.reference = reference  # the dense reference objective (tests, bench/train.py's "before")
+        self.select_dtype = select_dtype(config.encoder_dtype, coder.dtype, coder.device)
         self.warmup = config.warmup_steps(total_steps)
-        self.optimizer = torch.optim.Adam(coder.parameters(), lr=base_lr, betas=config.adam_betas)
+        # fused: one kernel per parameter (12 ms instead of 116 ms for a 16K × 576 dictionary on a 2-core CPU)
+        self.optimizer = torch.optim.Adam(coder.parameters(), lr=base_lr, betas=config.adam_betas, fused=True)
         self.tokens_since_fired = torch.zeros(coder.d_sae, dtype=torch.long, device=coder.device)
         self.n_steps = 0
         self.n_tokens = 0
         self.n_threshold_updates = 0
         self.recent: list[dict[str, float]] = []  # metrics of the last RECENT steps, for the final summary
+        self.last_heldout: dict[str, float | None] = {}  # the last held-out evaluation (see `heldout_metrics`)
+        # the initial decoder (a function of the seed, so a resumed run rebuilds it): how far training moved it
+        self.W_dec_init = coder.W_dec.detach().clone()
 
     @property
     def dead(self) -> Tensor:
@@ -120,6 +140,30 @@ class Trainer:
     def metrics(self, out: StepLoss) -> dict[str, float]:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def decoder_cos_init(self) -> float | None:
+        """Median over latents of the cosine between a decoder row and its initial value (1.0: the decoder
+        never moved; a trained one falls well below). None where the rows started at zero (transcoders)."""
+        init = self.W_dec_init.flatten(1)
+        if not bool((init.norm(dim=1) > 0).all()):
+            return None
+        cos = torch.nn.functional.cosine_similarity(self.coder.W_dec.detach().flatten(1), init, dim=1)
+        return float(cos.median())
+
+    def heldout_metrics(self, x: Tensor, y: Tensor | None = None) -> dict[str, float | None]:
+        """FVU on held-out activations (the training selection, no update) and the decoder's movement."""
+        with torch.no_grad():
+            out = self.loss(*self.prepare_heldout(x, y))
+        fvu = out.fvu
+        self.last_heldout = {"heldout_fvu": float(fvu.mean()) if fvu.ndim else float(fvu),
+                             "decoder_cos_init": self.decoder_cos_init()}
+        if fvu.ndim:  # a crosscoder: each model's own too
+            self.last_heldout.update({f"heldout_fvu_{i}": float(v) for i, v in enumerate(fvu)})
+        return dict(self.last_heldout)
+
+    def prepare_heldout(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return x, y
+
     def mean_recent(self, keys: tuple[str, ...]) -> dict[str, float]:
         n = max(1, len(self.recent))
         return {key: sum(m[key] for m in self.recent) / n for key in keys}
@@ -145,7 +189,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {"coder": self.coder.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "tokens_since_fired": self.tokens_since_fired.clone(), "n_steps": self.n_steps,
-                "n_tokens": self.n_tokens, "n_threshold_updates": self.n_threshold_updates, "recent": self.recent}
+                "n_tokens": self.n_tokens, "n_threshold_updates": self.n_threshold_updates, "recent": self.recent,
+                "last_heldout": self.last_heldout}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.coder.load_state_dict(state["coder"])
@@ -154,6 +199,7 @@ class Trainer:
         self.n_steps, self.n_tokens = int(state["n_steps"]), int(state["n_tokens"])
         self.n_threshold_updates = int(state["n_threshold_updates"])
         self.recent = [dict(m) for m in state["recent"]]
+        self.last_heldout = dict(state.get("last_heldout", {}))
 
 
 class DictionaryTrainer(Trainer):
@@ -165,7 +211,7 @@ class DictionaryTrainer(Trainer):
     """
 
     def __init__(self, spec: DictionarySpec, cfg: CoderConfig, config: TrainConfig, total_steps: int,
-                 device: str | torch.device = "cpu", seed: int = 0):
+                 device: str | torch.device = "cpu", seed: int = 0, reference: bool = False):
         self.spec = spec
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the initial weights depend only on the seed
@@ -175,7 +221,7 @@ class DictionaryTrainer(Trainer):
             # mean residual of the tokens its latent first fires on (faster than random rows).
             with torch.no_grad():
                 coder.W_dec.zero_()
-        super().__init__(coder, config, config.lr_for(spec), total_steps)
+        super().__init__(coder, config, config.lr_for(spec), total_steps, reference=reference)
 
     @torch.no_grad()
     def init_b_dec(self, y: Tensor) -> None:
@@ -196,7 +242,9 @@ class DictionaryTrainer(Trainer):
         return x, y
 
     def loss(self, x: Tensor, y: Tensor | None) -> StepLoss:
-        return objective(self.coder, x, y, self.dead, self.config.auxk_alpha, self.spec.groups())
+        if self.reference:
+            return dense_objective(self.coder, x, y, self.dead, self.config.auxk_alpha, self.spec.groups())
+        return objective(self.coder, x, y, self.dead, self.config.auxk_alpha, self.spec.groups(), self.select_dtype)
 
     @torch.no_grad()
     def before_update(self) -> None:
@@ -221,4 +269,5 @@ class DictionaryTrainer(Trainer):
         thr = self.coder.threshold
         return {**out, "averaged_over_last_steps": len(self.recent), "dead_fraction": float(self.dead.float().mean()),
                 "steps": self.n_steps, "text_tokens": self.n_tokens,
-                "threshold": float(thr) if thr is not None and thr.ndim == 0 else None}
+                "threshold": float(thr) if thr is not None and thr.ndim == 0 else None,
+                "decoder_cos_init": self.decoder_cos_init(), **self.last_heldout}
