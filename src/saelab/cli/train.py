@@ -70,6 +70,13 @@ def register(app: typer.Typer) -> None:
         n_tokens: int = typer.Option(1_000_000, "--n-tokens",
                                      help="Training tokens (window tokens, as sparsify counts)."),
         batch_size: int = typer.Option(8, "--batch-size", help="Windows per optimiser step (and per forward pass)."),
+        epochs: float = typer.Option(1.0, "--epochs", help="Passes over the training tokens. Above 1 their "
+                                     "activations are computed once into a buffer (WORKSPACE/buffers, reused by "
+                                     "later runs) and read again: many steps from few model forwards."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps over the buffered tokens "
+                                            "(instead of --epochs)."),
+        heldout_windows: int = typer.Option(8, "--heldout-windows", help="Windows after the training ones whose "
+                                            "FVU is logged while training (0: none)."),
         lr: Optional[float] = typer.Option(None, "--lr",
                                            help="Adam rate (default 2e-4 / sqrt(d_sae / 2^14), as sparsify)."),
         lr_warmup_steps: Optional[int] = typer.Option(None, "--lr-warmup-steps",
@@ -119,11 +126,12 @@ def register(app: typer.Typer) -> None:
         lm = load_model(model, dtype=dtype, device=device)
         if windows is None:
             windows = tokens_run(TokensConfig(corpus=corpus, ctx_len=ctx_len,
-                                              n_tokens=n_tokens + first_window * ctx_len),
+                                              n_tokens=n_tokens + (first_window + heldout_windows) * ctx_len),
                                  ws, lm)
         specs = dictionary_specs(hookpoint, widths(d_sae, expansion_factor, lm.d_model), architecture, k,
                                  transcode_to, skip, group_sizes, name)
         config = TrainConfig(specs, n_tokens=n_tokens, batch_size=batch_size, shuffle_windows=8 * batch_size,
+                             epochs=epochs, steps=steps, heldout_windows=heldout_windows,
                              first_window=first_window, lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
                              dead_tokens=dead_tokens, seed=seed, checkpoint_every=checkpoint_every)
         run_dir = run_directory(ws, config, name)
@@ -136,5 +144,8 @@ def register(app: typer.Typer) -> None:
 
         for path in paths:
             m = read_native_cfg(path).extra["training"]["final"]
-            console.print(f"{path}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, "
-                          f"dead {m['dead_fraction']:.1%} (training, last 10 steps)")
+            held = f"held-out FVU {m['heldout_fvu']:.3f}, " if m.get("heldout_fvu") is not None else ""
+            moved = (f"; decoder rows' median cosine to their initialisation {m['decoder_cos_init']:.2f}"
+                     if m.get("decoder_cos_init") is not None else "")
+            console.print(f"{path}: {held}FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, "
+                          f"dead {m['dead_fraction']:.1%} (training, last 10 steps){moved}")

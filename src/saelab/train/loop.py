@@ -1,8 +1,9 @@
 """The training loop: one activation stream feeds every dictionary of a run.
 
-    for each chunk of windows (one model pass over them):
+    for each chunk of windows (one model pass over them), or each epoch over an activation buffer:
         for each shuffled step of the chunk:
             every trainer takes one optimiser step on the same tokens
+            now and then: held-out FVU, decoder movement
             log (JSONL), progress bar, checkpoint
 """
 
@@ -15,14 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from torch import Tensor
+
 from ..progress import token_progress
 from .checkpoint import RunState, save_checkpoint
-from .source import ChunkedSource
+from .source import BufferSource, ChunkedSource
 from .trainer import DictionaryTrainer
 
 log = logging.getLogger(__name__)
 
 LOG_NAME = "log.jsonl"
+
+Source = ChunkedSource | BufferSource
 
 
 class JsonlLog:
@@ -60,35 +65,42 @@ def train_progress(total_tokens: int, done_tokens: int, enabled: bool,
 
 def _metrics_text(metrics: dict[str, dict[str, float]]) -> str:
     return "  ".join(f"{name}: FVU {m['fvu']:.3f} L0 {m['l0']:.0f} dead {m['dead_fraction']:.1%}"
+                     + (f" held-out {m['heldout_fvu']:.3f}" if "heldout_fvu" in m else "")
                      for name, m in metrics.items())
 
 
-def fit(trainers: dict[str, DictionaryTrainer], io: dict[str, tuple[str, str]], source: ChunkedSource,
+def fit(trainers: dict[str, DictionaryTrainer], io: dict[str, tuple[str, str]], source: Source,
         state: RunState, run_dir: Path, *, checkpoint_every: int, log_every: int, fingerprint: str,
-        ctx_len: int, progress: bool = True, until_step: int | None = None) -> RunState:
+        progress: bool = True, until_step: int | None = None, heldout: dict[str, Tensor] | None = None,
+        eval_every: int = 0) -> RunState:
     """Train every trainer from `state` to the end of `source` (or until `until_step`).
 
     io maps a dictionary name to (input hookpoint, target hookpoint) in the source's batches.
     Checkpoints go to `run_dir/checkpoint.pt` every `checkpoint_every` steps and at the end.
+    heldout: {hookpoint: [n, d]} activations no step trains on; every `eval_every` steps (and at the
+    end) each dictionary's FVU on them and its decoder's movement from the initialisation are logged.
     """
     jsonl = JsonlLog(run_dir / LOG_NAME, resume_step=state.step if state.step else None)
-    total_tokens = (source.stop - source.first) * ctx_len
     t0, tokens_at_t0 = time.perf_counter(), state.window_tokens
-    with train_progress(total_tokens, state.window_tokens, progress, (state.step, source.total_steps)) as update:
+    total_steps = source.total_steps
+    with train_progress(source.total_tokens, state.window_tokens, progress, (state.step, total_steps)) as update:
         while state.chunk < source.n_chunks:
             chunk, n_steps = state.chunk, source.steps_in_chunk(state.chunk)
-            lo, hi = source.window_range(chunk)
-            batches = source.batches(chunk)
-            for batch in batches[state.step_in_chunk :]:
+            chunk_tokens = source.chunk_tokens(chunk)
+            for batch in source.steps(chunk, state.step_in_chunk):
                 metrics = {name: t.step(batch[io[name][0]], batch[io[name][1]]) for name, t in trainers.items()}
                 n_text = next(iter(batch.values())).shape[0]
                 # window tokens of this step: the chunk's tokens shared out, the remainder on its last step
-                chunk_tokens = (hi - lo) * ctx_len
                 last = state.step_in_chunk == n_steps - 1
                 step_tokens = chunk_tokens // n_steps + (chunk_tokens % n_steps if last else 0)
                 state.advance(n_steps, step_tokens, n_text)
+                if heldout is not None and eval_every and (state.step % eval_every == 0
+                                                           or state.step == total_steps):
+                    for name, t in trainers.items():
+                        metrics[name].update(t.heldout_metrics(heldout[io[name][0]], heldout[io[name][1]]))
                 update(step_tokens, _metrics_text(metrics))
-                if state.step % log_every == 0 or state.step == source.total_steps:
+                if state.step % log_every == 0 or state.step == total_steps or "heldout_fvu" in \
+                        next(iter(metrics.values())):
                     rate = (state.window_tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
                     for name, m in metrics.items():
                         jsonl.write({"dictionary": name, "step": state.step, "tokens": state.window_tokens,

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..activations.buffer import buffer_name, write_buffer
 from ..data.tokens import TokenWindows
 from ..errors import ArtifactError, ConfigError
 from ..models.hookpoints import resolve_hookpoint
@@ -40,7 +41,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .loop import LOG_NAME, fit
-from .source import ChunkedSource, ReadWindows, model_reader
+from .source import BufferSource, ChunkedSource, ReadWindows, model_reader
 from .trainer import DictionaryTrainer, coder_config
 
 log = logging.getLogger(__name__)
@@ -73,23 +74,65 @@ def build_trainers(config: TrainConfig, widths: dict[str, int], canonical: dict[
 def train(config: TrainConfig, read: ReadWindows, canonical: dict[str, str], widths: dict[str, int],
           windows_range: tuple[int, int], run_dir: Path, *, ctx_len: int, fingerprint_extra: dict[str, Any],
           model: str = "", resume: bool = False, progress: bool = True, until_step: int | None = None,
-          device: torch.device | str = "cpu") -> tuple[dict[str, DictionaryTrainer], RunState]:
-    """Train the run's dictionaries from any window reader (the model, or tensors in tests)."""
-    source = ChunkedSource(read, *windows_range, config.batch_size, config.shuffle_windows, config.seed)
+          device: torch.device | str = "cpu", heldout_range: tuple[int, int] | None = None,
+          buffer_dir: Path | None = None) -> tuple[dict[str, DictionaryTrainer], RunState]:
+    """Train the run's dictionaries from any window reader (the model, or tensors in tests).
+
+    heldout_range: windows [lo, hi) read once for the held-out FVU in the log. buffer_dir: where a
+    multi-pass run keeps its activation buffer (default `run_dir/buffer`)."""
+    source = training_source(config, read, windows_range, ctx_len, buffer_dir or run_dir / "buffer",
+                             fingerprint_extra, progress)
     trainers = build_trainers(config, widths, canonical, model, source.total_steps, device)
     fingerprint = config_fingerprint({"config": asdict(config), **fingerprint_extra})
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, trainers, fingerprint) if resume else RunState()
     if resume:
         log.info("resuming %s at step %d of %d", run_dir, state.step, source.total_steps)
     io = {s.name: (canonical[s.hookpoint], canonical[s.out_hookpoint or s.hookpoint]) for s in config.dictionaries}
+    heldout = None
+    if heldout_range is not None and heldout_range[1] > heldout_range[0]:
+        acts, mask = read(*heldout_range)
+        heldout = {hp: a[mask.to(a.device)].to(torch.float32) for hp, a in acts.items()}
+    eval_every = config.eval_every or max(1, source.total_steps // 20)
     try:
         state = fit(trainers, io, source, state, run_dir, checkpoint_every=config.checkpoint_every,
-                    log_every=config.log_every, fingerprint=fingerprint, ctx_len=ctx_len, progress=progress,
-                    until_step=until_step)
+                    log_every=config.log_every, fingerprint=fingerprint, progress=progress,
+                    until_step=until_step, heldout=heldout, eval_every=eval_every)
     except KeyboardInterrupt:
         _say_kept(run_dir, fingerprint, source.total_steps, config.checkpoint_every)
         raise
     return trainers, state
+
+
+def training_source(config: TrainConfig, read: ReadWindows, windows_range: tuple[int, int], ctx_len: int,
+                    buffer_dir: Path, identity: dict[str, Any], progress: bool) -> ChunkedSource | BufferSource:
+    """One pass: a `ChunkedSource` over the model's stream. More (`epochs` ≠ 1 or `steps`): the windows'
+    activations go into an activation buffer at `buffer_dir` once (resumed, or reused when finished), and
+    a `BufferSource` reads it epoch after epoch."""
+    first, stop = windows_range
+    if not config.buffered:
+        return ChunkedSource(read, first, stop, config.batch_size, config.shuffle_windows, config.seed, ctx_len)
+    buffer = write_buffer(buffer_dir, read, first, stop, {**identity, "windows": [first, stop],
+                                                          "hookpoints": config.hookpoints},
+                          ctx_len=ctx_len, chunk_windows=config.shuffle_windows, progress=progress)
+    batch_rows = config.batch_size * ctx_len
+    per_epoch = max(1, math.ceil(buffer.n_rows / batch_rows))
+    total = config.steps if config.steps is not None else max(1, round(config.epochs * per_epoch))
+    return BufferSource(buffer, batch_rows, total, config.seed, (stop - first) * ctx_len)
+
+
+def heldout_range(config: TrainConfig, windows: TokenWindows, first: int, stop: int) -> tuple[tuple[int, int],
+                                                                                             tuple[int, int]]:
+    """((first, stop) to train on, (lo, hi) held out): the `heldout_windows` after the training windows where
+    the workspace has them, else the last ones of the training range, which training then leaves out."""
+    h = config.heldout_windows
+    if h == 0:
+        return (first, stop), (stop, stop)
+    if stop + h <= windows.n_windows:
+        return (first, stop), (stop, stop + h)
+    if stop - h <= first:
+        raise ConfigError(f"heldout_windows: got {h}, but the run trains on only {stop - first} windows; "
+                          "lower it (0 turns the held-out FVU off) or train on more tokens.")
+    return (first, stop - h), (stop - h, stop)
 
 
 def _say_kept(run_dir: Path, fingerprint: str, total_steps: int, checkpoint_every: int) -> None:
@@ -200,7 +243,7 @@ def run(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
     canonical = {hp: resolve_hookpoint(lm.model, hp).name for hp in config.hookpoints}
     hookpoints = list(dict.fromkeys(canonical.values()))
     read = model_reader(lm, windows, hookpoints, config.batch_size)
-    first, stop = window_range(config, windows)
+    (first, stop), held = heldout_range(config, windows, *window_range(config, windows))
     probe, _ = read(first, first + 1)  # one window, to learn every hookpoint's width
     widths = {hp: int(a.shape[-1]) for hp, a in probe.items()}
     run_dir = run_directory(workspace, config, run_name)
@@ -210,27 +253,46 @@ def run(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
         if resume is None:
             resume = resumable(run_dir, run_fingerprint(config, windows, lm),
                                [workspace.dictionary(s.name) for s in config.dictionaries])
-        return _run_locked(config, workspace, lm, windows, read, canonical, widths, (first, stop), run_dir,
+        return _run_locked(config, workspace, lm, windows, read, canonical, widths, (first, stop), held, run_dir,
                            resume, progress, until_step)
 
 
 def _run_locked(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
                 read: ReadWindows, canonical: dict[str, str], widths: dict[str, int], windows_range: tuple[int, int],
-                run_dir: Path, resume: bool, progress: bool, until_step: int | None) -> list[Path]:
+                held: tuple[int, int], run_dir: Path, resume: bool, progress: bool,
+                until_step: int | None) -> list[Path]:
     first, stop = windows_range
     provenance = {"model": lm.describe(), "tokens_hash": windows.tokens_hash, "windows": [first, stop],
+                  "heldout_windows": list(held),
                   "ctx_len": windows.ctx_len, "excluded_positions": list(windows.config.exclude),
                   "excluded_positions_note": "sink = position 0 of every window; special = special-token ids"}
     if not resume and (run_dir / CHECKPOINT_NAME).exists():
         (run_dir / CHECKPOINT_NAME).unlink()  # starting over: a checkpoint of the old run must not outlive it
-    trainers, state = train(config, read, canonical, widths, (first, stop), run_dir, ctx_len=windows.ctx_len,
-                            fingerprint_extra={"tokens_hash": windows.tokens_hash, "model": lm.spec},
-                            model=lm.spec, resume=resume, progress=progress, until_step=until_step,
-                            device=lm.device)
+    identity = {"tokens_hash": windows.tokens_hash, "model": lm.spec}
+    buffer_dir = None
+    if config.buffered:  # one buffer per (model, windows, hookpoints): later runs with other settings reuse it
+        name = buffer_name({**identity, "dtype": str(lm.dtype), "windows": [first, stop],
+                            "hookpoints": sorted(canonical.values())})
+        buffer_dir = workspace.root / "buffers" / name
+    with workspace.lock("buffers", buffer_dir.name) if buffer_dir is not None else contextlib.nullcontext():
+        trainers, state = train(config, read, canonical, widths, (first, stop), run_dir, ctx_len=windows.ctx_len,
+                                fingerprint_extra=identity, model=lm.spec, resume=resume, progress=progress,
+                                until_step=until_step, device=lm.device, heldout_range=held, buffer_dir=buffer_dir)
     if state.step < next(iter(trainers.values())).total_steps:
         return []  # stopped on purpose (until_step); a rerun resumes
     return save_dictionaries(trainers, workspace, config, state, provenance, run_dir)
 
 
-__all__ = ["build_trainers", "replace_directory", "resumable", "run", "run_directory", "run_fingerprint",
-           "save_dictionaries", "train", "window_range"]
+__all__ = [
+    "build_trainers",
+    "heldout_range",
+    "replace_directory",
+    "resumable",
+    "run",
+    "run_directory",
+    "run_fingerprint",
+    "save_dictionaries",
+    "train",
+    "training_source",
+    "window_range",
+]

@@ -1,20 +1,26 @@
-"""Where training activations come from: chunks of windows, shuffled, cut into steps.
+"""Where training activations come from: chunks of windows streamed through the model, or epochs over
+an activation buffer; shuffled, cut into steps.
 
-The windows of a run are read in chunks of `shuffle_windows` windows. The text positions
-of a chunk (excluded positions dropped) are permuted with a generator seeded by
-(seed, chunk index) and cut into `shuffle_windows / batch_size` steps. The batches are
-therefore a pure function of (seed, chunk, step): a run resumes at a step by re-reading
-its chunk, with no shuffle buffer to save.
+`ChunkedSource` (one pass): the windows of a run are read in chunks of `shuffle_windows` windows.
+The text positions of a chunk (excluded positions dropped) are permuted with a generator seeded
+by (seed, chunk index) and cut into `shuffle_windows / batch_size` steps.
+
+`BufferSource` (several passes): every text position of the run's windows is in an activation
+buffer; each epoch is a permutation of all of them seeded by (seed, epoch), cut into steps.
+
+Either way the batches are a pure function of (seed, chunk, step): a run resumes at a step by
+re-reading its chunk (or epoch), with no shuffle state to save.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
+from ..activations.buffer import ActivationBuffer
 from ..activations.stream import StreamConfig, stream_activations
 from ..data.tokens import TokenWindows
 from ..models.load import LoadedModel
@@ -32,10 +38,11 @@ class ChunkedSource:
         ...     ...
     """
 
-    def __init__(self, read: ReadWindows, first: int, stop: int, batch_size: int, chunk_windows: int, seed: int):
+    def __init__(self, read: ReadWindows, first: int, stop: int, batch_size: int, chunk_windows: int, seed: int,
+                 ctx_len: int = 1):
         assert stop > first and chunk_windows % batch_size == 0
         self.read, self.first, self.stop = read, first, stop
-        self.batch_size, self.chunk_windows, self.seed = batch_size, chunk_windows, seed
+        self.batch_size, self.chunk_windows, self.seed, self.ctx_len = batch_size, chunk_windows, seed, ctx_len
 
     @property
     def n_chunks(self) -> int:
@@ -53,6 +60,19 @@ class ChunkedSource:
     def total_steps(self) -> int:
         return sum(self.steps_in_chunk(c) for c in range(self.n_chunks))
 
+    def chunk_tokens(self, chunk: int) -> int:
+        """Window tokens (excluded positions included) the chunk's steps account for."""
+        lo, hi = self.window_range(chunk)
+        return (hi - lo) * self.ctx_len
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.stop - self.first) * self.ctx_len
+
+    def steps(self, chunk: int, start: int = 0) -> Iterator[dict[str, Tensor]]:
+        """The steps `start`… of one chunk: {hookpoint: [n_i, d] float32} (same rows across hookpoints)."""
+        yield from self.batches(chunk)[start:]
+
     def batches(self, chunk: int) -> list[dict[str, Tensor]]:
         """The steps of one chunk: a list of {hookpoint: [n_i, d] float32} (same rows across hookpoints)."""
         lo, hi = self.window_range(chunk)
@@ -63,6 +83,54 @@ class ChunkedSource:
         order = torch.randperm(n, generator=gen)  # [n_text]
         parts = order.tensor_split(self.steps_in_chunk(chunk))
         return [{hp: a[idx.to(a.device)] for hp, a in flat.items()} for idx in parts]
+
+
+class BufferSource:
+    """Training batches from an activation buffer: `total_steps` steps of `batch_rows` rows, epoch after epoch.
+
+    Each epoch is a permutation of the buffer's rows (seeded by seed and epoch) cut into
+    ceil(n_rows / batch_rows) steps; the last epoch may stop part way. A "chunk" of the run loop is
+    an epoch. Window tokens are accounted per epoch (the buffer's windows × ctx_len), as sparsify counts.
+
+    Example:
+        >>> src = BufferSource(buffer, batch_rows=2048, total_steps=1000, seed=0, window_tokens=327_680)
+        >>> for batch in src.steps(chunk=0):      # {hookpoint: [2048, d]}
+        ...     ...
+    """
+
+    def __init__(self, buffer: ActivationBuffer, batch_rows: int, total_steps: int, seed: int, window_tokens: int):
+        self.buffer, self.batch_rows, self.seed, self.window_tokens = buffer, batch_rows, seed, window_tokens
+        self.steps_per_epoch = max(1, math.ceil(buffer.n_rows / batch_rows))
+        self._total_steps = total_steps
+
+    @property
+    def total_steps(self) -> int:
+        return self._total_steps
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self._total_steps / self.steps_per_epoch)
+
+    def steps_in_chunk(self, chunk: int) -> int:
+        return min(self.steps_per_epoch, self._total_steps - chunk * self.steps_per_epoch)
+
+    def chunk_tokens(self, chunk: int) -> int:
+        return self.window_tokens * self.steps_in_chunk(chunk) // self.steps_per_epoch
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.chunk_tokens(c) for c in range(self.n_chunks))
+
+    @property
+    def epochs(self) -> float:
+        return self._total_steps / self.steps_per_epoch
+
+    def steps(self, chunk: int, start: int = 0) -> Iterator[dict[str, Tensor]]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + chunk)
+        parts = torch.randperm(self.buffer.n_rows, generator=gen).tensor_split(self.steps_per_epoch)
+        for i in range(start, self.steps_in_chunk(chunk)):
+            index = parts[i].sort().values  # sorted reads from the memory map
+            yield {hp: self.buffer.rows(hp, index) for hp in self.buffer.hookpoints}
 
 
 def model_reader(lm: LoadedModel, windows: TokenWindows, hookpoints: list[str], batch_size: int) -> ReadWindows:
