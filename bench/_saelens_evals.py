@@ -4,6 +4,8 @@ Not saelab code: a peer harness for bench/evals.py. Reads the windows from a saf
 file so SAELens sees exactly the tokens saelab evaluates, in the same batches.
 
     .venv-saelens/bin/python bench/_saelens_evals.py MODEL_DIR SAE_DIR TOKENS.safetensors BATCH OUT.json
+
+`make venv-saelens` builds `.venv-saelens` (versions in bench/peers/saelens.txt).
 """
 
 import json

@@ -15,7 +15,7 @@ stores all of them (SmolLM2 has no BOS for it to drop).
     .venv/bin/python bench/cache.py [--tokens 32768 131072] [--dir /tmp/saelab-bench-cache] [--out bench/cache.json]
                                     [--only "saelab" "delphi bf16"]
 
-The peer side needs `.venv-peers` (eai-delphi, eai-sparsify; see PEERS.md).
+The peer side needs `.venv-peers` (eai-delphi, eai-sparsify; `make venv-peers` builds it).
 """
 
 from __future__ import annotations

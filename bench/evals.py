@@ -9,6 +9,8 @@
 3. saelab as it runs by default (attention sink and special tokens excluded), for the record.
 
     .venv/bin/python bench/evals.py [--dict PATH] [--n-windows 32] [--saelens-python .venv-saelens/bin/python]
+
+The SAELens side runs bench/_saelens_evals.py in `.venv-saelens` (sae-lens; `make venv-saelens` builds it).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
     python bench/interp_verdict.py RUN_DIR --scorers detection --scorers fuzz [--alpha 0.05]
 
+Run it with saelab's own `.venv/bin/python` (it imports saelab); it needs no peer environment.
+
 Reads RUN_DIR/per_latent.json and summary.json (written by every `saelab autointerp` summary) and, for each named
 scorer,
 compares the per-latent key score of the LLM explanations with the shuffled baseline on the same latents
