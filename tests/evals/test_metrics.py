@@ -53,3 +53,20 @@ def test_sparsity_counts_dead_dense_and_l0():
     assert r["l0"] == pytest.approx(1.05) and r["l1"] == pytest.approx(1.1)
     assert r["l0_quantiles"]["max"] == 2 and r["l0_quantiles"]["p50"] == 1
     assert sum(r["firing_frequency_log10_histogram"]["counts"]) == 2
+
+
+def test_an_untrained_or_overfit_decoder_is_named():
+    from saelab.evals.run import training_record
+    from saelab.evals.summary import suggestions, training_line
+
+    record = {"steps": 160, "tokens_seen": 327_680, "train_config": {"epochs": 1.0},
+              "final": {"fvu": 0.15, "decoder_cos_init": 0.93, "heldout_fvu": 0.24}}
+    t = training_record(record)
+    assert training_line(t) == ("training: trained for 160 steps, 327,680 tokens (1 passes), decoder rows' median "
+                                "cosine to their initialisation 0.93, training FVU 0.150 (last steps)")
+    tips = suggestions({"reconstruction": {"fvu": 0.24}, "training": t})
+    assert any("hardly left their random initialisation (median cosine 0.93)" in s for s in tips)
+    assert any("over-fitting" in s for s in tips)
+    moved = training_record({**record, "final": {"fvu": 0.23, "decoder_cos_init": 0.41}})
+    assert not any("initialisation" in s or "over-fitting" in s
+                   for s in suggestions({"reconstruction": {"fvu": 0.24}, "training": moved}))

@@ -4,6 +4,7 @@ architecture, AuxK on; and the same dictionaries after the same steps."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -164,3 +165,18 @@ def test_encoder_dtype_is_checked():
 
     with pytest.raises(ConfigError, match="encoder_dtype"):
         dataclasses.replace(TrainConfig((DictionarySpec("d", "in", 64),)), encoder_dtype="fp8")
+
+
+def test_crosscoder_logs_heldout_fvu_and_decoder_movement(tmp_path):
+    from saelab.train.crosscoder import train_crosscoder
+
+    gen = torch.Generator().manual_seed(5)
+    data = torch.randn(2048, 2, 16, generator=gen)
+    config = CrosscoderConfig(d_sae=64, k=4, n_tokens=128 * 40, batch_size=128, checkpoint_every=0)
+    coder = train_crosscoder(lambda: iter(data[:1792].split(256)), config, d_in=16, hookpoint="h", out_dir=tmp_path,
+                             progress=False, heldout=data[1792:])
+    log = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines()]
+    held = [r for r in log if "heldout_fvu" in r]
+    assert len(held) == 20 and {"heldout_fvu_base", "heldout_fvu_target"} <= set(held[-1])
+    training = coder.cfg.extra["training"]
+    assert training["heldout_fvu"] == held[-1]["heldout_fvu"] and training["decoder_cos_init"] < 1.0

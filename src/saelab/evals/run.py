@@ -88,7 +88,18 @@ def _annotate(m: dict[str, Any], rec: Reconstructor, windows: TokenWindows) -> d
     if trained_on and trained_on[0] < m["windows"][1] and m["windows"][0] < trained_on[1]:
         m["warnings"].append(f"the evaluated windows {m['windows']} overlap the training windows {trained_on}: "
                              "these are not held-out figures")
+    if train is not None and (record := train.extra.get("training")):
+        m["training"] = training_record(record)
     return m
+
+
+def training_record(record: dict[str, Any]) -> dict[str, Any]:
+    """What a saelab-trained dictionary's cfg.json says about its training: how long, and whether it moved."""
+    final = record.get("final") or {}
+    config = record.get("train_config") or {}
+    return {"steps": record.get("steps"), "tokens_seen": record.get("tokens_seen"),
+            "epochs": config.get("epochs", 1.0), "training_fvu": final.get("fvu"),
+            "heldout_fvu": final.get("heldout_fvu"), "decoder_cos_init": final.get("decoder_cos_init")}
 
 
 def _absorption(rec: Reconstructor, lm: LoadedModel, progress: bool) -> dict[str, Any]:

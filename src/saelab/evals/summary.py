@@ -50,6 +50,16 @@ def suggestions(m: dict[str, Any]) -> list[str]:
         out.append(f"FVU {fvu:.2f} at L0 {l0:.0f}: a larger k or a wider dictionary should reconstruct better.")
     if fvu is not None and fvu > 0.3 and (l0 is None or l0 >= 64):
         out.append(f"FVU {fvu:.2f}: train longer (more tokens) or widen the dictionary.")
+    train = m.get("training") or {}
+    moved, fit = train.get("decoder_cos_init"), train.get("training_fvu")
+    if isinstance(moved, float) and moved > 0.8:
+        out.append(f"the decoder rows have hardly left their random initialisation (median cosine {moved:.2f}): "
+                   "the dictionary is under-trained, whatever its FVU; train for more steps (--epochs reads the "
+                   "same tokens again without new model forwards).")
+    if isinstance(fit, float) and fvu is not None and fvu - fit > 0.05:
+        out.append(f"held-out FVU {fvu:.3f} is {fvu - fit:.3f} above the training FVU {fit:.3f}: the dictionary "
+                   "fits its training tokens better than new ones (over-fitting); train on more tokens or fewer "
+                   "epochs.")
     if dense is not None and dense > 0.01:
         out.append(f"{dense:.1%} of latents fire on > 10% of tokens: dense latents carry little meaning; "
                    "check the excluded positions (attention sink) and consider a smaller k.")
@@ -63,6 +73,18 @@ def suggestions(m: dict[str, Any]) -> list[str]:
     if ab.get("note"):
         out.append(f"absorption: {ab['note']}")
     return out or ["nothing stands out: the measured values are in their usual ranges."]
+
+
+def training_line(t: dict[str, Any]) -> str:
+    """One line on how the dictionary was trained (saelab's cfg.json record)."""
+    parts = [f"trained for {t['steps']:,} steps" if isinstance(t.get("steps"), int) else "trained"]
+    if isinstance(t.get("tokens_seen"), int):
+        parts.append(f"{t['tokens_seen']:,} tokens ({t.get('epochs', 1):g} passes)")
+    if isinstance(t.get("decoder_cos_init"), float):
+        parts.append(f"decoder rows' median cosine to their initialisation {t['decoder_cos_init']:.2f}")
+    if isinstance(t.get("training_fvu"), float):
+        parts.append(f"training FVU {t['training_fvu']:.3f} (last steps)")
+    return "training: " + ", ".join(parts)
 
 
 def _fmt(fmt: str, v: Any) -> str:
@@ -80,6 +102,8 @@ def summary_text(m: dict[str, Any]) -> str:
              f"excluded: {', '.join(m.get('excluded', []))}"]
     if m.get("warnings"):
         lines += [f"WARNING: {w}" for w in m["warnings"]]
+    if t := m.get("training"):
+        lines.append(training_line(t))
     lines += ["", f"{'metric':42s} {'value':>12s}   good range"]
     for group, key, label, fmt, _better, guide in METRICS:
         if group in m and key in m[group]:

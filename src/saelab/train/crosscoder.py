@@ -189,7 +189,7 @@ def _check_batch(x: Any, d_in: int) -> None:
 
 def train_crosscoder(batches: Batches, config: CrosscoderConfig, *, d_in: int, hookpoint: str,
                      out_dir: str | Path | None = None, resume: bool = True, progress: bool = True, model: str = "",
-                     device: str | torch.device | None = None) -> SparseCoder:
+                     device: str | torch.device | None = None, heldout: Tensor | None = None) -> SparseCoder:
     """Train a BatchTopK crosscoder on paired activations; return it (raw-activation units).
 
     Args:
@@ -202,6 +202,8 @@ def train_crosscoder(batches: Batches, config: CrosscoderConfig, *, d_in: int, h
         out_dir: where the coder (cfg.json + weights), checkpoint.pt and log.jsonl go; None: in memory only.
         resume: continue from out_dir's checkpoint (or return its finished coder); False starts over.
         model: model spec(s) for cfg.json.  device: None: the device of the first batch.
+        heldout: raw paired activations [n, 2, d_in] no step trains on: their FVU and the decoder's movement
+            from its initialisation are logged 20 times over the run and kept in cfg.json.
 
     The loss is FVU(base) + FVU(target), each over its own model's variance, so a model with
     larger activations does not dominate. cfg.json's `extra` holds the training config,
@@ -236,7 +238,7 @@ def train_crosscoder(batches: Batches, config: CrosscoderConfig, *, d_in: int, h
                                     "resume=False to overwrite it, or another out_dir.") from e
             log.info("resuming the crosscoder at step %d of %d", state.step, config.total_steps)
     stream = itertools.islice(itertools.chain([first], stream), state.step, None)
-    tokens_per_s = _fit(trainer, stream, state, out, fingerprint, progress)
+    tokens_per_s = _fit(trainer, stream, state, out, fingerprint, progress, heldout)
     return _finish(trainer, state, out, fingerprint, tokens_per_s)
 
 
@@ -249,9 +251,10 @@ def _stored_difference(path: Path, fingerprint: str) -> str | None:
 
 
 def _fit(trainer: CrosscoderTrainer, stream: Iterator[Tensor], state: RunState, out: Path | None, fingerprint: str,
-         progress: bool) -> float:
+         progress: bool, heldout: Tensor | None = None) -> float:
     """Steps from `state` to the budget; checkpoints and a JSONL log in `out`. Returns tokens/s."""
     config = trainer.config
+    eval_every = max(1, config.total_steps // 20)
     jsonl = JsonlLog(out / "log.jsonl", resume_step=state.step or None) if out is not None else None
     t0, start_tokens = time.perf_counter(), state.text_tokens
     with train_progress(config.total_steps * config.batch_size, state.text_tokens, progress,
@@ -261,9 +264,11 @@ def _fit(trainer: CrosscoderTrainer, stream: Iterator[Tensor], state: RunState, 
                 break
             m = trainer.step(x)
             state.advance(0, x.shape[0], x.shape[0])
+            if heldout is not None and (state.step % eval_every == 0 or state.step == config.total_steps):
+                m.update(trainer.heldout_metrics(heldout))
             update(x.shape[0], f"FVU base {m['fvu_base']:.3f} target {m['fvu_target']:.3f} L0 {m['l0']:.0f} "
                                f"dead {m['dead_fraction']:.1%}")
-            if jsonl is not None and (state.step % 10 == 0 or state.step == config.total_steps):
+            if jsonl is not None and (state.step % 10 == 0 or state.step == config.total_steps or "heldout_fvu" in m):
                 jsonl.write({"step": state.step, "tokens": state.text_tokens, **m})
             if out is not None and config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 save_checkpoint(out / CHECKPOINT_NAME, state, {"crosscoder": trainer}, fingerprint)

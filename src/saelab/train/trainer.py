@@ -158,7 +158,8 @@ class Trainer:
         self.last_heldout = {"heldout_fvu": float(fvu.mean()) if fvu.ndim else float(fvu),
                              "decoder_cos_init": self.decoder_cos_init()}
         if fvu.ndim:  # a crosscoder: each model's own too
-            self.last_heldout.update({f"heldout_fvu_{i}": float(v) for i, v in enumerate(fvu)})
+            names = self.coder.cfg.sources or [str(i) for i in range(len(fvu))]
+            self.last_heldout.update({f"heldout_fvu_{n}": float(v) for n, v in zip(names, fvu)})
         return dict(self.last_heldout)
 
     def prepare_heldout(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
