@@ -170,3 +170,24 @@ def test_a_second_cache_of_the_same_store_is_refused_and_the_first_finishes(refe
     assert first.wait(timeout=120) == 0, first.stderr.read().decode()
     assert _files(tmp_path / "latents") == _files(reference / "latents")  # nothing lost, nothing mixed
     assert not list((tmp_path / ".locks").rglob("*.lock"))
+
+
+def test_cache_from_a_training_buffer_equals_the_cache_from_the_model(reference, tmp_path):
+    """The demo caches the windows its SAEs trained on from their activation buffer, not a second forward."""
+    from saelab.activations.buffer import write_buffer
+    from saelab.errors import ArtifactError
+    from saelab.train.source import model_reader
+
+    lm, windows = tiny_lm(), tiny_windows()
+    read = model_reader(lm, windows, ["model.layers.1", "model.layers.2"], 2)
+    identity = {"tokens_hash": windows.tokens_hash, "model": lm.spec}
+    buffer = write_buffer(tmp_path / "buffer", read, 0, windows.n_windows, identity, ctx_len=windows.ctx_len,
+                          chunk_windows=8, progress=False)
+    run(CONFIG, Workspace(tmp_path / "ws"), lm, windows, tiny_coders(), progress=False, buffer=buffer)
+    for name in tiny_coders():
+        a, b = _files(reference / "latents" / name), _files(tmp_path / "ws" / "latents" / name)
+        assert a.keys() == b.keys()
+        assert all(a[f] == b[f] for f in a if f.endswith(".safetensors")), name
+    with pytest.raises(ArtifactError, match="Cache without it"):
+        run(CONFIG, Workspace(tmp_path / "ws2"), lm, tiny_windows(seed=1), tiny_coders(), progress=False,
+            buffer=buffer)

@@ -107,7 +107,7 @@ def test_buffered_resume_equals_uninterrupted(sparse, tmp_path):
 
 
 @pytest.mark.parametrize("kw", [dict(epochs=0), dict(epochs=True), dict(steps=0), dict(heldout_windows=-1),
-                                dict(eval_every=0)])
+                                dict(lr_scale=0), dict(eval_every=0)])
 def test_bad_pass_settings(kw):
     with pytest.raises(ConfigError, match=next(iter(kw))):
         config(**kw)

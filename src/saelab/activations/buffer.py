@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -80,6 +80,34 @@ class ActivationBuffer:
         if self.dtype == "bfloat16":
             out = out.view(torch.bfloat16)
         return out.to(torch.float32)
+
+
+def buffer_stream(buffer: ActivationBuffer, windows: Any, start: int, stop: int, batch_size: int) -> Iterator[Any]:
+    """`stream_activations`' batches for windows [start, stop), read from `buffer` instead of the model: its
+    rows put back at the text positions of each window (zeros elsewhere; only text positions are read).
+    The buffer must hold those windows: an ArtifactError says which it holds otherwise."""
+    from .stream import ActivationBatch
+
+    first, last = buffer.cfg["windows"]
+    if not first <= start <= stop <= last:
+        raise ArtifactError(f"{buffer.path}: holds windows [{first}, {last}), not [{start}, {stop}).")
+    mask_all = windows.text_mask()
+    counts = mask_all[first:last].sum(1)
+    offsets = torch.cumsum(counts, 0) - counts  # row of each window's first text position
+    if int(counts.sum()) != buffer.n_rows:
+        raise ArtifactError(f"{buffer.path}: holds {buffer.n_rows:,} rows, but the windows' text positions number "
+                            f"{int(counts.sum()):,}: it was made from other token windows.")
+    for lo in range(start, stop, batch_size):
+        hi = min(lo + batch_size, stop)
+        mask = mask_all[lo:hi]
+        a, b = int(offsets[lo - first]), int(offsets[hi - 1 - first] + counts[hi - 1 - first])
+        acts = {}
+        for hp in buffer.hookpoints:
+            rows = buffer.rows(hp, torch.arange(a, b))
+            full = torch.zeros(*mask.shape, rows.shape[-1], dtype=rows.dtype)
+            full[mask] = rows
+            acts[hp] = full
+        yield ActivationBatch(torch.arange(lo, hi), windows.tokens[lo:hi], mask, acts)
 
 
 def write_buffer(path: str | Path, read: ReadWindows, first: int, stop: int, identity: dict[str, Any], *,
@@ -150,4 +178,4 @@ def _open(path: Path, acts: dict[str, Tensor], capacity: int, fresh: bool) -> di
     return out
 
 
-__all__ = ["ARTIFACT", "ActivationBuffer", "buffer_name", "write_buffer"]
+__all__ = ["ARTIFACT", "ActivationBuffer", "buffer_name", "buffer_stream", "write_buffer"]

@@ -79,6 +79,8 @@ def register(app: typer.Typer) -> None:
                                             "FVU is logged while training (0: none)."),
         lr: Optional[float] = typer.Option(None, "--lr",
                                            help="Adam rate (default 2e-4 / sqrt(d_sae / 2^14), as sparsify)."),
+        lr_scale: float = typer.Option(1.0, "--lr-scale", help="Multiplies the default rate (not --lr); short "
+                                       "runs want more (the demo's 1,272 steps use 16: bench/RESULTS.md)."),
         lr_warmup_steps: Optional[int] = typer.Option(None, "--lr-warmup-steps",
                                                       help="Default: 5% of the steps, ≤ 1000."),
         auxk_alpha: float = typer.Option(1 / 32, "--auxk-alpha", help="Weight of the AuxK loss (0: off)."),
@@ -131,7 +133,7 @@ def register(app: typer.Typer) -> None:
         specs = dictionary_specs(hookpoint, widths(d_sae, expansion_factor, lm.d_model), architecture, k,
                                  transcode_to, skip, group_sizes, name)
         config = TrainConfig(specs, n_tokens=n_tokens, batch_size=batch_size, shuffle_windows=8 * batch_size,
-                             epochs=epochs, steps=steps, heldout_windows=heldout_windows,
+                             epochs=epochs, steps=steps, heldout_windows=heldout_windows, lr_scale=lr_scale,
                              first_window=first_window, lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
                              dead_tokens=dead_tokens, seed=seed, checkpoint_every=checkpoint_every)
         run_dir = run_directory(ws, config, name)

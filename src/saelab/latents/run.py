@@ -17,10 +17,11 @@ from typing import Any, Mapping
 import torch
 import torch.distributed as dist
 
+from ..activations.buffer import ActivationBuffer, buffer_stream
 from ..activations.fits import check_dictionaries_fit
 from ..activations.stream import ActivationBatch, StreamConfig, stream_activations
 from ..data.tokens import TokenWindows
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
 from ..progress import token_progress
@@ -102,7 +103,8 @@ def _encode_batch(batch: ActivationBatch, targets: list[_Target], builders: dict
 
 
 def _cache_shards(lm: LoadedModel, windows: TokenWindows, config: CacheConfig, targets: list[_Target],
-                  todo: list[int], n_windows: int, rank: int, world: int, progress: bool) -> None:
+                  todo: list[int], n_windows: int, rank: int, world: int, progress: bool,
+                  buffer: ActivationBuffer | None = None) -> None:
     S, n_shards = config.shard_windows, -(-n_windows // config.shard_windows)
     hookpoints = sorted({t.hookpoint for t in targets})
 
@@ -115,7 +117,9 @@ def _cache_shards(lm: LoadedModel, windows: TokenWindows, config: CacheConfig, t
         for lo, hi in _contiguous(todo):
             stream = StreamConfig(batch_size=config.batch_size, start=lo * S, stop=min(hi * S, n_windows))
             builders: dict[str, ShardBuilder] = {}
-            for batch in stream_activations(lm, windows, hookpoints, stream, progress=False):
+            batches = (buffer_stream(buffer, windows, stream.start, int(stream.stop), config.batch_size)
+                       if buffer is not None else stream_activations(lm, windows, hookpoints, stream, progress=False))
+            for batch in batches:
                 index = int(batch.windows[0]) // S
                 advance(batch.tokens.numel(), f"shard {index + 1}/{n_shards}")
                 if not builders:
@@ -165,7 +169,8 @@ def _block(n_shards: int, rank: int, world: int) -> range:
 
 
 def run(config: CacheConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
-        dictionaries: Mapping[str, Encoder], overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
+        dictionaries: Mapping[str, Encoder], overwrite: bool = False, progress: bool = True,
+        buffer: ActivationBuffer | None = None) -> dict[str, Path]:
     """Cache the latent activations of `dictionaries` over the workspace's token windows.
 
     One forward pass per batch serves every dictionary (and every hookpoint they read),
@@ -177,6 +182,8 @@ def run(config: CacheConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
     Args:
         dictionaries: store name → dictionary; the store goes to `workspace/latents/NAME/`.
         overwrite: rebuild stores that exist (else an existing store made differently is refused).
+        buffer: an activation buffer of these windows, model and hookpoints (a training run's): read instead
+            of running the model (the demo caches the windows its SAEs trained on).
 
     Returns: store name → store directory (read it with `LatentStore`).
 
@@ -191,12 +198,28 @@ def run(config: CacheConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
         if rank == 0:
             for t in targets:
                 locks.enter_context(workspace.lock("latents", t.name))
-        _run_locked(config, lm, windows, targets, n_windows, overwrite, progress, rank, world)
+        if buffer is not None:
+            _check_buffer(buffer, lm, windows, targets, n_windows)
+        _run_locked(config, lm, windows, targets, n_windows, overwrite, progress, rank, world, buffer)
     return {t.name: t.store for t in targets}
 
 
+def _check_buffer(buffer: ActivationBuffer, lm: LoadedModel, windows: TokenWindows, targets: list[_Target],
+                  n_windows: int) -> None:
+    """The buffer must be of this model and these windows, and hold every hookpoint the stores read."""
+    identity = buffer.cfg.get("identity", {})
+    missing = sorted({t.hookpoint for t in targets} - set(buffer.hookpoints))
+    lo, hi = buffer.cfg["windows"]
+    if identity.get("model") != lm.spec or identity.get("tokens_hash") != windows.tokens_hash or missing \
+            or lo != 0 or hi < n_windows:
+        raise ArtifactError(f"buffer: {buffer.path} holds {identity.get('model')!r} activations of windows "
+                            f"[{lo}, {hi}) at {buffer.hookpoints} (tokens {identity.get('tokens_hash')}); this "
+                            f"cache needs {lm.spec!r}, windows [0, {n_windows}) of tokens {windows.tokens_hash} at "
+                            f"{sorted({t.hookpoint for t in targets})}. Cache without it.")
+
+
 def _run_locked(config: CacheConfig, lm: LoadedModel, windows: TokenWindows, targets: list[_Target], n_windows: int,
-                overwrite: bool, progress: bool, rank: int, world: int) -> None:
+                overwrite: bool, progress: bool, rank: int, world: int, buffer: ActivationBuffer | None = None) -> None:
     n_shards = -(-n_windows // config.shard_windows)
     if rank == 0:
         for t in targets:
@@ -208,7 +231,7 @@ def _run_locked(config: CacheConfig, lm: LoadedModel, windows: TokenWindows, tar
     todo = [i for i in mine if any(i not in t.done for t in targets)]
     log.info("rank %d/%d: %d of %d shards to cache", rank, world, len(todo), len(mine))
     try:
-        _cache_shards(lm, windows, config, targets, todo, n_windows, rank, world, progress)
+        _cache_shards(lm, windows, config, targets, todo, n_windows, rank, world, progress, buffer)
     except KeyboardInterrupt:
         for t in targets:
             log.warning("interrupted: %s keeps %d of %d shards (a rerun of the same command resumes there)",

@@ -158,6 +158,10 @@ class TrainConfig(OptimConfig):
     first_window: int = 0
     """First window of the workspace's windows used for training (the ones before it,
     or after the budget, can be held out)."""
+    lr_scale: float = 1.0
+    """Multiplies every dictionary's default rate (not an explicit `lr`): a short run wants a larger one
+    (the demo's sweep, bench/RESULTS.md: over 1,272 steps a 16K-latent decoder hardly leaves its
+    initialisation at sparsify's rate; ×16 moves it)."""
     epochs: float = 1.0
     """Passes over the training windows. 1: their activations stream from the model into the steps (no
     copy kept); more (or `steps`): they are computed once into an activation buffer
@@ -190,6 +194,8 @@ class TrainConfig(OptimConfig):
             value = getattr(self, fld)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{fld}: got {value!r}; expected a positive integer, or None.")
+        if not (isinstance(self.lr_scale, (int, float)) and self.lr_scale > 0):
+            raise ConfigError(f"lr_scale: got {self.lr_scale!r}; expected a positive factor, e.g. 1 or 4.")
         if not isinstance(self.heldout_windows, int) or self.heldout_windows < 0:
             raise ConfigError(f"heldout_windows: got {self.heldout_windows!r}; expected an integer ≥ 0.")
         if self.shuffle_windows % self.batch_size:
@@ -208,7 +214,7 @@ class TrainConfig(OptimConfig):
     def lr_for(self, spec: DictionarySpec) -> float:
         if spec.lr is not None:
             return spec.lr
-        return self.lr if self.lr is not None else default_lr(spec.d_sae)
+        return self.lr if self.lr is not None else self.lr_scale * default_lr(spec.d_sae)
 
     @property
     def hookpoints(self) -> list[str]:

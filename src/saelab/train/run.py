@@ -274,6 +274,7 @@ def _run_locked(config: TrainConfig, workspace: Workspace, lm: LoadedModel, wind
         name = buffer_name({**identity, "dtype": str(lm.dtype), "windows": [first, stop],
                             "hookpoints": sorted(canonical.values())})
         buffer_dir = workspace.root / "buffers" / name
+        provenance["buffer"] = str(buffer_dir)
     with workspace.lock("buffers", buffer_dir.name) if buffer_dir is not None else contextlib.nullcontext():
         trainers, state = train(config, read, canonical, widths, (first, stop), run_dir, ctx_len=windows.ctx_len,
                                 fingerprint_extra=identity, model=lm.spec, resume=resume, progress=progress,
