@@ -15,8 +15,10 @@ from typing import Any, Callable
 
 from .diff import DiffConfig, DiffResult
 from .diff.naming import NamingConfig
+from .errors import ArtifactError
 from .models.load import DEFAULT_MODEL, LoadedModel
 from .train import CrosscoderConfig
+from .train.config import default_lr
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,15 @@ class DemoConfig:
     """Name → number of latents of each demo SAE."""
     k: int = 32
     batch_size: int = 8
+    """Windows per model forward (every stage) and per optimiser step of the one-pass stages."""
+    train_epochs: float = 4.0
+    """Passes of both SAEs over their training tokens, read from an activation buffer (one model pass)."""
+    train_batch_size: int = 4
+    """Windows of text positions per optimiser step of the SAEs (4 × 256 tokens)."""
+    lr_scale: float = 16.0
+    """× saelab's default rate (2e-4 / sqrt(d_sae / 2^14)), chosen by the sweep in bench/RESULTS.md (`bench/
+    demo_sweep.py`): at 4 passes, ×1 left ultra's decoder at cosine 0.93 to its random initialisation and 0.9%
+    of full's latents matched; ×16 moved it to 0.22 and matched 40%, at a better held-out FVU than one pass."""
     diff: bool = True
     """Also make a model pair (SmolLM2 fine-tuned on BBC sport) and diff it (`saelab.diff`, a few minutes)."""
 
@@ -85,13 +96,19 @@ def stage_train(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: 
         from .train.checkpoint import CHECKPOINT_NAME
 
         resume = (ws.root / "train" / "demo" / CHECKPOINT_NAME).exists()  # an interrupted demo goes on
-        run(TrainConfig(dictionaries=specs, n_tokens=cfg.train_tokens, batch_size=cfg.batch_size), ws, lm, windows,
-            run_name="demo", resume=resume)
+        run(TrainConfig(dictionaries=specs, n_tokens=cfg.train_tokens, batch_size=cfg.train_batch_size,
+                        shuffle_windows=8 * cfg.train_batch_size, epochs=cfg.train_epochs, lr_scale=cfg.lr_scale),
+            ws, lm, windows, run_name="demo", resume=resume)
     for n in cfg.widths:
         t = _training_record(ws, n)
-        emit(f"{n}: {cfg.widths[n]:,} latents, k={cfg.k}, {t.get('tokens_seen', cfg.train_tokens):,} training tokens"
-             + (f", final FVU {t['final']['fvu']:.3f}" if isinstance(t.get("final"), dict) and "fvu" in t["final"]
-                else ""))
+        final = t.get("final") if isinstance(t.get("final"), dict) else {}
+        emit(f"{n}: {cfg.widths[n]:,} latents, k={cfg.k}, {t.get('steps', 0):,} steps over "
+             f"{t.get('tokens_seen', cfg.train_tokens):,} tokens ({cfg.train_epochs:g} passes over "
+             f"{cfg.train_tokens:,}, one model pass)"
+             + (f", held-out FVU {final['heldout_fvu']:.3f}" if isinstance(final.get("heldout_fvu"), float) else "")
+             + (f", dead {final['dead_fraction']:.1%}" if isinstance(final.get("dead_fraction"), float) else "")
+             + (f"; decoder rows' median cosine to their initialisation {final['decoder_cos_init']:.2f}"
+                if isinstance(final.get("decoder_cos_init"), float) else ""))
 
 
 def _training_record(ws: Workspace, name: str) -> dict[str, Any]:
@@ -110,11 +127,25 @@ def stage_cache(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: 
             or not _complete(ws.latents(n))}
     if todo:
         run(CacheConfig(batch_size=cfg.batch_size, n_windows=cfg.train_tokens // windows.ctx_len), ws, lm, windows,
-            todo)
+            todo, buffer=_training_buffer(ws, next(iter(todo))))
     for n in cfg.widths:
         s = LatentStore(ws.latents(n)).summary()
         emit(f"{n}: {s['n_text_tokens']:,} text tokens cached, {s['n_dead']:,} of {s['d_sae']:,} latents dead, "
              f"mean L0 {s['mean_l0']:.1f}, {s['disk_bytes'] / 1e6:.1f} MB on disk")
+
+
+def _training_buffer(ws: Workspace, name: str) -> Any:
+    """The activation buffer the SAE `name` trained from, when it is still there: the cache reads the same
+    windows from it instead of running the model again (None: the cache runs the model)."""
+    from .activations.buffer import ActivationBuffer
+
+    path = _training_record(ws, name).get("buffer")
+    if not path or not (Path(path) / "cfg.json").exists():
+        return None
+    try:
+        return ActivationBuffer(path)
+    except ArtifactError:
+        return None
 
 
 def _complete(path) -> bool:
@@ -204,13 +235,68 @@ def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
     emit(f"written: {out / 'summary.md'}")
 
 
+TOP_TOKENS_LATENTS = 128
+"""Latents of the no-LLM check: enough for a paired CI over latents, at about a second each."""
+TOP_TOKENS_EXAMPLES = 25
+"""Activating and non-activating examples scored per latent (interp's default 50 costs twice the time and,
+measured on the demo's `full`, narrows the CI of the difference by a fifth only)."""
+
+
+def top_tokens_config(max_latents: int = TOP_TOKENS_LATENTS):
+    """The interp config of the no-LLM check (`saelab autointerp --explainer top-tokens --scorers embedding
+    --max-latents N --n-examples-test 25 --n-non-activating 25`): top-token descriptions scored by the embedding
+    scorer against shuffled descriptions (measured chance, always scored), on the first `max_latents` latents
+    with enough examples (interp's choice, in id order)."""
+    from .interp import TOP_TOKENS, ExampleConfig, InterpConfig
+
+    examples = ExampleConfig(n_examples_test=TOP_TOKENS_EXAMPLES, n_non_activating=TOP_TOKENS_EXAMPLES)
+    return InterpConfig(examples=examples, max_latents=max_latents, explainer=TOP_TOKENS.name, scorers=("embedding",))
+
+
+def top_tokens_sentences(s: dict[str, Any], dictionary: str) -> list[str]:
+    """What the no-LLM check says, from its summary.json: AUC of top tokens vs shuffled, the per-latent paired
+    difference with its CI, the verdict, and seconds per latent (describing and scoring, summed over reruns)."""
+    from .interp import TOP_TOKENS
+
+    c = next((c for c in (s.get("comparisons") or {}).get("embedding", [])
+              if (c["variant"], c["reference"]) == (TOP_TOKENS.variant, "shuffled")), None)
+    if c is None:
+        return [f"top tokens vs shuffled (embedding scorer): too few latents of {dictionary} to compare "
+                f"({s['n_latents']} with enough examples)"]
+    verdict = ("too few latents for a verdict" if c["above"] is None else
+               "measurably above chance" if c["above"] else "not measurably above chance")
+    seconds = sum(t["seconds"] for t in (s.get("timings") or {}).values())
+    passed = sum(int(k) >= 0 for k in s["skipped"])  # -1: the latents that never fire, not candidates
+    return [f"top-token descriptions (no LLM) of {c['n_latents']} latents of {dictionary}, embedding scorer: "
+            f"mean per-latent {c['metric'].upper()} {c['mean']:.3f} vs {c['mean_reference']:.3f} with shuffled "
+            f"descriptions (chance); paired difference {c['difference']:+.3f} (95% CI {c['ci_low']:+.3f} … "
+            f"{c['ci_high']:+.3f}, bootstrap over {c['n_latents']} latents): {verdict}",
+            f"{seconds / max(s['n_latents'], 1):.2f} s per latent (describing and scoring: {seconds:.0f} s in all); "
+            f"the first {s['n_latents']} latents with enough examples, {passed} passed over"]
+
+
+def stage_interp_top_tokens(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
+    from ._io import read_json
+    from .interp import TOP_TOKENS
+    from .interp.run import run
+
+    name = min(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
+    out = run(top_tokens_config(), ws, name, name=f"{name}-{TOP_TOKENS.name}")  # resumes: a rerun reads it back
+    for line in top_tokens_sentences(read_json(out / "summary.json"), name):
+        emit(line)
+    emit(f"written: {out / 'summary.md'}")
+
+
 # --- the model diff: a real pair (SmolLM2 fine-tuned on BBC sport) and its diff ---------------------
 
 DEMO_LAYER = 15
 """The middle of SmolLM2's 30 layers (Minder et al. 2025 read the middle layer too)."""
 DEMO_DIFF = DiffConfig(
     n_tokens=65_536, ctx_len=256, n_sweep_windows=16,
-    crosscoder=CrosscoderConfig(d_sae=2048, k=32, n_tokens=262_144, batch_size=1024),
+    # 1,024 steps at 4× the default rate, from the sweep in bench/RESULTS.md (bench/crosscoder_sweep.py): 256 steps
+    # at 1× left the decoder at cosine 0.97 to its initialisation (held-out FVU 0.41, Δnorm sd 0.003); this
+    # reaches 0.26 with Δnorm sd 0.013 in 49 s on 2 cores. 16× collapsed (76 latents fire on held-out tokens).
+    crosscoder=CrosscoderConfig(d_sae=2048, k=32, n_tokens=1_048_576, batch_size=1024, lr=4 * default_lr(2048)),
     naming=NamingConfig(n_target_only=3, n_base_only=1, n_changed=3))
 N_SLICE_PROMPTS = 24
 SLICE_PROMPT_CHARS = 700
@@ -286,7 +372,7 @@ def stage_report(ws: Workspace, lm: LoadedModel, emit: Emit) -> None:
 
 
 STAGES = ("tokens", "activations", "train", "cache", "evals", "match", "co-occurrence + SFAL", "auto-interp",
-          "model diff", "report")
+          "auto-interp (top tokens)", "model diff", "report")
 
 
 def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
@@ -316,6 +402,7 @@ def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
     timed("match", lambda: stage_match(cfg, ws, emit))
     timed("co-occurrence + SFAL", lambda: stage_cooc_sfal(cfg, ws, lm, windows, emit))
     timed("auto-interp", lambda: stage_interp(cfg, ws, emit))
+    timed("auto-interp (top tokens)", lambda: stage_interp_top_tokens(cfg, ws, emit))
     if cfg.diff:
         timed("model diff", lambda: stage_diff(cfg, ws, emit))
     timed("report", lambda: stage_report(ws, lm, emit))

@@ -23,6 +23,12 @@ def register(app: typer.Typer) -> None:
              ultra: int = typer.Option(16384, "--ultra", help="Latents of the wide SAE ('ultra')."),
              k: int = typer.Option(32, "--k", help="Active latents per token (TopK)."),
              batch_size: int = opt.BatchSize,
+             train_epochs: float = typer.Option(4.0, "--train-epochs", help="Passes of the SAEs over their "
+                                                "training tokens (an activation buffer: one model pass)."),
+             train_batch_size: int = typer.Option(4, "--train-batch-size",
+                                                  help="Windows per optimiser step of the SAEs."),
+             lr_scale: float = typer.Option(16.0, "--lr-scale", help="× the default rate of both SAEs "
+                                           "(chosen by a sweep: bench/RESULTS.md)."),
              skip_diff: bool = typer.Option(False, "--skip-diff", help="Skip the model diff (fine-tune SmolLM2 on "
                                             "BBC sport, then `saelab diff` base vs target: a few minutes, more "
                                             "with the Qwen explainer installed).")) -> None:
@@ -39,7 +45,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"workspace: {ws.root.resolve()}")
         cfg = DemoConfig(model=model, corpus=corpus, dtype=dtype, device=device, train_tokens=train_tokens,
                          eval_tokens=eval_tokens, ce_tokens=ce_tokens, widths={"full": full, "ultra": ultra}, k=k,
-                         batch_size=batch_size, diff=not skip_diff)
+                         batch_size=batch_size, train_epochs=train_epochs, train_batch_size=train_batch_size,
+                         lr_scale=lr_scale, diff=not skip_diff)
         seconds = run_demo(cfg, ws, lambda msg: console.print(msg, highlight=False, markup=False))
         console.rule()
         console.print("seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
