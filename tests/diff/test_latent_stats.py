@@ -173,3 +173,16 @@ def test_latent_table_round_trips(planted, tmp_path, suffix):
             assert list(loaded.columns[name]) == list(values), name
     with pytest.raises(ConfigError, match="rows"):
         table.add("short", [1, 2])
+
+
+def test_delta_norm_spread_states_quantiles_and_bands():
+    from saelab.diff.latent_stats import delta_norm_spread
+
+    delta = np.array([0.02, 0.05, 0.3, 0.45, 0.5, 0.5, 0.55, 0.6, 0.95])
+    s = delta_norm_spread(torch.tensor(delta), threshold=0.1)
+    assert s["n"] == 9 and s["median"] == 0.5 and s["min"] == 0.02 and s["max"] == 0.95
+    assert (s["q25"], s["q75"]) == tuple(np.percentile(delta, [25, 75])) and s["iqr"] == s["q75"] - s["q25"]
+    assert s["p05"] < s["q25"] < s["q75"] < s["p95"] and s["std"] == pytest.approx(delta.std())
+    assert s["bands"] == {"target-only": 2, "base-only": 1, "shared": 5, "other": 1}
+    empty = delta_norm_spread([], threshold=0.1)
+    assert empty["n"] == 0 and empty["median"] is None and sum(empty["bands"].values()) == 0

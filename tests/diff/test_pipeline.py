@@ -80,6 +80,9 @@ def test_latent_table_holds_every_measure(run):
         assert {"nu_eps", "nu_r", "artifact", "decoder_change"} <= set(row)
     alive = [r for r in table["latents"] if r["count"] > 0]
     assert sum(table["counts"].values()) == len(alive) == table["n_alive"]
+    spread = table["delta_norm_spread"]
+    assert spread["n"] == table["n_alive"] and spread["bands"] == table["counts"]
+    assert spread["min"] <= spread["p05"] <= spread["q25"] <= spread["median"] <= spread["q75"] <= spread["max"]
     assert 0 < table["fvu"]["base"] < 1.5 and table["fvu"]["n_tokens"] > 0
 
 
@@ -90,6 +93,8 @@ def test_report_sentences_state_the_measured_counts(run):
     md = (out / "reports" / "report.md").read_text()
     assert (f"Layer {LAYER}: {c['target-only']:,} target-only latents" in md and f"{c['shared']:,} shared" in md
             and f"of the {table['n_alive']:,} that fire" in md)
+    s = table["delta_norm_spread"]
+    assert f"Δnorm of the {s['n']:,} latents that fire (0: target only, 1: base only): median {s['median']:.3f}" in md
     assert "described by their most frequent tokens (top-tokens, no LLM)" in md
     named = json.loads((out / "features" / f"layer_{LAYER:02d}" / "naming" / "named.json").read_text())
     assert named["explainer"] == "top-tokens" and named["latents"]
@@ -111,6 +116,18 @@ def test_rerun_resumes_without_redoing_finished_stages(run, pair):
     for stage in ("activations", "sweep", "crosscoder", "features", "naming"):
         assert result.done[stage] == "resumed", stage
     assert result.seconds["activations"] == result.seconds["sweep"] == 0
+
+
+def test_a_resumed_table_from_before_the_spread_gets_it(run, pair, tmp_path):
+    out, _, corpus, cats = run
+    shutil.copytree(out, tmp_path / "run")
+    path = tmp_path / "run" / "features" / f"layer_{LAYER:02d}" / "latent_table.json"
+    table = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in table.items() if k != "delta_norm_spread"}))
+    result = run_feature_interpretation_pipeline(*pair, tmp_path / "run", layers=[LAYER], progress=False,
+                                                 config=fast_config(corpus, categories=str(cats)))
+    assert result.done["features"] == "resumed"
+    assert json.loads(path.read_text())["delta_norm_spread"] == table["delta_norm_spread"]
 
 
 def test_crosscoder_file_is_reused_and_checked(run, pair, tmp_path):

@@ -80,6 +80,10 @@ def test_sentences_carry_the_measured_numbers(run_dir):
     assert ("Layer 6: 4 target-only latents (9.8% of the 41 that fire), most of them firing on sport prompts "
             "(4.00% of its tokens per latent, 40.0× their rate on the corpus)") in md
     assert "1 base-only (2.4%)" in md and "35 shared (85.4%)" in md and "1 of 42 latents never fired" in md
+    # the table predates `delta_norm_spread`: the spread is computed from its rows (the 41 that fire)
+    assert ("Δnorm of the 41 latents that fire (0: target only, 1: base only): median 0.500, interquartile range "
+            "0.500–0.500, 5th–95th percentile 0.020–0.500, s.d. 0.163; 4 below 0.1 (target-only), 35 within 0.1 of "
+            "0.5 (shared), 1 above 0.9 (base-only).") in md
     assert "Latent scaling: 3 of 5 tested exclusive latents have ν\\_ε and ν\\_r below 0.3" in md
     assert ("(detection F1 0.81 vs 0.45 shuffled; fires most on sport (8.0% of its tokens, 8.0× its corpus rate))"
             in md)
@@ -136,7 +140,8 @@ def test_leaning_tail_names_the_category_the_target_tail_fires_on():
             and sum(r["target"] for r in tails["rows"]) == 20 == sum(r["base"] for r in tails["rows"]))
     assert sum(r["share_all"] for r in tails["rows"]) == pytest.approx(1.0)
     view = {"layer": 6, "named": None, "named_rows": [], "table": {
-        **table, "counts": {"shared": 200}, "n_alive": 200, "n_dead": 0, "d_sae": 200, "n_tokens": 9000}}
+        **table, "counts": {"shared": 200}, "n_alive": 200, "n_dead": 0, "d_sae": 200, "n_tokens": 9000,
+        "threshold": 0.1}}
     text = " ".join(layer_sentences(view))
     assert "Of the 20 most target-leaning latents (lowest Δnorm, 0.400–0.420; each firing ≥ 20 times), 19 fire " \
            "most on sport, the group where" in text

@@ -84,3 +84,23 @@ def test_save_load_round_trip(base, windows, tmp_path):
     assert back.layer_table()[1]["layer"] == 1
     with pytest.raises(ArtifactError, match="no layer sweep"):
         SweepResult.load(tmp_path / "missing")
+
+
+def test_cutting_the_right_padding_off_leaves_every_number(base, windows, monkeypatch):
+    import saelab.diff.sweep as sweep
+
+    n_corpus = windows.cfg["n_corpus_windows"]
+    assert n_corpus % 4 == 0 and sweep._cut_length(valid_mask(windows)[n_corpus:]) < windows.ctx_len  # cut
+    target = perturbed(base, 2, scale=0.3)
+    cut = layer_sweep(base, target, windows, batch_size=4, top_k=5, progress=False)
+    monkeypatch.setattr(sweep, "CUT_MAX", 0)  # every batch whole
+    whole = layer_sweep(base, target, windows, batch_size=4, top_k=5, progress=False)
+    np.testing.assert_array_equal(np.isnan(cut.kl), np.isnan(whole.kl))
+    np.testing.assert_allclose(cut.kl, whole.kl, rtol=1e-5, atol=1e-7)
+    for field in ("rel_norm", "cosine", "cka", "cka_plain", "kl_mean"):
+        assert getattr(cut, field) == pytest.approx(getattr(whole, field), rel=1e-5, abs=1e-7), field
+    assert cut.kl_by_group == pytest.approx(whole.kl_by_group, rel=1e-5)
+    assert [(t["window"], t["pos"], t["target_next"]) for t in cut.top_kl] == \
+        [(t["window"], t["pos"], t["target_next"]) for t in whole.top_kl]
+    assert (cut.n_tokens, cut.n_cka_tokens, cut.changed_layer) == (whole.n_tokens, whole.n_cka_tokens,
+                                                                   whole.changed_layer)

@@ -112,7 +112,8 @@ def decoder_change(coder: SparseCoder) -> np.ndarray:
 
 
 def train_or_resume(batches: Any, config: Any, acts: PairedActivations, layer: int, out_dir: Path,
-                    hookpoint: str, progress: bool = True, resume: bool = True) -> tuple[SparseCoder, str]:
+                    hookpoint: str, progress: bool = True, resume: bool = True,
+                    heldout: torch.Tensor | None = None) -> tuple[SparseCoder, str]:
     """(the crosscoder of `layer`, "resumed" if a finished one with this config was on disk else "ran")."""
     from ..train.crosscoder import finished_crosscoder, train_crosscoder
 
@@ -120,6 +121,20 @@ def train_or_resume(batches: Any, config: Any, acts: PairedActivations, layer: i
         return done, "resumed"
     model = f"{acts.cfg['base']['path']} | {acts.cfg['target']['path']}"
     coder = train_crosscoder(batches, config, d_in=acts.d_model, hookpoint=hookpoint, out_dir=out_dir, resume=resume,
-                             progress=progress, model=model)
+                             progress=progress, model=model, heldout=heldout)
     return coder, "ran"
+
+
+def heldout_rows(acts: PairedActivations, layer: int, held: tuple[int, int], limit: int = 8192) -> torch.Tensor | None:
+    """Up to `limit` paired activations [n, 2, d] of the held-out windows [lo, hi) at `layer` (None: none), for
+    the crosscoder's held-out FVU while it trains."""
+    rows, n = [], 0
+    for b in acts.batches_with_meta(layer, 4096):
+        keep = torch.from_numpy((b.window >= held[0]) & (b.window < held[1]))
+        if keep.any():
+            rows.append(b.acts[keep])
+            n += int(keep.sum())
+        if n >= limit:
+            break
+    return torch.cat(rows)[:limit] if rows else None
 

@@ -73,6 +73,24 @@ def tag_latents(delta: Tensor | np.ndarray, target_only: float = 0.1, base_only:
     return tags
 
 
+def delta_norm_spread(delta: Tensor | np.ndarray | Sequence[float], threshold: float = 0.1) -> dict[str, Any]:
+    """How Δnorm is spread over latents (usually those that fire): did the crosscoder leave the middle?
+
+    Returns {n, median, q25, q75, iqr, p05, p95, std, min, max, threshold, bands}: quantiles and standard
+    deviation of `delta` [n] (None when it is empty) and `bands`, latents per tag of `tag_latents` with
+    `threshold` (target-only < t, base-only > 1 − t, shared within t of 0.5, other). Example:
+        >>> delta_norm_spread(delta_norm(coder)[alive], 0.1)["bands"]   # {"target-only": 12, "base-only": 3, …}
+    """
+    d = np.asarray(delta.detach().cpu() if isinstance(delta, Tensor) else delta, dtype=np.float64)
+    tags = tag_latents(d, target_only=threshold, base_only=1 - threshold, shared_band=threshold)
+    stats: dict[str, float | None] = dict.fromkeys(("median", "q25", "q75", "iqr", "p05", "p95", "std", "min", "max"))
+    if d.size:
+        p05, q25, median, q75, p95 = (float(v) for v in np.percentile(d, [5, 25, 50, 75, 95]))
+        stats = {"median": median, "q25": q25, "q75": q75, "iqr": q75 - q25, "p05": p05, "p95": p95,
+                 "std": float(d.std()), "min": float(d.min()), "max": float(d.max())}
+    return {"n": int(d.size), **stats, "threshold": threshold, "bands": {t: int((tags == t).sum()) for t in TAGS}}
+
+
 @torch.no_grad()
 def decoder_cosine(coder: SparseCoder) -> Tensor:
     """[d_sae] float32: cosine of d_j^base and d_j^target (0 where either is zero)."""
@@ -334,4 +352,5 @@ def _jsonable(values: Any) -> list:
 
 
 __all__ = ["GroupFiring", "LatentScaling", "LatentTable", "TAGS", "VERDICTS", "activation_scales", "decoder_cosine",
-           "decoder_norms", "delta_norm", "firing_frequency_by_group", "latent_scaling", "tag_latents"]
+           "decoder_norms", "delta_norm", "delta_norm_spread", "firing_frequency_by_group", "latent_scaling",
+           "tag_latents"]

@@ -294,7 +294,7 @@ def _stage_sweep(run: _Run, acts: PairedActivations) -> None:
 
 
 def _stage_crosscoder(run: _Run, acts: PairedActivations, layer: int, coder_file: Any) -> Any:
-    from .features import heldout_windows, train_or_resume
+    from .features import heldout_rows, heldout_windows, train_or_resume
 
     if coder_file is not None:
         _check_fits(coder_file, acts, layer, run.pair)
@@ -318,7 +318,8 @@ def _stage_crosscoder(run: _Run, acts: PairedActivations, layer: int, coder_file
     hookpoints = _recorded_request(run.out / "activations").get("hookpoints", {})
     hookpoint = hookpoints.get(str(layer), f"resid_post.{layer}")
     coder, status = run.timed("crosscoder", lambda: run.replacing(f"layer {layer} crosscoder", path, lambda resume: (
-        train_or_resume(batches, cc, acts, layer, path, hookpoint, run.progress, resume=resume))))
+        train_or_resume(batches, cc, acts, layer, path, hookpoint, run.progress, resume=resume,
+                        heldout=heldout_rows(acts, layer, held)))))
     run.done["crosscoder"] = status
     if status == "ran":
         run.emit(f"crosscoder layer {layer}: {coder.d_sae:,} latents trained in {run.seconds['crosscoder']:.0f} s")

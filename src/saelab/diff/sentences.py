@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..interp import TOP_TOKENS
+from .table import delta_spread
 
 CORPUS = "corpus"
 SCALING_LIMIT = 0.3
@@ -142,6 +143,17 @@ def _tail_sentence(table: dict[str, Any], side: str) -> str:
             f"Bonferroni-corrected for picking the largest of {t['n_groups']} categories).")
 
 
+def _spread_sentence(table: dict[str, Any]) -> str:
+    s = delta_spread(table)
+    if not s["n"]:
+        return ""
+    t, b = s["threshold"], s["bands"]
+    return (f"Δnorm of the {s['n']:,} latents that fire (0: target only, 1: base only): median {s['median']:.3f}, "
+            f"interquartile range {s['q25']:.3f}–{s['q75']:.3f}, 5th–95th percentile {s['p05']:.3f}–{s['p95']:.3f}, "
+            f"s.d. {s['std']:.3f}; {b['target-only']:,} below {t:g} (target-only), {b['shared']:,} within {t:g} of "
+            f"0.5 (shared), {b['base-only']:,} above {1 - t:g} (base-only).")
+
+
 def _named_phrase(rows: list[dict[str, Any]], group: str, kind: str, groups: list[str], n: int = 3) -> str:
     picked = [r for r in rows if r["group"] == group and r.get("explanation")][:n]
     if not picked:
@@ -165,7 +177,7 @@ def layer_sentences(view: dict[str, Any]) -> list[str]:
            f"({_pct(c.get('base-only', 0), alive)}){_where(t, 'base-only')}; {c.get('shared', 0):,} shared "
            f"({_pct(c.get('shared', 0), alive)}); {c.get('other', 0):,} other. {t['n_dead']:,} of "
            f"{t['d_sae']:,} latents never fired on the {t['n_tokens']:,} tokens."]
-    out += [x for x in (_tail_sentence(t, "target"), _tail_sentence(t, "base")) if x]
+    out += [x for x in (_spread_sentence(t), _tail_sentence(t, "target"), _tail_sentence(t, "base")) if x]
     s = t.get("scaling")
     if s and s.get("n_tested"):
         out.append(f"Latent scaling: {s['n_genuine']:,} of {s['n_tested']:,} tested exclusive latents have ν_ε and "

@@ -3,8 +3,8 @@
 Per latent: Δnorm and its tag, decoder cosine, decoder change, firing count and frequency
 (overall and per group: corpus and each category), and for the exclusive latents the
 latent-scaling ratios ν_ε, ν_r with the artifact flag. Per layer: tag counts among latents
-that fire, tokens per group, each tag's mean per-latent firing rate per group, the held-out
-FVU of each model, and the latent-scaling summary.
+that fire and the spread of their Δnorm (`delta_norm_spread`), tokens per group, each tag's mean
+per-latent firing rate per group, the held-out FVU of each model, and the latent-scaling summary.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def build_table(acts: PairedActivations, coder: SparseCoder, layer: int, out: Pa
     request = _request(acts, coder, config)
     if (out / "latent_table.json").exists() and (out / "cfg.json").exists() and \
             read_json(out / "cfg.json").get("request") == request:
+        _add_spread(out / "latent_table.json")
         return "resumed", LatentStore(out / "latents")
     held = heldout_windows(acts, config.heldout_fraction)
     store, fvu = encode_latents(acts, coder, layer, out / "latents", heldout=held)
@@ -50,6 +51,22 @@ def build_table(acts: PairedActivations, coder: SparseCoder, layer: int, out: Pa
     write_cfg(out, {"artifact": "diff_features", "layer": layer, "request": request,
                     "files": ["latents/", "latent_table.json", "examples.json"]})
     return "ran", store
+
+
+def delta_spread(table: dict[str, Any]) -> dict[str, Any]:
+    """The table's `delta_norm_spread` (a table written before it was stored: computed from its rows)."""
+    from .latent_stats import delta_norm_spread
+
+    if "delta_norm_spread" in table:
+        return table["delta_norm_spread"]
+    return delta_norm_spread([r["delta_norm"] for r in table["latents"] if r["count"] > 0], table["threshold"])
+
+
+def _add_spread(path: Path) -> None:
+    """Store `delta_norm_spread` in a table written before it was (a resumed run's table reads like a new one)."""
+    table = read_json(path)
+    if "delta_norm_spread" not in table:
+        write_json(path, {**table, "delta_norm_spread": delta_spread(table)})
 
 
 def group_counts(acts: PairedActivations, store: LatentStore) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -68,7 +85,7 @@ def group_counts(acts: PairedActivations, store: LatentStore) -> tuple[list[str]
 
 def latent_table(acts: PairedActivations, coder: SparseCoder, store: LatentStore, layer: int,
                  threshold: float) -> dict[str, Any]:
-    from .latent_stats import decoder_cosine, decoder_norms, delta_norm, tag_latents
+    from .latent_stats import decoder_cosine, decoder_norms, delta_norm, delta_norm_spread, tag_latents
 
     delta = np.asarray(delta_norm(coder), np.float64)
     tags = [str(t) for t in tag_latents(delta, target_only=threshold, base_only=1 - threshold, shared_band=threshold)]
@@ -95,6 +112,7 @@ def latent_table(acts: PairedActivations, coder: SparseCoder, store: LatentStore
     return {"layer": layer, "hookpoint": coder.cfg.hookpoint, "d_sae": coder.d_sae, "threshold": threshold,
             "n_tokens": int(store.n_tokens), "n_alive": int(alive.sum()), "n_dead": int((~alive).sum()),
             "counts": {t: int(((tag_arr == t) & alive).sum()) for t in TAGS},
+            "delta_norm_spread": delta_norm_spread(delta[alive], threshold),
             "groups": names, "group_tokens": [int(n) for n in group_tokens],
             "tag_by_group": {t: [float(rate[g, (tag_arr == t) & alive].mean()) if ((tag_arr == t) & alive).any()
                                  else 0.0 for g in range(len(names))] for t in TAGS[:3]},
