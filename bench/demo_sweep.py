@@ -3,14 +3,15 @@
     flock /tmp/saelab-cpu.lock .venv/bin/python bench/demo_sweep.py --workspace /tmp/sweep-ws \\
         --configs 1:8:1 4:8:1 4:4:2 --out bench/demo_sweep.json
 
-Each config `EPOCHS:BATCH_WINDOWS:LR_MULTIPLIER` trains the demo's two SAEs ("full", 2,048 latents,
+Each config `EPOCHS:BATCH_WINDOWS:LR_MULTIPLIER[:DEAD_TOKENS]` trains the demo's two SAEs ("full", 2,048 latents,
 and "ultra", 16,384; TopK k = 32; SmolLM2-135M-Instruct `resid_post.6`) from ONE activation buffer
 of the demo's 327,680 training tokens (built once, reused by every config), with the rate
 multiplier times saelab's default (2e-4 / sqrt(d_sae / 2^14)). For each it records:
 
 - held-out FVU of both on the demo's evaluation windows (the 128 after the training ones; text
-  positions, one formula for all), dead fraction, the decoder rows' median cosine to their
-  initialisation;
+  positions, one formula for all); latents that never fire on the 325K training tokens (what the
+  cache counts as dead) and latents firing on > 10% of them (dense); the decoder rows' median cosine
+  to their initialisation;
 - matching: one-to-one partners of full's latents in ultra by decoder cosine (Hungarian assignment,
   as `saelab match` does), the share at cosine ≥ 0.7 (the demo's goal: 25%), and the same for a
   random rotation of full's decoder (chance);
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from saelab.activations.buffer import ActivationBuffer
 from saelab.data.run import TokensConfig
 from saelab.data.run import run as tokens_run
 from saelab.models.load import DEFAULT_MODEL, load_model
@@ -56,6 +58,22 @@ def held_out_fvu(coder, x: torch.Tensor) -> float:
     return float((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
 
 
+def c_buffer(ws: Workspace, coders: dict) -> Path:
+    return Path(next(iter(coders.values())).cfg.extra["training"]["buffer"])
+
+
+def firing(coder, buffer: ActivationBuffer) -> tuple[float, float]:
+    """(share of latents that never fire on the buffer's tokens, share firing on > 10% of them): the cache's
+    and eval's definitions of dead and dense, over the training tokens."""
+    counts = torch.zeros(coder.d_sae)
+    hp = buffer.hookpoints[0]
+    with torch.no_grad():
+        for lo in range(0, buffer.n_rows, 8192):
+            x = buffer.rows(hp, torch.arange(lo, min(lo + 8192, buffer.n_rows)))
+            counts += (coder.encode(x) > 0).sum(0).float()
+    return float((counts == 0).float().mean()), float((counts > 0.1 * buffer.n_rows).float().mean())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workspace", type=Path, required=True)
@@ -72,11 +90,13 @@ def main() -> None:
     x_eval = next(iter(acts.values()))[mask].float()
     results = []
     for spec_text in args.configs:
-        epochs, batch, mult = spec_text.split(":")
+        epochs, batch, mult, *dead = spec_text.split(":")
         epochs, batch, mult = float(epochs), int(batch), float(mult)
+        dead_tokens = int(dead[0]) if dead else 10_000_000
         tag = spec_text.replace(":", "_").replace(".", "p")
         specs = tuple(DictionarySpec(f"{tag}-{n}", HOOK, d, 32, lr=mult * default_lr(d)) for n, d in WIDTHS.items())
-        config = TrainConfig(specs, n_tokens=TRAIN_TOKENS, batch_size=batch, epochs=epochs, checkpoint_every=0)
+        config = TrainConfig(specs, n_tokens=TRAIN_TOKENS, batch_size=batch, epochs=epochs, checkpoint_every=0,
+                             dead_tokens=dead_tokens)
         t0 = time.perf_counter()
         train_run(config, ws, lm, windows, run_name=f"sweep-{tag}", resume=False, progress=False)
         seconds = time.perf_counter() - t0
@@ -84,10 +104,13 @@ def main() -> None:
 
         coders = {n: load_dictionary(ws.dictionary(f"{tag}-{n}")) for n in WIDTHS}
         rec = {"config": spec_text, "epochs": epochs, "batch_windows": batch, "lr_multiplier": mult,
-               "seconds": seconds}
+               "dead_tokens": dead_tokens, "seconds": seconds}
+        buffer = ActivationBuffer(c_buffer(ws, coders))
         for n, c in coders.items():
             t = c.cfg.extra["training"]
+            never, dense = firing(c, buffer)
             rec[n] = {"heldout_fvu": held_out_fvu(c, x_eval), "dead_fraction": t["final"]["dead_fraction"],
+                      "never_fired_on_training_tokens": never, "dense_fraction_gt_10pct": dense,
                       "decoder_cos_init": t["final"]["decoder_cos_init"], "steps": t["steps"], "lr": t["lr"]}
         full, ultra = coders["full"].W_dec.detach().float(), coders["ultra"].W_dec.detach().float()
         rec["one_to_one_0.7"], rec["median_partner_cos"] = one_to_one(full, ultra)
@@ -100,14 +123,16 @@ def main() -> None:
            "model_dtype": str(lm.dtype), "eval_tokens": int(x_eval.shape[0]), "results": results}
     if args.out:
         args.out.write_text(json.dumps(out, indent=1))
-    print("| epochs | batch (windows) | lr × | steps | seconds | FVU full | FVU ultra | dead full / ultra | "
+    print("| epochs | batch (windows) | lr × | dead after (tokens) | steps | seconds | FVU full | FVU ultra | "
+          "never fired full / ultra | dense full / ultra | "
           "cos to init full / ultra | one-to-one ≥ 0.7 | chance |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         f, u = r["full"], r["ultra"]
-        print(f"| {r['epochs']:g} | {r['batch_windows']} | {r['lr_multiplier']:g} | {f['steps']} | "
-              f"{r['seconds']:.0f} | {f['heldout_fvu']:.3f} | {u['heldout_fvu']:.3f} | "
-              f"{f['dead_fraction']:.1%} / {u['dead_fraction']:.1%} | "
+        print(f"| {r['epochs']:g} | {r['batch_windows']} | {r['lr_multiplier']:g} | {r['dead_tokens']:,} | "
+              f"{f['steps']} | {r['seconds']:.0f} | {f['heldout_fvu']:.3f} | {u['heldout_fvu']:.3f} | "
+              f"{f['never_fired_on_training_tokens']:.1%} / {u['never_fired_on_training_tokens']:.1%} | "
+              f"{f['dense_fraction_gt_10pct']:.1%} / {u['dense_fraction_gt_10pct']:.1%} | "
               f"{f['decoder_cos_init']:.2f} / {u['decoder_cos_init']:.2f} | {r['one_to_one_0.7']:.1%} | "
               f"{r['chance_one_to_one_0.7']:.1%} |")
 
