@@ -211,7 +211,8 @@ def test_cache_ctrl_c_keeps_finished_shards_and_the_same_command_resumes(paths, 
     monkeypatch.setattr(latents_run, "_encode_batch", interrupted)
     with caplog.at_level("WARNING"):
         assert run_cli(*_cache_args(paths)) == 130
-    assert "saelab cache -d base" in _out(capsys) and "keeps 2 of 4 shards" in caplog.text
+    # 5 shards of 8 windows: the training windows and the 8 held out after them (train --heldout-windows)
+    assert "saelab cache -d base" in _out(capsys) and "keeps 2 of 5 shards" in caplog.text
     store = paths["ws"] / "latents" / "base"
     with pytest.raises(ArtifactError, match="incomplete"):
         LatentStore(store)  # a reader never takes a half-written store for a whole one
