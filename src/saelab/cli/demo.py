@@ -23,11 +23,11 @@ def register(app: typer.Typer) -> None:
              ultra: int = typer.Option(16384, "--ultra", help="Latents of the wide SAE ('ultra')."),
              k: int = typer.Option(32, "--k", help="Active latents per token (TopK)."),
              batch_size: int = opt.BatchSize,
-             train_epochs: float = typer.Option(4.0, "--train-epochs", help="Passes of the SAEs over their "
+             train_epochs: float = typer.Option(6.0, "--train-epochs", help="Passes of the SAEs over their "
                                                 "training tokens (an activation buffer: one model pass)."),
              train_batch_size: int = typer.Option(4, "--train-batch-size",
                                                   help="Windows per optimiser step of the SAEs."),
-             lr_scale: float = typer.Option(16.0, "--lr-scale", help="× the default rate of both SAEs "
+             lr_scale: float = typer.Option(8.0, "--lr-scale", help="× the default rate of both SAEs "
                                            "(chosen by a sweep: bench/RESULTS.md)."),
              skip_diff: bool = typer.Option(False, "--skip-diff", help="Skip the model diff (fine-tune SmolLM2 on "
                                             "BBC sport, then `saelab diff` base vs target: a few minutes, more "

@@ -80,12 +80,13 @@ def register(app: typer.Typer) -> None:
         lr: Optional[float] = typer.Option(None, "--lr",
                                            help="Adam rate (default 2e-4 / sqrt(d_sae / 2^14), as sparsify)."),
         lr_scale: float = typer.Option(1.0, "--lr-scale", help="Multiplies the default rate (not --lr); short "
-                                       "runs want more (the demo's 1,272 steps use 16: bench/RESULTS.md)."),
+                                       "runs want more (the demo's 1,908 steps use 8: bench/RESULTS.md)."),
         lr_warmup_steps: Optional[int] = typer.Option(None, "--lr-warmup-steps",
                                                       help="Default: 5% of the steps, ≤ 1000."),
         auxk_alpha: float = typer.Option(1 / 32, "--auxk-alpha", help="Weight of the AuxK loss (0: off)."),
         dead_tokens: int = typer.Option(10_000_000, "--dead-tokens",
-                                        help="Tokens without firing before a latent is dead."),
+                                        help="Tokens without firing before a latent is dead (AuxK then trains it); "
+                                        "a run shorter than this never has dead latents: the demo uses 100,000."),
         transcode_to: Optional[str] = typer.Option(None, "--transcode-to",
                                                    help="Train a transcoder predicting this hookpoint."),
         skip: bool = typer.Option(False, "--skip", help="Transcoders: add a linear skip connection."),

@@ -161,7 +161,7 @@ class TrainConfig(OptimConfig):
     lr_scale: float = 1.0
     """Multiplies every dictionary's default rate (not an explicit `lr`): a short run wants a larger one
     (the demo's sweep, bench/RESULTS.md: over 1,272 steps a 16K-latent decoder hardly leaves its
-    initialisation at sparsify's rate; ×16 moves it)."""
+    initialisation at sparsify's rate; ×8 moves it)."""
     epochs: float = 1.0
     """Passes over the training windows. 1: their activations stream from the model into the steps (no
     copy kept); more (or `steps`): they are computed once into an activation buffer
