@@ -20,7 +20,7 @@ from pathlib import Path
 
 from saelab.activations.paired import PairedActivations
 from saelab.demo import DEMO_DIFF, DEMO_LAYER
-from saelab.diff.features import heldout_windows
+from saelab.diff.features import heldout_rows, heldout_windows
 from saelab.diff.latent_stats import delta_norm, delta_norm_spread
 from saelab.train.config import default_lr
 from saelab.train.crosscoder import train_crosscoder
@@ -38,9 +38,7 @@ def main() -> None:
     held = heldout_windows(acts, DEMO_DIFF.heldout_fraction)
     import torch
 
-    rows = [b.acts[torch.from_numpy((b.window >= held[0]) & (b.window < held[1]))]
-            for b in acts.batches_with_meta(DEMO_LAYER, 4096)]
-    heldout = torch.cat(rows)[:8192]
+    heldout = heldout_rows(acts, DEMO_LAYER, held)
     results = []
     for n_tokens, scale in [(n, s) for n in args.n_tokens for s in args.lr_scale]:
         cc = dataclasses.replace(DEMO_DIFF.crosscoder, lr=scale * default_lr(DEMO_DIFF.crosscoder.d_sae),

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from saelab.activations.buffer import ActivationBuffer
 from saelab.data.run import TokensConfig
 from saelab.data.run import run as tokens_run
-from saelab.models.load import DEFAULT_MODEL, load_model
+from saelab.match.assignment import hungarian
+from saelab.models.load import DEFAULT_MODEL, cpu_bf16, load_model
 from saelab.train import run as train_run
 from saelab.train.config import DictionarySpec, TrainConfig, default_lr
 from saelab.train.source import model_reader
@@ -47,8 +47,7 @@ WIDTHS = {"full": 2048, "ultra": 16384}
 def one_to_one(a: torch.Tensor, b: torch.Tensor, threshold: float = 0.7) -> tuple[float, float]:
     """(share of a's rows with a one-to-one partner in b at cosine ≥ threshold, median partner cosine)."""
     cos = (torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(b, dim=-1).T).numpy()
-    rows, cols = linear_sum_assignment(-cos)
-    s = cos[rows, cols]
+    s = hungarian(cos).score  # the assignment `saelab match` makes
     return float((s >= threshold).mean()), float(np.median(s))
 
 
@@ -56,10 +55,6 @@ def held_out_fvu(coder, x: torch.Tensor) -> float:
     with torch.no_grad():
         x_hat = coder(x).x_hat
     return float((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
-
-
-def c_buffer(ws: Workspace, coders: dict) -> Path:
-    return Path(next(iter(coders.values())).cfg.extra["training"]["buffer"])
 
 
 def firing(coder, buffer: ActivationBuffer) -> tuple[float, float]:
@@ -105,7 +100,7 @@ def main() -> None:
         coders = {n: load_dictionary(ws.dictionary(f"{tag}-{n}")) for n in WIDTHS}
         rec = {"config": spec_text, "epochs": epochs, "batch_windows": batch, "lr_multiplier": mult,
                "dead_tokens": dead_tokens, "seconds": seconds}
-        buffer = ActivationBuffer(c_buffer(ws, coders))
+        buffer = ActivationBuffer(next(iter(coders.values())).cfg.extra["training"]["buffer"])
         for n, c in coders.items():
             t = c.cfg.extra["training"]
             never, dense = firing(c, buffer)
@@ -138,14 +133,14 @@ def main() -> None:
 
 
 def _cpu() -> str:
+    """The CPU's name and whether it multiplies bf16 fast (the rule `--dtype auto` follows)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor()
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
-    flags = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    fast = [f for f in ("amx_bf16", "avx512_bf16") if f in flags.split()]
-    return f"{name} ({', '.join(fast) or 'no bf16 matrix units'})"
+        text = ""
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+                platform.processor() or platform.machine())
+    return f"{name} ({cpu_bf16()[1]})"
 
 
 if __name__ == "__main__":

@@ -74,9 +74,11 @@ class ActivationBuffer:
     def hookpoints(self) -> list[str]:
         return list(self.cfg["hookpoints"])
 
-    def rows(self, hookpoint: str, index: Tensor) -> Tensor:
-        """float32 [len(index), d]: the rows `index` (sorted reads are faster from disk)."""
-        out = torch.from_numpy(np.ascontiguousarray(self._arrays[hookpoint][index.numpy()]))
+    def rows(self, hookpoint: str, index: Tensor | slice) -> Tensor:
+        """float32 [n, d]: the rows `index` (sorted reads are faster from disk; a slice reads a range as is)."""
+        index = index if isinstance(index, slice) else index.numpy()
+        rows = self._arrays[hookpoint][index]  # a copy for an index array, a read-only view of the map for a slice
+        out = torch.from_numpy(rows if rows.flags.writeable else rows.copy())
         if self.dtype == "bfloat16":
             out = out.view(torch.bfloat16)
         return out.to(torch.float32)
@@ -103,7 +105,7 @@ def buffer_stream(buffer: ActivationBuffer, windows: Any, start: int, stop: int,
         a, b = int(offsets[lo - first]), int(offsets[hi - 1 - first] + counts[hi - 1 - first])
         acts = {}
         for hp in buffer.hookpoints:
-            rows = buffer.rows(hp, torch.arange(a, b))
+            rows = buffer.rows(hp, slice(a, b))
             full = torch.zeros(*mask.shape, rows.shape[-1], dtype=rows.dtype)
             full[mask] = rows
             acts[hp] = full

@@ -264,11 +264,12 @@ def _fit(trainer: CrosscoderTrainer, stream: Iterator[Tensor], state: RunState, 
                 break
             m = trainer.step(x)
             state.advance(0, x.shape[0], x.shape[0])
-            if heldout is not None and (state.step % eval_every == 0 or state.step == config.total_steps):
+            evaluate = heldout is not None and (state.step % eval_every == 0 or state.step == config.total_steps)
+            if evaluate:
                 m.update(trainer.heldout_metrics(heldout))
             update(x.shape[0], f"FVU base {m['fvu_base']:.3f} target {m['fvu_target']:.3f} L0 {m['l0']:.0f} "
                                f"dead {m['dead_fraction']:.1%}")
-            if jsonl is not None and (state.step % 10 == 0 or state.step == config.total_steps or "heldout_fvu" in m):
+            if jsonl is not None and (evaluate or state.step % 10 == 0 or state.step == config.total_steps):
                 jsonl.write({"step": state.step, "tokens": state.text_tokens, **m})
             if out is not None and config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 save_checkpoint(out / CHECKPOINT_NAME, state, {"crosscoder": trainer}, fingerprint)

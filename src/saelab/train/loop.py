@@ -94,13 +94,13 @@ def fit(trainers: dict[str, DictionaryTrainer], io: dict[str, tuple[str, str]], 
                 last = state.step_in_chunk == n_steps - 1
                 step_tokens = chunk_tokens // n_steps + (chunk_tokens % n_steps if last else 0)
                 state.advance(n_steps, step_tokens, n_text)
-                if heldout is not None and eval_every and (state.step % eval_every == 0
-                                                           or state.step == total_steps):
+                evaluate = heldout is not None and eval_every > 0 and (state.step % eval_every == 0
+                                                                        or state.step == total_steps)
+                if evaluate:
                     for name, t in trainers.items():
                         metrics[name].update(t.heldout_metrics(heldout[io[name][0]], heldout[io[name][1]]))
                 update(step_tokens, _metrics_text(metrics))
-                if state.step % log_every == 0 or state.step == total_steps or "heldout_fvu" in \
-                        next(iter(metrics.values())):
+                if evaluate or state.step % log_every == 0 or state.step == total_steps:
                     rate = (state.window_tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
                     for name, m in metrics.items():
                         jsonl.write({"dictionary": name, "step": state.step, "tokens": state.window_tokens,

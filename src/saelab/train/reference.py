@@ -10,11 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..coders import SparseCoder
-from .objective import StepLoss, code_norms, fvu
-
-
-def _skip(coder: SparseCoder, x: Tensor) -> Tensor | float:
-    return x @ coder.W_skip.T if coder.W_skip is not None else 0.0  # [N, d_out]
+from .objective import StepLoss, _skip, code_norms, fvu
 
 
 def topk_forward(coder: SparseCoder, pre: Tensor, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:

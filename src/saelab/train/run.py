@@ -111,13 +111,15 @@ def training_source(config: TrainConfig, read: ReadWindows, windows_range: tuple
     first, stop = windows_range
     if not config.buffered:
         return ChunkedSource(read, first, stop, config.batch_size, config.shuffle_windows, config.seed, ctx_len)
-    buffer = write_buffer(buffer_dir, read, first, stop, {**identity, "windows": [first, stop],
-                                                          "hookpoints": config.hookpoints},
+    buffer = write_buffer(buffer_dir, read, first, stop, buffer_identity(config, identity, windows_range),
                           ctx_len=ctx_len, chunk_windows=config.shuffle_windows, progress=progress)
-    batch_rows = config.batch_size * ctx_len
-    per_epoch = max(1, math.ceil(buffer.n_rows / batch_rows))
-    total = config.steps if config.steps is not None else max(1, round(config.epochs * per_epoch))
-    return BufferSource(buffer, batch_rows, total, config.seed, (stop - first) * ctx_len)
+    return BufferSource(buffer, config.batch_size * ctx_len, config.seed, (stop - first) * ctx_len, config.epochs,
+                        config.steps)
+
+
+def buffer_identity(config: TrainConfig, identity: dict[str, Any], windows_range: tuple[int, int]) -> dict[str, Any]:
+    """What a run's activation buffer holds (its cfg.json `identity`; its directory name is a hash of it)."""
+    return {**identity, "windows": list(windows_range), "hookpoints": config.hookpoints}
 
 
 def heldout_range(config: TrainConfig, windows: TokenWindows, first: int, stop: int) -> tuple[tuple[int, int],
@@ -271,8 +273,7 @@ def _run_locked(config: TrainConfig, workspace: Workspace, lm: LoadedModel, wind
     identity = {"tokens_hash": windows.tokens_hash, "model": lm.spec}
     buffer_dir = None
     if config.buffered:  # one buffer per (model, windows, hookpoints): later runs with other settings reuse it
-        name = buffer_name({**identity, "dtype": str(lm.dtype), "windows": [first, stop],
-                            "hookpoints": sorted(canonical.values())})
+        name = buffer_name({**buffer_identity(config, identity, (first, stop)), "dtype": str(lm.dtype)})
         buffer_dir = workspace.root / "buffers" / name
         provenance["buffer"] = str(buffer_dir)
     with workspace.lock("buffers", buffer_dir.name) if buffer_dir is not None else contextlib.nullcontext():
@@ -285,6 +286,7 @@ def _run_locked(config: TrainConfig, workspace: Workspace, lm: LoadedModel, wind
 
 
 __all__ = [
+    "buffer_identity",
     "build_trainers",
     "heldout_range",
     "replace_directory",

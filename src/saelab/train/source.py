@@ -93,15 +93,16 @@ class BufferSource:
     an epoch. Window tokens are accounted per epoch (the buffer's windows × ctx_len), as sparsify counts.
 
     Example:
-        >>> src = BufferSource(buffer, batch_rows=2048, total_steps=1000, seed=0, window_tokens=327_680)
+        >>> src = BufferSource(buffer, batch_rows=2048, seed=0, window_tokens=327_680, epochs=4)
         >>> for batch in src.steps(chunk=0):      # {hookpoint: [2048, d]}
         ...     ...
     """
 
-    def __init__(self, buffer: ActivationBuffer, batch_rows: int, total_steps: int, seed: int, window_tokens: int):
+    def __init__(self, buffer: ActivationBuffer, batch_rows: int, seed: int, window_tokens: int, epochs: float = 1.0,
+                 steps: int | None = None):
         self.buffer, self.batch_rows, self.seed, self.window_tokens = buffer, batch_rows, seed, window_tokens
         self.steps_per_epoch = max(1, math.ceil(buffer.n_rows / batch_rows))
-        self._total_steps = total_steps
+        self._total_steps = steps if steps is not None else max(1, round(epochs * self.steps_per_epoch))
 
     @property
     def total_steps(self) -> int:
@@ -120,10 +121,6 @@ class BufferSource:
     @property
     def total_tokens(self) -> int:
         return sum(self.chunk_tokens(c) for c in range(self.n_chunks))
-
-    @property
-    def epochs(self) -> float:
-        return self._total_steps / self.steps_per_epoch
 
     def steps(self, chunk: int, start: int = 0) -> Iterator[dict[str, Tensor]]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + chunk)

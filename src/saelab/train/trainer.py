@@ -48,15 +48,11 @@ def lr_factor(step: int, warmup: int, total: int, decay_fraction: float) -> floa
 
 
 def select_dtype(encoder_dtype: str, coder_dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    """The dtype of the step's dense encoder product: `encoder_dtype`, where `auto` takes bfloat16 only
-    when the coder is float32 and the device multiplies bf16 fast (`models.load.auto_dtype`)."""
-    if coder_dtype != torch.float32 or encoder_dtype == "float32":
-        return coder_dtype
-    if encoder_dtype == "bfloat16":
-        return torch.bfloat16
-    from ..models.load import auto_dtype
+    """The dtype of the step's dense encoder product: `encoder_dtype` as `models.load.parse_dtype` reads it
+    (`auto`: bfloat16 where the device multiplies it fast), for a float32 coder; other coders keep their own."""
+    from ..models.load import parse_dtype
 
-    return auto_dtype(torch.device(device))[0]
+    return parse_dtype(encoder_dtype, device, "encoder_dtype") if coder_dtype == torch.float32 else coder_dtype
 
 
 def coder_config(spec: DictionarySpec, d_in: int, d_out: int, hookpoint: str, out_hookpoint: str | None,
