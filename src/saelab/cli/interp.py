@@ -34,13 +34,26 @@ def _latent_ids(values: list[str]) -> tuple[int, ...] | None:
     return tuple(dict.fromkeys(ids)) or None
 
 
+def _model_identity(spec: str) -> str:
+    """One string per model: an embedded name and the directory it was converted to are one model, a path is
+    resolved, and `random:M@S` is M's identity with the seed (never the trained model's)."""
+    from ..models.embedded import EMBEDDED_MODELS, converted_dir
+    from ..models.random_init import parse_random_spec
+
+    if (rnd := parse_random_spec(spec)) is not None:
+        return f"random:{_model_identity(rnd.model)}@{rnd.seed}"
+    given = converted_dir(EMBEDDED_MODELS[spec]) if spec in EMBEDDED_MODELS else Path(spec).expanduser()
+    return str(given.resolve())
+
+
 def refuse_other_subject(ws, model: str, store: str) -> None:
     """A reused latent store was cached from one model (its tokens, activations and tokenizer): a MODEL argument
     that names another one (by its spec, its directory, or an embedded name whose copy is that directory) is
-    refused rather than silently ignored."""
+    refused rather than silently ignored. A random model (`random:M@SEED`) is never the trained M, nor M with
+    another seed: the store's own record decides where the token windows' spec would not tell them apart."""
     from .._io import read_json_object
     from ..errors import ConfigError
-    from ..models.embedded import EMBEDDED_MODELS, converted_dir
+    from ..models.random_init import parse_random_spec
 
     cfg = read_json_object(ws.latents(store) / "cfg.json", "a latent store's config")
     path = (cfg.get("model") or {}).get("path") if isinstance(cfg.get("model"), dict) else None
@@ -48,11 +61,16 @@ def refuse_other_subject(ws, model: str, store: str) -> None:
     spec = read_json_object(tokens, "the token windows' config").get("model") if tokens.exists() else None
     if path is None and spec is None:
         return  # the store does not say
-    given = converted_dir(EMBEDDED_MODELS[model]) if model in EMBEDDED_MODELS else Path(model).expanduser()
-    if model == spec or (path is not None and given.resolve() == Path(path).expanduser().resolve()):
+    parse_random_spec(model, "model")  # a malformed random: spec is refused as such
+    random = lambda s: parse_random_spec(s) is not None  # noqa: E731
+    if path is not None and _model_identity(model) == _model_identity(path):
         return
+    if spec is not None and _model_identity(model) == _model_identity(spec) \
+            and (path is None or random(model) == random(path)):
+        return
+    cached = path if path is not None and (random(path) or random(model)) else spec or path
     raise ConfigError(f"model: got {model!r}, but the latent store {ws.latents(store)} was cached from "
-                      f"{spec or path!r} (its tokens and activations); pass that model, or use another --workspace "
+                      f"{cached!r} (its tokens and activations); pass that model, or use another --workspace "
                       f"(-w) to cache the dictionary with {model!r}.")
 
 
@@ -93,6 +111,32 @@ def _ensure_store(ws, model: str, sparse_model: str, selector, dataset_repo: str
     coder = load_resolved(resolved, device=lm.device, site=selector.site)
     run_cache(CacheConfig(batch_size=batch_size), ws, lm, windows, {resolved.name: coder})
     return resolved.name
+
+
+def _control_run(ws, control: str, config, n_hookpoints: int) -> Path:
+    """--control's run, checked before any work: one run to compare with, finished, sharing a scorer."""
+    from .._io import read_json
+    from ..errors import ConfigError
+    from ..interp.control import find_control, setting_differences
+
+    if n_hookpoints > 1:
+        raise ConfigError("--control: compares one run with one control; give one --hookpoints value per "
+                          "autointerp command.")
+    run = find_control(ws, control, "--control")
+    setting_differences({"scorers": list(config.scorers)}, read_json(run / "run_config.json").get("config") or {},
+                        "--control")
+    return run
+
+
+def _write_control(ws, out: Path, control: Path, seed: int, arg: str) -> None:
+    """Compare the run `out` with `control` and write the comparison into `out`, under the run's lock."""
+    from ..interp.control import compare_runs, write_control
+    from ..lock import hold_directory
+    from ..workspace import is_name
+
+    inside = is_name(out.name) and out.resolve() == ws.interp(out.name).resolve()
+    with ws.lock("interp", out.name) if inside else hold_directory(out):
+        write_control(out, compare_runs(out, control, seed=seed, arg=arg))
 
 
 def _group_summary(out: Path, spec: str, runs: dict[str, Path]) -> Path:
@@ -223,6 +267,12 @@ def register(app: typer.Typer) -> None:
                                             "explainer (explanations redoes them)."),
         name: str = typer.Option("", "--name", help="Run name: outputs in workspace/interp/NAME (default: the "
                                  "dictionary's name)."),
+        control: Optional[str] = typer.Option(None, "--control", help="An interp run made the same way on a "
+                                              "dictionary of a random model (`saelab train --random-init`): a name "
+                                              "in workspace/interp/ or a run directory. Adds each scorer's mean "
+                                              "score here and there, the gap with a two-sample bootstrap CI, and in "
+                                              "words whether the explanations measure what the trained model "
+                                              "learned. A finished run only recomputes the comparison."),
         results_dir: Optional[str] = opt.with_snake_alias(
             None, "--results-dir",
             help="Write to results_dir/NAME instead."),
@@ -257,6 +307,7 @@ def register(app: typer.Typer) -> None:
         if name:
             check_name(name, "--name")
         hps = _split(hookpoints) or [None]
+        control_run = _control_run(ws, control, config, len(hps)) if control is not None else None
         runs: dict[str, Path] = {}
         for hp in hps:
             sel = opt.selector(hp, layer, width, l0, site)
@@ -269,6 +320,8 @@ def register(app: typer.Typer) -> None:
             runs[hp or store] = run(config, ws, store, name=run_name, out_dir=out_dir, overwrite=_split(overwrite))
         if len(runs) == 1:
             out = next(iter(runs.values()))
+            if control_run is not None:
+                _write_control(ws, out, control_run, seed, "--control")
         else:
             parts = [r.name.split("__") for r in runs.values()]  # store names: REPO__HOOKPOINT
             common = [p[0] for p in zip(*parts) if len(set(p)) == 1]
@@ -277,6 +330,28 @@ def register(app: typer.Typer) -> None:
         console.print((out / "summary.md").read_text(), markup=False, highlight=False)
         per_hookpoint = "" if len(runs) == 1 else f" (one run per hookpoint: {', '.join(map(str, runs.values()))})"
         emit(f"outputs in {out}{per_hookpoint}")
+
+    @app.command("autointerp-compare")
+    def autointerp_compare(
+        run: str = typer.Argument(..., help="A finished interp run: a name under workspace/interp/ or a directory."),
+        control: str = typer.Argument(..., help="The same run made on a dictionary of a random model "
+                                      "(`saelab train --random-init`): a name or a directory."),
+        seed: int = typer.Option(22, "--seed", help="Seed of the bootstrap draws."),
+        workspace: Optional[str] = opt.WorkspaceOpt,
+    ) -> None:
+        """Compare a finished run with its random-model control (what `autointerp --control` adds, without
+        rerunning anything): per scorer, the mean per-latent score of both, the gap with a two-sample bootstrap
+        CI (10,000 draws), and whether the explanations separate the trained model from a random one. Written
+        into RUN (control.json, summary.md, summary.json, run_config.json). Seconds."""
+        from ..interp.control import find_control
+        from ..workspace import Workspace
+        from . import console
+
+        ws = Workspace.at(workspace)
+        out = find_control(ws, run, "RUN")
+        _write_control(ws, out, find_control(ws, control, "CONTROL"), seed, "CONTROL")
+        console.print((out / "summary.md").read_text(), markup=False, highlight=False)
+        console.print(f"outputs in {out}", highlight=False, markup=False)
 
     @app.command("autointerp-merge")
     def autointerp_merge(

@@ -7,6 +7,7 @@ On disk (`workspace/interp/NAME/`, or any `out_dir`):
   scores/<scorer>/<variant>/<latent>.json  per-example records; variant = explanation | top-tokens | shuffled
                                       (intruder, which shows no explanation: the first variant only)
   summary.json, summary.md            pooled metrics, both baselines, failures, best / worst latents
+  control.json                        beside a random model's run, when asked (`interp.control`)
 Every file is written atomically when its latent is done, so an interrupted run resumes; a
 rerun redoes only failed explanations and failed records. `overwrite` names stages to redo.
 A run records the hashes of the store it read (run_config.json): a rerun on a store rebuilt
@@ -36,6 +37,7 @@ from ..errors import ArtifactError, ConfigError, choices_message
 from ..latents.source import open_store
 from ..latents.store import LatentStore
 from ..lock import hold_directory
+from ..models.random_init import base_path
 from ..progress import token_progress
 from ..workspace import Workspace, difference
 from .clients.base import Client
@@ -314,10 +316,11 @@ def stage_scores(config: InterpConfig, items: dict[int, LatentExamples], texts: 
 def load_subject_tokenizer(store: LatentStore) -> Any:
     from transformers import AutoTokenizer
 
-    path = (store.cfg.get("model") or {}).get("path")
+    recorded = (store.cfg.get("model") or {}).get("path")
+    path = base_path(recorded) if recorded else recorded  # a random model's tokenizer is its base model's
     if not path or not Path(path).exists():
         raise ArtifactError(f"the latent store {store.path} does not name a model directory with a tokenizer "
-                            f"(model.path = {path!r}); pass tokenizer= to run().")
+                            f"(model.path = {recorded!r}); pass tokenizer= to run().")
     return AutoTokenizer.from_pretrained(path)
 
 
@@ -358,6 +361,8 @@ def _run_locked(config: InterpConfig, workspace: Workspace, dictionary: str, out
     tokenizer = tokenizer if tokenizer is not None else load_subject_tokenizer(store)
     for stage in overwrite:
         shutil.rmtree(out / stage, ignore_errors=True)
+    if overwrite:  # a comparison with the random-model control (interp.control) of what is redone now
+        (out / "control.json").unlink(missing_ok=True)
     if set(overwrite) == set(STAGES):
         (out / TIMINGS).unlink(missing_ok=True)
     negatives = negative_source(config, workspace, dictionary, store, windows, tokenizer, out, embed)
@@ -453,6 +458,7 @@ def _run_config(config: InterpConfig, store: LatentStore, dictionary: str, clien
                                                                "model": config.explainer_model,
                                                                "note": "not loaded this run"})
     return {"artifact": "interp", "dictionary": dictionary, "store": str(store.path),
+            "model": (store.cfg.get("model") or {}).get("path"),
             "tokens_hash": store.tokens_hash, "dictionary_hash": store.cfg.get("dictionary_hash"),
             "hookpoint": store.cfg.get("hookpoint"), "dictionary_source": store.cfg.get("dictionary_source"),
             "config": asdict(config),

@@ -1,4 +1,4 @@
-"""Language models: loading (hub, directory, GGUF, embedded) and hookpoints.
+"""Language models: loading (hub, directory, GGUF, embedded, `random:` controls) and hookpoints.
 
 Names are imported on first use (`__getattr__` below), so a light submodule (`saelab.models.defaults`, which the
 command line reads for its defaults) does not load torch and transformers with this package.
@@ -13,6 +13,7 @@ _API: dict[str, str] = {
     "DEFAULT_MODEL": "defaults", "EMBEDDED_MODELS": "embedded", "EmbeddedModel": "embedded", "cache_dir": "embedded",
     "Hookpoint": "hookpoints", "list_hookpoints": "hookpoints", "resolve_hookpoint": "hookpoints",
     "LoadedModel": "load", "load_model": "load", "parse_device": "load", "parse_dtype": "load",
+    "RandomSpec": "random_init", "parse_random_spec": "random_init",
 }
 """Public name → the submodule that defines it."""
 

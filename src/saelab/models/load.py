@@ -6,7 +6,7 @@ import functools
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ from ..errors import ConfigError, ModelError, choices_message
 from .defaults import DEFAULT_MODEL
 from .embedded import EMBEDDED_MODELS, cache_dir, ensure_converted, gguf_to_safetensors
 from .hookpoints import decoder_layers_path
+from .random_init import parse_random_spec, random_model
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,11 @@ class LoadedModel:
     """The `AutoModelForCausalLM` (in eval mode, gradients off)."""
     tokenizer: Any
     spec: str
-    """What the user asked for (`smollm2-135m`, a hub id, a path)."""
+    """What the user asked for (`smollm2-135m`, a hub id, a path); a random model's in full, with its seed
+    (`random:smollm2-135m@0`)."""
     path: str
-    """What was actually loaded (a directory or hub id): goes into cfg.json."""
+    """What was actually loaded (a directory or hub id; `random:DIRECTORY@SEED` for a random model): goes into
+    cfg.json, and `load_model(path)` loads the same weights again."""
     dtype: torch.dtype
     device: torch.device
 
@@ -111,9 +114,9 @@ class LoadedModel:
     @functools.cached_property
     def weights_hash(self) -> str:
         """sha256 (16 hex) of the weight files the model was loaded from (*.safetensors, *.bin, *.gguf, in name
-        order), else of its in-memory weights: the model's identity wherever a cache put it (~0.4 s per
-        500 MB, once per LoadedModel)."""
-        where = Path(self.path) if self.path else Path("/nonexistent")
+        order), else (a random model, a model built in memory) of its in-memory weights: the model's identity
+        wherever a cache put it (~0.4 s per 500 MB, once per LoadedModel)."""
+        where = Path(self.path) if self.path and parse_random_spec(self.path) is None else Path("/nonexistent")
         if where.is_file():
             files = [where]
         else:
@@ -127,9 +130,15 @@ class LoadedModel:
         return h.hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
-        return {"spec": self.spec, "path": self.path, "architecture": self.config.model_type,
-                "n_layers": self.n_layers, "d_model": self.d_model, "dtype": str(self.dtype).removeprefix("torch."),
-                "device": str(self.device), "vocab_size": int(self.config.vocab_size)}
+        described = {"spec": self.spec, "path": self.path, "architecture": self.config.model_type,
+                     "n_layers": self.n_layers, "d_model": self.d_model,
+                     "dtype": str(self.dtype).removeprefix("torch."), "device": str(self.device),
+                     "vocab_size": int(self.config.vocab_size)}
+        if (rnd := parse_random_spec(self.spec)) is not None:
+            described["random_init"] = {"model": rnd.model, "seed": rnd.seed,
+                                        "note": "the model's architecture, config and tokenizer with every weight "
+                                                "drawn by its own initialisation: a control, not a trained model"}
+        return described
 
 
 def dtype_name(name: str, arg: str = "dtype", quantizations: tuple[str, ...] = ()) -> str:
@@ -177,7 +186,13 @@ def parse_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_model_path(spec: str) -> tuple[str, str | None]:
-    """Map a spec to (directory or hub id, gguf file name or None)."""
+    """Map a spec to (directory or hub id, gguf file name or None). `random:MODEL@SEED` maps to MODEL's: its
+    tokenizer and config are those."""
+    if (rnd := parse_random_spec(spec)) is not None:
+        try:
+            return resolve_model_path(rnd.model)
+        except ModelError as e:
+            raise ModelError(f"{e} (in {spec!r}: random:MODEL@SEED takes any model spec as MODEL)") from None
     if spec in EMBEDDED_MODELS:
         return str(ensure_converted(EMBEDDED_MODELS[spec])), None
     path = Path(spec).expanduser()
@@ -208,7 +223,9 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
 
     Args:
         spec: an embedded name (`smollm2-135m`, `gemma3-270m`), a Hugging Face id
-            (`HuggingFaceTB/SmolLM2-135M-Instruct`), a local model directory, or a `.gguf` file.
+            (`HuggingFaceTB/SmolLM2-135M-Instruct`), a local model directory, or a `.gguf` file; or
+            `random:SPEC[@SEED]`: SPEC's architecture, config and tokenizer with every weight drawn afresh
+            (seed 0 by default; see `random_init`), the control for auto-interpretation scores.
         dtype: `auto` (bf16 where the device has fast bf16 matmuls, else float32), `float32`,
             `bfloat16` or `float16` (or fp32, bf16, fp16), a torch dtype, or `int8` (see `quantize`:
             dynamic int8 on a CPU, bitsandbytes on CUDA).
@@ -232,15 +249,22 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
     if int8:
         check_int8(dev)
     torch_dtype = torch.float32 if int8 else parse_dtype(dtype, dev)  # int8: float32 weights, quantized after
+    rnd = parse_random_spec(spec)
+    if rnd is not None and int8 and dev.type == "cuda":
+        raise ConfigError(f"dtype: int8 on CUDA loads quantized weights from files, and {spec!r} has none; load "
+                          "it in float32 / bfloat16, or in int8 on the CPU.")
+    base = rnd.model if rnd is not None else spec
     path, _ = resolve_model_path(spec)
-    if cache_dir is not None and path == spec and not Path(spec).expanduser().exists():
+    if cache_dir is not None and path == base and not Path(base).expanduser().exists():
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(spec, cache_dir=str(cache_dir),
+        path = snapshot_download(base, cache_dir=str(cache_dir),
                                  allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        if int8 and dev.type == "cuda":
+        if rnd is not None:
+            model = random_model(path, rnd.seed, torch_dtype)
+        elif int8 and dev.type == "cuda":
             model, torch_dtype = load_int8_cuda(path, str(dev)), torch.float16
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
@@ -250,5 +274,7 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
         model.to(dev).eval().requires_grad_(False)
     if int8 and dev.type == "cpu":
         model = quantize_dynamic_int8(model)
+    if rnd is not None:  # the seed always written out: `random:M` and `random:M@0` are one model, one identity
+        spec, path = str(rnd), str(replace(rnd, model=path))
     log.info("loaded %s (%s) as %s on %s", spec, path, "int8" if int8 else torch_dtype, dev)
     return LoadedModel(model=model, tokenizer=tok, spec=spec, path=path, dtype=torch_dtype, device=dev)
