@@ -56,8 +56,9 @@ def test_the_stage_asks_no_llm_and_a_rerun_reads_the_run_back(tmp_path, monkeypa
     c = s["comparisons"]["embedding"][0]
     assert (c["variant"], c["reference"], c["n_latents"]) == ("top-tokens", "shuffled", len(PLANTED))
     assert c["difference"] > 0.2  # a planted latent's top token is its word
-    assert f"of {len(PLANTED)} latents of synth" in lines[0] and lines[0].endswith("too few latents for a verdict")
+    assert lines[0].startswith("synth, embedding: top-token descriptions") and f"of {len(PLANTED)} latents" in lines[0]
     assert f"{c['difference']:+.3f} (95% CI {c['ci_low']:+.3f} … {c['ci_high']:+.3f}" in lines[0]
+    assert "At chance" in lines[0] and "too few for a verdict" in lines[0]  # a handful of planted latents
     assert "1 passed over" in lines[1]  # the latent that fires 3 times
     again: list[str] = []
     demo.stage_interp_top_tokens(cfg, ws, again.append)
@@ -66,29 +67,34 @@ def test_the_stage_asks_no_llm_and_a_rerun_reads_the_run_back(tmp_path, monkeypa
 
 def _summary(above, n_latents=128, comparisons=True):
     c = {"variant": "top-tokens", "reference": "shuffled", "metric": "auc", "n_latents": n_latents, "mean": 0.61,
-         "mean_reference": 0.5, "difference": 0.11, "ci_low": 0.08, "ci_high": 0.14, "above": above}
+         "mean_reference": 0.5, "difference": 0.11, "ci_low": 0.08, "ci_high": 0.14, "p_one_sided": 0.2,
+         "above": above}
+    scored = {"n_latents": n_latents, "pooled": {"n_examples": 50 * n_latents, "n_failed": 0}}
     return {"n_latents": n_latents, "skipped": {"7": "3 activating examples < min_examples (200)",
                                                 "-1": "5 latents never fire (not listed one by one)"},
+            "scores": {"embedding": {"top-tokens": scored, "shuffled": scored}},
             "comparisons": {"embedding": [c]} if comparisons else {},
             "timings": {"explain/top-tokens": {"seconds": 1.0, "n_latents": 128},
                         "score/embedding/shuffled": {"seconds": 63.0, "n_latents": 128},
                         "score/embedding/top-tokens": {"seconds": 64.0, "n_latents": 128}}}
 
 
-@pytest.mark.parametrize("above, verdict", [(True, ": measurably above chance"),
-                                            (False, ": not measurably above chance"),
-                                            (None, ": too few latents for a verdict")])
-def test_the_sentences_say_auc_difference_ci_verdict_and_time(above, verdict):
+@pytest.mark.parametrize("above, n, verdict", [(True, 128, "Above chance by +0.110"),
+                                               (False, 128, "At chance: the difference from shuffled is +0.110"),
+                                               (None, 9, "9 latents are too few for a verdict")])
+def test_the_sentences_say_auc_beside_chance_the_difference_ci_verdict_and_time(above, n, verdict):
     from saelab.demo import top_tokens_sentences
 
-    first, second = top_tokens_sentences(_summary(above), "full")
-    assert "of 128 latents of full" in first and "AUC 0.610 vs 0.500 with shuffled" in first
-    assert "+0.110 (95% CI +0.080 … +0.140, bootstrap over 128 latents)" in first and first.endswith(verdict)
-    assert second.startswith("1.00 s per latent") and "128 s in all" in second and "1 passed over" in second
+    first, second = top_tokens_sentences(_summary(above, n), "full")
+    assert first.startswith(f"full, embedding: top-token descriptions (no LLM) of {n} latents")
+    assert "AUC 0.610 vs 0.500 shuffled (chance)" in first and verdict in first
+    assert f"+0.110 (95% CI +0.080 … +0.140, {n} latents)" in first
+    assert second.startswith(f"{128 / n:.2f} s per latent") and "128 s in all" in second and "1 passed over" in second
 
 
 def test_no_comparison_says_so():
     from saelab.demo import top_tokens_sentences
 
-    assert top_tokens_sentences(_summary(None, 2, comparisons=False), "full") == [
-        "top tokens vs shuffled (embedding scorer): too few latents of full to compare (2 with enough examples)"]
+    first, _ = top_tokens_sentences(_summary(None, 2, comparisons=False), "full")
+    assert first.startswith("full, embedding: top-token descriptions (no LLM) of 2 latents")
+    assert first.endswith("too few scored to compare with shuffled.")

@@ -161,6 +161,7 @@ def _complete(path) -> bool:
 
 def stage_evals(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: Emit) -> dict[str, Any]:
     from .evals import EvalConfig, compare
+    from .report.summary import fvu_references
 
     a, b = list(cfg.widths)
     out = ws.root / "evals" / f"{a}__{b}"
@@ -169,6 +170,13 @@ def stage_evals(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, emit: 
     r = compare(a, b, ws, lm, windows, out, config, resume=True)
     emit(r["summary_text"].rstrip())
     emit(f"{'kept (same dictionaries, settings and tokens)' if r['reused'] else 'written'}: {out}")
+    # FVU's reference point: PCA keeping as many directions as `a` has active latents (both SAEs: L0 = k), fitted
+    # on the windows before the evaluated ones, on the same tokens; its d×d covariance takes seconds
+    dense = EvalConfig(n_tokens=cfg.eval_tokens, batch_size=cfg.batch_size, metrics=("reconstruction", "sparsity"))
+    pca = compare(a, "dense:pca", ws, lm, windows, ws.root / "evals" / f"{a}__pca", dense)
+    results = [(out.name, {"metrics": {a: r["a"], b: r["b"]}}), (f"{a}__pca", {"metrics": {"pca": pca["b"]}})]
+    for ref in fvu_references(results):
+        emit(ref.line)
     return r
 
 
@@ -191,6 +199,7 @@ def stage_cooc_sfal(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, em
     from .cooc import CoocConfig
     from .cooc.run import run as cooc_run
     from .interp import TOP_TOKENS
+    from .report.references import sfal_references
     from .sfal import SfalConfig
     from .sfal.run import run as sfal_run
 
@@ -198,10 +207,8 @@ def stage_cooc_sfal(cfg: DemoConfig, ws: Workspace, lm: LoadedModel, windows, em
     co = cooc_run(CoocConfig(), ws, name, windows)
     emit(f"co-occurrence of {name}: {co.counts.n_windows:,} windows of {co.cfg['config']['k']} tokens inside documents")
     r = sfal_run(SfalConfig(), ws, name, TOP_TOKENS.name, tokenizer=lm.tokenizer)
-    for model, a in r.aggregates.items():
-        emit(f"SFAL ({model}, top-token descriptions, not LLM explanations): NDCG {a['ndcg_mean']:.3f} over "
-             f"{a['n_scored']:,} latents vs shuffled baseline {a['baseline_ndcg_mean']:.3f} "
-             f"± {a['baseline_ndcg_sd']:.3f}")
+    for ref in sfal_references(name, r.aggregates, TOP_TOKENS.kind):
+        emit(ref.line)
     emit(f"written: {r.csv}, {r.summary}")
 
 
@@ -209,32 +216,17 @@ def stage_interp(cfg: DemoConfig, ws: Workspace, emit: Emit) -> None:
     from ._io import read_json
     from .interp.config import demo_preset
     from .interp.run import run
-    from .interp.summary import fmt
+    from .report.references import failure_sentences, interp_references
+    from .report.sources import explained_by, interp_control
 
     name = min(cfg.widths, key=cfg.widths.get)  # type: ignore[arg-type]
     out = run(demo_preset(max_latents=4), ws, name)  # the explainer dominates the demo's time
     s = read_json(out / "summary.json")
     emit(f"{s['n_latents']} latents of {name} explained by SmolLM2-135M (a quick preset: it proves the pipeline, "
          f"not the latents; --explainer_model qwen2.5-coder-1.5b for real explanations); {len(s['skipped'])} skipped")
-    for explainer, f in s["explanation_failures"].items():
-        if f["n_failed"]:
-            emit(f"  explanations {explainer}: {f['n_failed']} of {f['n']} failed {f['reasons']}")
-    for scorer, variants in s["scores"].items():
-        for variant, t in variants.items():
-            p = t["pooled"]
-            if not p["n_examples"]:  # e.g. every explanation failed: nothing was scored with this set
-                emit(f"  {scorer} / {variant}: no examples scored ({t['n_latents']} latents), {p['n_failed']} failed")
-                continue
-            auc = f"AUC {p['auc']:.3f}, " if isinstance(p.get("auc"), float) else ""
-            emit(f"  {scorer} / {variant}: {auc}F1 {fmt(p['f1'])}, balanced accuracy {fmt(p['balanced_accuracy'])} "
-                 f"over {p['n_examples']} examples, {p['n_failed']} failed")
-    for scorer, rows in (s.get("comparisons") or {}).items():
-        for c in rows:
-            if c["reference"] == "shuffled":
-                emit(f"  {scorer}: {c['variant']} − shuffled, per-latent {c['metric']} {c['difference']:+.3f} "
-                     f"(95% CI {c['ci_low']:+.3f} … {c['ci_high']:+.3f}, {c['n_latents']} latents): "
-                     + ("too few latents for a verdict" if c["above"] is None else
-                        "measurably above chance" if c["above"] else "not measurably above chance"))
+    for line in failure_sentences(s) + [r.line for r in interp_references(name, s, explained_by(out),
+                                                                          interp_control(out))]:
+        emit(f"  {line}")
     if t := s.get("timings"):
         emit("  seconds per latent: " + ", ".join(f"{k} {v['seconds_per_latent']:.1f}" for k, v in t.items()))
     emit(f"written: {out / 'summary.md'}")
@@ -259,23 +251,14 @@ def top_tokens_config(max_latents: int = TOP_TOKENS_LATENTS):
 
 
 def top_tokens_sentences(s: dict[str, Any], dictionary: str) -> list[str]:
-    """What the no-LLM check says, from its summary.json: AUC of top tokens vs shuffled, the per-latent paired
-    difference with its CI, the verdict, and seconds per latent (describing and scoring, summed over reruns)."""
-    from .interp import TOP_TOKENS
+    """What the no-LLM check says, from its summary.json: the top-token descriptions' mean per-latent AUC beside
+    shuffled descriptions (chance) with the paired difference's CI and the verdict (`saelab.report.references`),
+    and seconds per latent (describing and scoring, summed over reruns)."""
+    from .report.references import interp_references
 
-    c = next((c for c in (s.get("comparisons") or {}).get("embedding", [])
-              if (c["variant"], c["reference"]) == (TOP_TOKENS.variant, "shuffled")), None)
-    if c is None:
-        return [f"top tokens vs shuffled (embedding scorer): too few latents of {dictionary} to compare "
-                f"({s['n_latents']} with enough examples)"]
-    verdict = ("too few latents for a verdict" if c["above"] is None else
-               "measurably above chance" if c["above"] else "not measurably above chance")
     seconds = sum(t["seconds"] for t in (s.get("timings") or {}).values())
     passed = sum(int(k) >= 0 for k in s["skipped"])  # -1: the latents that never fire, not candidates
-    return [f"top-token descriptions (no LLM) of {c['n_latents']} latents of {dictionary}, embedding scorer: "
-            f"mean per-latent {c['metric'].upper()} {c['mean']:.3f} vs {c['mean_reference']:.3f} with shuffled "
-            f"descriptions (chance); paired difference {c['difference']:+.3f} (95% CI {c['ci_low']:+.3f} … "
-            f"{c['ci_high']:+.3f}, bootstrap over {c['n_latents']} latents): {verdict}",
+    return [*(r.line for r in interp_references(dictionary, s, None)),
             f"{seconds / max(s['n_latents'], 1):.2f} s per latent (describing and scoring: {seconds:.0f} s in all); "
             f"the first {s['n_latents']} latents with enough examples, {passed} passed over"]
 
@@ -376,8 +359,17 @@ def stage_report(ws: Workspace, lm: LoadedModel, emit: Emit) -> None:
     emit(f"report written; open {index.resolve().as_uri()}")
 
 
+def stage_summary(ws: Workspace, emit: Emit) -> None:
+    """The headline numbers, each beside its reference point, as the report's front page and summary.md say."""
+    from .report.summary import SUMMARY_NAME, headline
+
+    for ref in headline(ws):
+        emit(ref.line)
+    emit(f"written: {ws.report / SUMMARY_NAME}")
+
+
 STAGES = ("tokens", "activations", "train", "cache", "evals", "match", "co-occurrence + SFAL", "auto-interp",
-          "auto-interp (top tokens)", "model diff", "report")
+          "auto-interp (top tokens)", "model diff", "report", "summary")
 
 
 def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
@@ -411,4 +403,5 @@ def run_demo(cfg: DemoConfig, ws: Workspace, emit: Emit) -> dict[str, float]:
     if cfg.diff:
         timed("model diff", lambda: stage_diff(cfg, ws, emit))
     timed("report", lambda: stage_report(ws, lm, emit))
+    timed("summary", lambda: stage_summary(ws, emit))
     return seconds

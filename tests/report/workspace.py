@@ -121,3 +121,15 @@ def _sfal(ws: Workspace, name: str) -> None:
     _write(d / "summary.json", {"aggregates": {model: {"n_scored": SIZES["narrow"], "ndcg_mean": 0.41,
                                                        "ndcg_median": 0.4, "baseline_ndcg_mean": 0.3,
                                                        "baseline_ndcg_sd": 0.01}}, "correlations": {}})
+
+
+def add_evals(ws, narrow_fvu: float, pca_fvu: float) -> None:
+    """A comparison of `narrow` with dense PCA at its L0 (4), on the same tokens, as `saelab compare` writes it."""
+    d = ws.root / "evals" / "narrow__pca"
+    common = {"tokens_hash": "t", "windows": [16, 24]}
+    _write(d / "narrow_metrics.json", {**common, "dictionary": {"name": "narrow", "kind": "sae", "k": 4},
+                                       "reconstruction": {"fvu": narrow_fvu, "n_tokens": 256},
+                                       "sparsity": {"l0": 4.0}})
+    _write(d / "pca-4_metrics.json", {**common, "dictionary": {"name": "pca-4", "kind": "dense", "method": "pca",
+                                                               "k": 4, "d_in": 16},
+                                      "reconstruction": {"fvu": pca_fvu, "n_tokens": 256}})

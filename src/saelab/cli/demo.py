@@ -34,7 +34,9 @@ def register(app: typer.Typer) -> None:
                                             "with the Qwen explainer installed).")) -> None:
         """Run the pipeline on the embedded defaults: SmolLM2-135M and English prose → token windows →
         two TopK SAEs at resid_post.6 ('full' 2,048 and 'ultra' 16,384 latents) trained from one stream →
-        sparse latent caches → evaluation side by side → matching ultra ↔ full. Reruns skip finished stages."""
+        sparse latent caches → evaluation side by side (and beside PCA at the same L0) → matching ultra ↔ full →
+        auto-interp → model diff → report. Ends with each headline number beside its reference point (the report's
+        summary.md). Reruns skip finished stages."""
         from ..demo import DemoConfig, run_demo
         from ..workspace import Workspace
         from . import console

@@ -77,7 +77,8 @@ def page_context(data: DictionaryData, latent: int, tokens: torch.Tensor, view: 
         "cooc": _cooc(cooc, latent, config.n_neighbours),
         "explanation": text, "explanation_kind": kind,
         "failed": data.interp.failed.get(latent) if data.interp else None,
-        "scores": _scores(data, latent), "ndcg": data.ndcg(latent),
+        "scores": _scores(data, latent), "ndcg": data.ndcg(latent), "aside": _set_aside(data, latent),
+        "at_chance": _at_chance(data),
         "matches": _matches(data, latent),
         "predictions": _predictions(data, latent, view, config.n_predictions),
     }
@@ -96,6 +97,27 @@ def _scores(data: DictionaryData, latent: int) -> dict[str, float]:
         return {}
     scores = {s: data.interp.score(s, latent) for s in data.interp.scorers}
     return {s: round(v, 3) for s, v in scores.items() if v is not None}
+
+
+def _at_chance(data: DictionaryData) -> dict[str, str] | None:
+    """{"label", "why"} where the run's LLM explanations do not beat shuffled (None where they do)."""
+    from .references import explanation_scorers
+
+    if data.interp is None or data.interp.at_chance is None:
+        return None
+    compared = bool(explanation_scorers(data.interp.summary, "explanation"))
+    return {"label": "at chance" if compared else "not compared with chance", "why": data.interp.at_chance}
+
+
+def _set_aside(data: DictionaryData, latent: int) -> dict[str, Any] | None:
+    """The LLM's explanation of `latent` where its run's LLM explanations do not beat shuffled: its text (or
+    why it failed) and its scores, shown beside the top-token headline and marked at chance."""
+    aside = data.interp.set_aside if data.interp else None
+    if aside is None or (latent not in aside.explanations and latent not in aside.failed):
+        return None
+    scores = {s: round(v, 3) for s in sorted(aside.scores) if (v := aside.scores[s].get(latent)) is not None}
+    return {"explainer": aside.explainer, "text": aside.explanations.get(latent), "failed": aside.failed.get(latent),
+            "scores": scores}
 
 
 def _matches(data: DictionaryData, latent: int) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from . import plots, sources
 from .config import ReportConfig
 from .latent_page import Directions, page_context, precompute
 from .model_view import ModelView
+from .references import Reference
 from .table import DictionaryData, table_json
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,9 @@ def _metrics(evals: list[tuple[str, dict[str, Any]]], name: str) -> list[dict[st
 
 
 def dictionary_pages(site: Any, data: DictionaryData, ws: Workspace, tokens: torch.Tensor, view: ModelView,
-                     config: ReportConfig, pages: dict[str, set[int]]) -> None:
-    """The dictionary page, its table data, its plots and its latent pages."""
+                     config: ReportConfig, pages: dict[str, set[int]], refs: list[Reference]) -> None:
+    """The dictionary page (opening with its headline numbers beside their reference points, `refs`), its table
+    data, its plots and its latent pages."""
     name, store = data.name, data.store
     mine = sorted(pages[name])
     coder = _dictionary(ws, name)
@@ -75,7 +77,7 @@ def dictionary_pages(site: Any, data: DictionaryData, ws: Workspace, tokens: tor
     site.page("dictionary.html.jinja", f"{name}/index.html", name=name, store=store.summary(),
               dict_cfg=dict_cfg, metrics=_metrics(evals, name),
               fvu_plot=_fvu_plot(site, evals), freq_plot=freq_plot.name, n_pages=len(mine),
-              interp=data.interp, sfal=bool(data.sfal_rows))
+              interp=data.interp, sfal=bool(data.sfal_rows), refs=refs)
     for stale in (site.out / name / "latents").glob("*.html"):  # pages of an earlier report, not linked now
         if not stale.stem.isdigit() or int(stale.stem) not in pages[name]:
             stale.unlink()
@@ -129,7 +131,8 @@ def sfal_pages(site: Any, ws: Workspace, dicts: list[DictionaryData], pages: dic
 
 def index_page(site: Any, ws: Workspace, windows: TokenWindows, dicts: list[DictionaryData],
                evals: list[tuple[str, dict[str, Any]]], matches: list[sources.MatchRun],
-               diffs: list[dict[str, Any]], view: ModelView, pages: dict[str, set[int]]) -> Path:
+               diffs: list[dict[str, Any]], view: ModelView, pages: dict[str, set[int]],
+               refs: list[Reference]) -> Path:
     cards = []
     for data in dicts:
         dcfg = sources.json_or_none(ws.dictionary(data.name) / CFG_NAME) or {}
@@ -139,8 +142,7 @@ def index_page(site: Any, ws: Workspace, windows: TokenWindows, dicts: list[Dict
                       "best_sort": (data.interp and next(iter(data.interp.scorers), None)) or
                       ("ndcg" if data.sfal_rows else "frequency")})
     return site.page("index.html.jinja", "index.html", tokens=windows.cfg, view=view.description, cards=cards,
-                     evals=evals,
-                     matches=matches, diffs=diffs)
+                     evals=evals, matches=matches, diffs=diffs, refs=refs)
 
 
 def _interp_card(data: DictionaryData) -> dict[str, Any] | None:
@@ -152,8 +154,11 @@ def _interp_card(data: DictionaryData) -> dict[str, Any] | None:
             m = t.get("pooled", {})
             pooled[f"{scorer} · {variant}"] = (m.get("auc"), m.get("balanced_accuracy"), t.get("n_latents"),
                                                m.get("n_failed"))
+    aside = data.interp.set_aside
     return {"explainer": data.interp.explainer, "n_explained": len(data.interp.explanations),
-            "n_failed": len(data.interp.failed), "pooled": pooled}
+            "n_failed": len(data.interp.failed), "pooled": pooled, "at_chance": data.interp.at_chance,
+            "set_aside": None if aside is None else {"explainer": aside.explainer, "n": len(aside.explanations),
+                                                     "n_failed": len(aside.failed)}}
 
 
 def _sfal_card(ws: Workspace, name: str) -> dict[str, Any] | None:

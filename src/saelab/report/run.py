@@ -31,6 +31,7 @@ from .config import ReportConfig
 from .diff_page import complete_runs, diff_pages
 from .model_view import ModelView
 from .pages import dictionary_pages, index_page, match_pages, sfal_pages
+from .summary import SUMMARY_NAME, headline, write_summary
 from .table import DictionaryData, partner_closure
 
 log = logging.getLogger(__name__)
@@ -132,14 +133,18 @@ def _run_locked(config: ReportConfig, workspace: Workspace, out: Path, view: Mod
                       "diff_names": [d.name for d in diff_runs]})
     site.copy_static()
     pages = partner_closure(dicts, config.max_latent_pages)
+    evals = sources.evals(workspace)
+    refs = headline(workspace, evals, matches, diff_runs)  # each headline number beside its reference point
     for data in dicts:
-        dictionary_pages(site, data, workspace, windows.tokens, view, config, pages)
+        dictionary_pages(site, data, workspace, windows.tokens, view, config, pages,
+                         [r for r in refs if data.name in r.subjects])
     match_pages(site, matches, pages)
     sfal_pages(site, workspace, dicts, pages)
     diffs = diff_pages(site, diff_runs, windows.cfg, view, config)
-    evals = sources.evals(workspace)
-    index = index_page(site, workspace, windows, dicts, evals, matches, diffs, view, pages)
+    index = index_page(site, workspace, windows, dicts, evals, matches, diffs, view, pages, refs)
+    write_summary(out, refs)
     write_cfg(out, {"artifact": "report", "workspace": str(workspace.root), "config": asdict(config),
+                    "summary": SUMMARY_NAME,
                     "model_view": view.description, "n_pages": len(site.pages),
                     "latent_pages": {k: len(v) for k, v in pages.items()},
                     "built_from": built_from(windows.tokens_hash, dicts),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,19 @@ class MatchRun:
         return self.cfg["b"] if dictionary == self.cfg["a"] else self.cfg["a"]
 
 
+@dataclass(frozen=True)
+class SetAside:
+    """An LLM explanation set that does not beat shuffled explanations on its run's own scores
+    (`references.set_beats_shuffled`): its latents' pages lead with the top-token descriptions and show these
+    texts beside their scores, marked at chance."""
+
+    explainer: str
+    explanations: dict[int, str]
+    failed: dict[int, str]
+    scores: dict[str, dict[int, float]]
+    """scorer → latent → AUC (balanced accuracy where there is no AUC) of the LLM's explanation"""
+
+
 @dataclass
 class InterpRun:
     """`interp/NAME/` (the auto-interp stage): the explainer's explanations, per-latent scores and the
@@ -67,6 +80,10 @@ class InterpRun:
     path: Path | None = None
     variant: str = "explanation"
     """the score variant shown: the explainer's own explanation, or the top-tokens baseline's"""
+    set_aside: SetAside | None = None
+    """the run's LLM explanations where they do not beat shuffled: shown beside their scores, never as headlines"""
+    at_chance: str | None = None
+    """why the run's LLM explanations are at chance (None where they beat shuffled, or the run has no LLM)"""
 
     @property
     def scorers(self) -> list[str]:
@@ -141,18 +158,65 @@ def sfal(ws: Workspace, dictionary: str) -> dict[str, Any] | None:
 def interp(ws: Workspace, dictionary: str, run_dir: Path | None = None) -> InterpRun | None:
     """The interp run `run_dir`, else the dictionary's preferred one (`interp/DICTIONARY/`, else the newest
     that names it), read by `saelab.interp.load`: the run's explainer (an LLM's where there is one, else the
-    top-tokens baseline), its explanations and failures, and the scores of the variant they were scored as."""
-    from ..interp import load
+    top-tokens baseline), its explanations and failures, and the scores of the variant they were scored as.
+
+    An LLM explanation set that does not beat shuffled on the run's own scores (`references`) is not shown as
+    the latents' headline: the run is read as its top-token descriptions, with the LLM's texts set aside."""
+    from ..interp import TOP_TOKENS, load
+    from .references import chance_sentence, set_beats_shuffled
 
     d = run_dir or load.find_run(ws, dictionary)
     if d is None:
         return None
     explainer = load.run_explainer(d)
+    summary = load.read_summary(d)
+    if explainer == TOP_TOKENS.name or set_beats_shuffled(summary):
+        return _read_run(d, explainer, summary)
+    who = explained_by(d)
+    why = chance_sentence(summary, who)
+    if not (d / "explanations" / TOP_TOKENS.name).is_dir():  # an older run: nothing else to lead with
+        return replace(_read_run(d, explainer, summary), at_chance=why)
+    aside = SetAside(who, load.read_explanations(d, explainer), load.read_failures(d, explainer),
+                     _scores(d, load.scored_variant(explainer)))
+    return replace(_read_run(d, TOP_TOKENS.name, summary), set_aside=aside, at_chance=why)
+
+
+def explained_by(run_dir: Path) -> str:
+    """Who wrote a run's explanations: the explainer model its run_config.json names, else the explainer."""
+    from ..interp import load
+
+    cfg = read_json(run_dir / "run_config.json") if (run_dir / "run_config.json").exists() else {}
+    return (cfg.get("config") or {}).get("explainer_model") or load.run_explainer(run_dir)
+
+
+def _read_run(d: Path, explainer: str, summary: dict[str, Any] | None) -> InterpRun:
+    from ..interp import load
+
     variant = load.scored_variant(explainer)
-    scores = {scorer: {l: v for l, m in per.items() if (v := _key_metric(m)) is not None}
-              for scorer, per in load.read_per_latent(d, variant).items()}
-    return InterpRun(explainer, load.read_explanations(d, explainer), load.read_failures(d, explainer), scores,
-                     load.scorers_with_records(d, variant), load.read_summary(d), d, variant)
+    return InterpRun(explainer, load.read_explanations(d, explainer), load.read_failures(d, explainer),
+                     _scores(d, variant), load.scorers_with_records(d, variant), summary, d, variant)
+
+
+def _scores(d: Path, variant: str) -> dict[str, dict[int, float]]:
+    from ..interp import load
+
+    return {scorer: {l: v for l, m in per.items() if (v := _key_metric(m)) is not None}
+            for scorer, per in load.read_per_latent(d, variant).items()}
+
+
+def interp_control(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]] | None:
+    """CONTROL: the random-model control of an interp run (`saelab autointerp --control RUN`, written by
+    `saelab.interp.control.write_control` into the run's control.json) as {scorer: {explanation set: row}}, each
+    row the real run's mean per-latent score minus the control's (`mean`, `mean_reference`, `difference`,
+    `ci_low`, `ci_high`, `n_latents`, `n_latents_reference`, `above`); rows with nothing scored on a side are left
+    out. None where the control has not run."""
+    from ..interp.control import CONTROL_NAME
+
+    path = run_dir / CONTROL_NAME
+    if not path.exists():
+        return None
+    return {scorer: {r["variant"]: r for r in rows if "difference" in r}
+            for scorer, rows in (read_json(path).get("comparisons") or {}).items()}
 
 
 def _key_metric(m: dict[str, Any]) -> float | None:

@@ -31,7 +31,7 @@ class DictionaryData:
         """(text, kind): the auto-interp explanation, else SFAL's description (None where auto-interp
         failed on this latent: a failure is shown as one, not papered over)."""
         if self.interp and latent in self.interp.explanations:
-            return self.interp.explanations[latent], f"auto-interp ({self.interp.explainer})"
+            return self.interp.explanations[latent], _kind(self.interp)
         if self.interp and latent in self.interp.failed:
             return None, "auto-interp failed"
         row = self.sfal_rows.get(latent)
@@ -53,6 +53,15 @@ class DictionaryData:
                 if row.get(key) is not None and row[key] >= 0:
                     return m.other(self.name), int(row[key]), float(row.get(score) or 0.0)
         return None
+
+
+def _kind(run: InterpRun) -> str:
+    """How the latent page labels the run's text; where the top-token descriptions lead because the run's LLM
+    explanations are at chance, it says so."""
+    if run.set_aside is None:
+        return f"auto-interp ({run.explainer})"
+    return (f"auto-interp ({run.explainer}): the {run.set_aside.explainer} explanations of this run are at chance, "
+            "so the top-token description leads")
 
 
 def _float(x: Any) -> float | None:
