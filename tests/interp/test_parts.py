@@ -27,6 +27,10 @@ from .conftest import PLANTED
     ("", (None, "empty answer")),
     ("Explanation: ", (None, "the 'Explanation:' line is empty or a placeholder")),
     ("Explanation: [your explanation]", (None, "the 'Explanation:' line is empty or a placeholder")),
+    ("Explanation: 1. Movie tie-ins have been a recurring theme", ("Movie tie-ins have been a recurring theme", None)),
+    ("Explanation: - the word games", ("the word games", None)),
+    ("Explanation: 1984 and other years", ("1984 and other years", None)),
+    ("Explanation: 2.", ("2.", None)),
 ])
 def test_parse_marked_never_invents_an_explanation(text, expected):
     assert parse_marked(text) == expected

@@ -31,6 +31,10 @@ class Explanation:
         return dict(self.__dict__)
 
 
+_ENUMERATION = re.compile(r"^(?:\d{1,2}[.)]|[-*•])\s+")
+"""A leading list marker ("1. ", "2) ", "- "): small explainers start an enumeration after `Explanation:`."""
+
+
 def parse_marked(text: str | None) -> tuple[str | None, str | None]:
     """(explanation, None) from the last `Explanation: ...` line, else (None, reason)."""
     if not text or not text.strip():
@@ -39,6 +43,7 @@ def parse_marked(text: str | None) -> tuple[str | None, str | None]:
     if not found:
         return None, "no 'Explanation:' line in the answer"
     answer = found[-1].strip().strip("*_` ").strip()
+    answer = _ENUMERATION.sub("", answer, count=1).strip() or answer  # "1. Movie tie-ins …": a list's first item
     if len(answer) >= 2 and answer[0] == answer[-1] and answer[0] in "\"'" and answer[0] not in answer[1:-1]:
         answer = answer[1:-1].strip()  # one quoted answer; "'at' and 'on'" keeps its quotes
     if not answer or answer.startswith("<") or answer in {"...", "[your explanation]"}:
