@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "saelab"
 LAYERS: list[set[str]] = [
     {"errors", "_io", "progress", "render", "lock"},  # core: no stage
     {"workspace", "coders", "models"},
-    {"data"},
+    {"data", "synth"},
     {"activations"},
     {"latents", "train", "finetune"},
     {"evals", "cooc"},
