@@ -45,10 +45,11 @@ def _register_all() -> None:
     from . import finetune as finetune_cli
     from . import interp as interp_cli
     from . import sfal as sfal_cli
+    from . import synth as synth_cli
     from . import train as train_cli
 
     for module in (basics, demo, cache, train_cli, evals, dictionaries, match, sfal_cli, report, interp_cli,
-                   finetune_cli, diff_cli):
+                   finetune_cli, diff_cli, synth_cli):
         module.register(app)
 
 

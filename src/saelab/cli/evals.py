@@ -53,10 +53,21 @@ def register(app: typer.Typer) -> None:
               overwrite: bool = typer.Option(False, "--overwrite", help="Replace an evaluation the output directory "
                                              "holds of other weights, settings, model or tokens (without it that is "
                                              "refused; one of the same inputs is read back)."),
+              ground_truth: Optional[Path] = typer.Option(
+                  None, "--ground-truth", help="A synthetic model directory (`saelab synth`, or SAELens's "
+                  "SyntheticModel.save): score the dictionary against its true features instead (MCC, per-latent "
+                  "precision / recall / F1, explained variance, shrinkage, dead latents: SAELens's "
+                  "eval_sae_on_synthetic_data, plus features recovered at |cos| ≥ 0.9 / 0.7). No model is loaded."),
+              samples: int = typer.Option(100_000, "--samples", help="--ground-truth: samples drawn from the "
+                                          "synthetic model (seeded by --seed, apart from every training step's)."),
+              seed: int = typer.Option(0, "--seed", help="--ground-truth: seed of the evaluation samples."),
               hookpoint: Optional[str] = opt.SelHookpoint, layer: Optional[int] = opt.SelLayer,
               width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
               cache_dir: Optional[str] = opt.HubCacheDir) -> None:
-        """How good is this SAE or transcoder? Writes metrics.json and summary.txt and prints the summary."""
+        """How good is this SAE or transcoder? Writes metrics.json and summary.txt and prints the summary.
+
+        With --ground-truth DIR, a dictionary trained on synthetic activations (`saelab train --synthetic DIR`)
+        is scored against the features that generated them."""
         from .._io import check_output_dir
         from ..evals import run_eval
         from . import console
@@ -64,6 +75,18 @@ def register(app: typer.Typer) -> None:
         sel = opt.selector(hookpoint, layer, width, l0, site)
         if out is not None:
             check_output_dir(out, "--out")
+        if ground_truth is not None:
+            from ..evals.synthetic import run_ground_truth
+            from ..workspace import Workspace
+
+            m = run_ground_truth(dict_, ground_truth, Workspace.at(workspace), n_samples=samples, seed=seed,
+                                 out_dir=out, overwrite=overwrite, selector=sel)
+            if m["reused"]:
+                console.print(f"{m['out_dir']} holds this evaluation already; shown as stored (--overwrite "
+                              "recomputes it)", highlight=False, markup=False)
+            console.print(m["summary_text"], highlight=False, markup=False)
+            console.print(f"written: {m['out_dir']}/metrics.json, summary.txt")
+            return
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
         m = run_eval(dict_, ws, lm, windows, config, out_dir=out, selector=sel, overwrite=overwrite)
         if m.get("reused"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -42,6 +43,17 @@ def widths(d_sae: list[int], expansion_factor: list[int], d_model: int) -> list[
     if d_sae and expansion_factor:
         raise ConfigError("--d-sae and --expansion-factor: give one of them, not both.")
     return list(d_sae) or [f * d_model for f in (expansion_factor or [8])]
+
+
+def random_init_model(model: str, seed: int) -> str:
+    """--random-init: `random:MODEL@SEED`, the control model (MODEL's architecture and tokenizer, weights drawn by
+    its own initialisation with --seed)."""
+    from ..models.random_init import parse_random_spec
+
+    if parse_random_spec(model, "--model") is not None:
+        raise ConfigError(f"--random-init: --model is already {model!r}; drop --random-init, or give the trained "
+                          "model's spec to --model.")
+    return f"random:{model}@{seed}"
 
 
 def refuse_other_windows(ctx: typer.Context, tokens_dir: Path, cfg: dict, **given: object) -> None:
@@ -96,6 +108,15 @@ def register(app: typer.Typer) -> None:
         checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between checkpoints."),
         first_window: int = typer.Option(0, "--first-window", help="First workspace window to train on."),
         seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and of the token shuffle."),
+        random_init: bool = typer.Option(False, "--random-init", help="Train on a randomly initialised copy of "
+                                         "--model: random:MODEL@SEED (SEED = --seed), its architecture and "
+                                         "tokenizer with weights that learned nothing; the control for auto-interp "
+                                         "scores (Heap et al. 2025). Default names start with random-."),
+        synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="Train on samples of a synthetic model "
+                                                 "with known features (`saelab synth`, or a directory SAELens's "
+                                                 "SyntheticModel.save wrote) instead of a language model: --n-tokens "
+                                                 "counts samples, --batch-size samples per step (default 1024); score "
+                                                 "the result with `saelab eval --ground-truth`."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Train from scratch over a run (and its "
                                        "dictionaries) made with other options. Without it a rerun resumes from the "
                                        "checkpoint when the options match, and stops with an error when they do not."),
@@ -115,12 +136,30 @@ def register(app: typer.Typer) -> None:
         from ..data.run import run as tokens_run
         from ..data.tokens import load_token_windows
         from ..models.load import load_model
+        from ..models.random_init import parse_random_spec
         from ..train import TrainConfig, run
         from ..train.run import resumable, run_directory, run_fingerprint
         from ..workspace import Workspace, check_name
         from . import console
 
         ws = Workspace.at(workspace)
+        if synthetic is not None:
+            if name is not None:
+                check_name(name, "--name")
+            given = ctx.get_parameter_source("batch_size")
+            rows = batch_size if given is not None and given.name != "DEFAULT" else 1024
+            _print_results(train_synthetic(ctx, synthetic, ws, d_sae, expansion_factor, architecture, k, transcode_to,
+                                           group_sizes, name, dict(n_tokens=n_tokens, batch_size=rows,
+                                           shuffle_windows=rows, epochs=epochs, steps=steps, lr_scale=lr_scale,
+                                           lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
+                                           dead_tokens=dead_tokens, seed=seed, checkpoint_every=checkpoint_every),
+                                           overwrite))
+            return
+        if random_init:
+            trained, model = model, random_init_model(model, seed)
+            console.print(f"--random-init: training on {model}: {trained}'s architecture, config and tokenizer "
+                          f"with every weight randomly initialised (seed {seed}), a control for auto-interp scores",
+                          highlight=False, markup=False)
         if name is not None:  # before anything loads or is written: a name is one directory of the workspace
             check_name(name, "--name")
         windows = load_token_windows(ws.tokens) if (ws.tokens / "cfg.json").exists() else None
@@ -133,6 +172,8 @@ def register(app: typer.Typer) -> None:
                                  ws, lm)
         specs = dictionary_specs(hookpoint, widths(d_sae, expansion_factor, lm.d_model), architecture, k,
                                  transcode_to, skip, group_sizes, name)
+        if name is None and parse_random_spec(lm.spec) is not None:  # never the default names of the trained model's
+            specs = tuple(replace(s, name=f"random-{s.name}") for s in specs)
         config = TrainConfig(specs, n_tokens=n_tokens, batch_size=batch_size, shuffle_windows=8 * batch_size,
                              epochs=epochs, steps=steps, heldout_windows=heldout_windows, lr_scale=lr_scale,
                              first_window=first_window, lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
@@ -142,10 +183,37 @@ def register(app: typer.Typer) -> None:
         if not overwrite and resumable(run_dir, run_fingerprint(config, windows, lm),
                                        [ws.dictionary(s.name) for s in specs]):
             console.print(f"resuming {run_dir} from its checkpoint (--overwrite starts over)")
-        paths = run(config, ws, lm, windows, run_name=name, resume=False if overwrite else None)
-        from ..coders.base import read_native_cfg
+        _print_results(run(config, ws, lm, windows, run_name=name, resume=False if overwrite else None))
 
-        for path in paths:
+
+def train_synthetic(ctx: typer.Context, path: Path, ws, d_sae: list[int], expansion_factor: list[int],
+                    architecture: str, k: int, transcode_to: str | None, group_sizes: str | None, name: str | None,
+                    options: dict, overwrite: bool) -> list[Path]:
+    """`train --synthetic PATH`: SAEs of the synthetic model's activations (hookpoint `synthetic`)."""
+    from ..synth import load_synth_model
+    from ..train import TrainConfig
+    from ..train.synthetic import SYNTHETIC_HOOKPOINT, run_synthetic
+
+    for flag, param in (("--hookpoint", "hookpoint"), ("--model", "model"), ("--random-init", "random_init"),
+                        ("--transcode-to", "transcode_to")):
+        source = ctx.get_parameter_source(param)
+        if source is not None and source.name != "DEFAULT":
+            raise ConfigError(f"{flag}: a synthetic run (--synthetic) trains SAEs of the synthetic model's samples; "
+                              f"drop {flag}.")
+    model = load_synth_model(path)
+    d_in = int(model.feature_vectors.shape[1])
+    specs = dictionary_specs([SYNTHETIC_HOOKPOINT], widths(d_sae, expansion_factor, d_in), architecture, k,
+                             transcode_to, False, group_sizes, name)
+    return run_synthetic(TrainConfig(specs, **options), ws, model, path, run_name=name,
+                         resume=False if overwrite else None)
+
+
+def _print_results(paths: list[Path]) -> None:
+    """One line per trained dictionary: held-out and training FVU, L0, dead latents, decoder movement."""
+    from ..coders.base import read_native_cfg
+    from . import console
+
+    for path in paths:
             m = read_native_cfg(path).extra["training"]["final"]
             held = f"held-out FVU {m['heldout_fvu']:.3f}, " if m.get("heldout_fvu") is not None else ""
             moved = (f"; decoder rows' median cosine to their initialisation {m['decoder_cos_init']:.2f}"

@@ -75,21 +75,23 @@ def train(config: TrainConfig, read: ReadWindows, canonical: dict[str, str], wid
           windows_range: tuple[int, int], run_dir: Path, *, ctx_len: int, fingerprint_extra: dict[str, Any],
           model: str = "", resume: bool = False, progress: bool = True, until_step: int | None = None,
           device: torch.device | str = "cpu", heldout_range: tuple[int, int] | None = None,
-          buffer_dir: Path | None = None) -> tuple[dict[str, DictionaryTrainer], RunState]:
+          buffer_dir: Path | None = None, source: Any = None,
+          heldout: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, DictionaryTrainer], RunState]:
     """Train the run's dictionaries from any window reader (the model, or tensors in tests).
 
     heldout_range: windows [lo, hi) read once for the held-out FVU in the log. buffer_dir: where a
-    multi-pass run keeps its activation buffer (default `run_dir/buffer`)."""
-    source = training_source(config, read, windows_range, ctx_len, buffer_dir or run_dir / "buffer",
-                             fingerprint_extra, progress)
+    multi-pass run keeps its activation buffer (default `run_dir/buffer`). source / heldout: batches and
+    held-out activations from elsewhere (synthetic runs: `train.synthetic`), instead of `read`."""
+    if source is None:
+        source = training_source(config, read, windows_range, ctx_len, buffer_dir or run_dir / "buffer",
+                                 fingerprint_extra, progress)
     trainers = build_trainers(config, widths, canonical, model, source.total_steps, device)
     fingerprint = config_fingerprint({"config": asdict(config), **fingerprint_extra})
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, trainers, fingerprint) if resume else RunState()
     if resume:
         log.info("resuming %s at step %d of %d", run_dir, state.step, source.total_steps)
     io = {s.name: (canonical[s.hookpoint], canonical[s.out_hookpoint or s.hookpoint]) for s in config.dictionaries}
-    heldout = None
-    if heldout_range is not None and heldout_range[1] > heldout_range[0]:
+    if heldout is None and heldout_range is not None and heldout_range[1] > heldout_range[0]:
         acts, mask = read(*heldout_range)
         heldout = {hp: a[mask.to(a.device)].to(torch.float32) for hp, a in acts.items()}
     eval_every = config.eval_every or max(1, source.total_steps // 20)
