@@ -62,13 +62,10 @@ def fvu_at_reference(fvu: float, pca_fvu: float) -> bool:
 
 
 def beats(c: dict[str, Any] | None) -> bool:
-    """Whether an interp comparison (`interp.summary.comparisons` row: variant − reference, paired over latents)
-    shows the variant above its reference: enough latents for a verdict, a positive difference whose 95% CI
-    lies above 0, and interp's own verdict not against it."""
-    from ..interp.metrics import MIN_VERDICT_LATENTS
-
-    return (c is not None and _n(c) >= MIN_VERDICT_LATENTS and c["difference"] > 0 and c["ci_low"] > 0
-            and c.get("above") is not False)
+    """Whether an interp comparison (`interp.summary.comparisons` row, or `interp.control`'s) shows the variant
+    above its reference: interp's own verdict `above`, True only with enough latents for a verdict, a 95% CI
+    of the difference above 0 and a one-sided p < 0.05 (None, no verdict, counts as not above)."""
+    return c is not None and c.get("above") is True
 
 
 def _n(c: dict[str, Any]) -> int:

@@ -21,7 +21,7 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -251,14 +251,25 @@ def run(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
     probe, _ = read(first, first + 1)  # one window, to learn every hookpoint's width
     widths = {hp: int(a.shape[-1]) for hp, a in probe.items()}
     run_dir = run_directory(workspace, config, run_name)
+    with locked_run(workspace, config, run_dir, run_fingerprint(config, windows, lm), resume) as resume:
+        return _run_locked(config, workspace, lm, windows, read, canonical, widths, (first, stop), held, run_dir,
+                           resume, progress, until_step)
+
+
+@contextlib.contextmanager
+def locked_run(workspace: Workspace, config: TrainConfig, run_dir: Path, fingerprint: str,
+               resume: bool | None) -> Iterator[bool]:
+    """Hold the locks of the run directory and of every dictionary it writes; yield whether to resume (`resume`
+    None: decided by `resumable`, which refuses another run's checkpoint). A run started over loses the old
+    checkpoint first, so it cannot outlive the run that replaces it."""
     with contextlib.ExitStack() as locks:
         for kind, name in [("train", run_dir.name)] + [("dictionaries", s.name) for s in config.dictionaries]:
             locks.enter_context(workspace.lock(kind, name))
         if resume is None:
-            resume = resumable(run_dir, run_fingerprint(config, windows, lm),
-                               [workspace.dictionary(s.name) for s in config.dictionaries])
-        return _run_locked(config, workspace, lm, windows, read, canonical, widths, (first, stop), held, run_dir,
-                           resume, progress, until_step)
+            resume = resumable(run_dir, fingerprint, [workspace.dictionary(s.name) for s in config.dictionaries])
+        if not resume and (run_dir / CHECKPOINT_NAME).exists():
+            (run_dir / CHECKPOINT_NAME).unlink()
+        yield resume
 
 
 def _run_locked(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
@@ -270,8 +281,6 @@ def _run_locked(config: TrainConfig, workspace: Workspace, lm: LoadedModel, wind
                   "heldout_windows": list(held),
                   "ctx_len": windows.ctx_len, "excluded_positions": list(windows.config.exclude),
                   "excluded_positions_note": "sink = position 0 of every window; special = special-token ids"}
-    if not resume and (run_dir / CHECKPOINT_NAME).exists():
-        (run_dir / CHECKPOINT_NAME).unlink()  # starting over: a checkpoint of the old run must not outlive it
     identity = {"tokens_hash": windows.tokens_hash, "model": lm.spec}
     buffer_dir = None
     if config.buffered:  # one buffer per (model, windows, hookpoints): later runs with other settings reuse it
@@ -291,6 +300,7 @@ __all__ = [
     "buffer_identity",
     "build_trainers",
     "heldout_range",
+    "locked_run",
     "replace_directory",
     "resumable",
     "run",

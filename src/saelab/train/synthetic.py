@@ -10,7 +10,6 @@ reads back to score the decoder against the true features.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -22,9 +21,9 @@ from torch import Tensor
 from .._io import sha256_file
 from ..errors import ConfigError
 from ..workspace import Workspace
-from .checkpoint import CHECKPOINT_NAME, config_fingerprint
+from .checkpoint import config_fingerprint
 from .config import TrainConfig
-from .run import build_trainers, resumable, run_directory, save_dictionaries, train
+from .run import build_trainers, locked_run, run_directory, save_dictionaries, train
 from .trainer import DictionaryTrainer
 
 SYNTHETIC_HOOKPOINT = "synthetic"
@@ -138,13 +137,7 @@ def run_synthetic(config: TrainConfig, workspace: Workspace, model: Any, path: s
         heldout = {SYNTHETIC_HOOKPOINT: held}
     run_dir = run_directory(workspace, config, run_name)
     fingerprint = config_fingerprint({"config": asdict(config), **identity})
-    with contextlib.ExitStack() as locks:
-        for kind, name in [("train", run_dir.name)] + [("dictionaries", s.name) for s in config.dictionaries]:
-            locks.enter_context(workspace.lock(kind, name))
-        if resume is None:
-            resume = resumable(run_dir, fingerprint, [workspace.dictionary(s.name) for s in config.dictionaries])
-        if not resume and (run_dir / CHECKPOINT_NAME).exists():
-            (run_dir / CHECKPOINT_NAME).unlink()
+    with locked_run(workspace, config, run_dir, fingerprint, resume) as resume:
         trainers, state = train(config, None, canonical, widths, (0, 0), run_dir, ctx_len=1,
                                 fingerprint_extra=identity, model=f"synthetic:{path.resolve()}", resume=resume,
                                 progress=progress, until_step=until_step, source=source, heldout=heldout)
