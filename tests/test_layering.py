@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "saelab"
 
 LAYERS: list[set[str]] = [
-    {"errors", "_io", "progress", "render", "lock"},  # core: no stage
+    {"errors", "_io", "progress", "render", "lock", "distributed"},  # core: no stage
     {"workspace", "coders", "models"},
     {"data", "synth"},
     {"activations"},

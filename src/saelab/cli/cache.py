@@ -3,7 +3,6 @@ and store their sparse latent activations (`workspace/latents/NAME/`)."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -28,15 +27,6 @@ def _resolve(spec: str, workspace, selector) -> tuple[str, object]:
         return name, resolve_dictionary(rest, workspace=workspace, selector=selector, arg="--dict")
     resolved = resolve_dictionary(spec, workspace=workspace, selector=selector, arg="--dict")
     return resolved.name, resolved
-
-
-def _init_distributed() -> None:
-    """Join the torchrun process group (gloo on CPU, nccl on GPU) when launched by torchrun."""
-    import torch
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
 def print_summary(paths: dict[str, Path], seconds: float, n_positions: int) -> None:
@@ -79,8 +69,8 @@ def register(app: typer.Typer) -> None:
         """
         from ..coders import load_resolved
         from ..data.tokens import load_token_windows
+        from ..distributed import init_from_env, local_device
         from ..latents import CacheConfig, run
-        from ..latents.run import rank_and_world
         from ..models.load import load_model
         from ..workspace import Workspace, check_name
 
@@ -92,11 +82,10 @@ def register(app: typer.Typer) -> None:
         names = [check_name(n, "--dict (its store name; give another with NEW_NAME=SPEC)") for n, _ in specs]
         if len(set(names)) != len(names):
             raise ConfigError(f"--dict: store names repeat ({', '.join(names)}); name them with NAME=PATH.")
-        _init_distributed()
+        rank, _ = init_from_env(device)
         windows = load_token_windows(ws.tokens)
-        lm = load_model(model, dtype=dtype, device=device)
+        lm = load_model(model, dtype=dtype, device=local_device(device))
         coders = {name: load_resolved(resolved, device=lm.device, site=sel.site) for name, resolved in specs}
-        rank, world = rank_and_world()
         t0 = time.perf_counter()
         paths = run(config, ws, lm, windows, coders, overwrite=overwrite, progress=rank == 0)
         n_pos = (config.n_windows or windows.n_windows) * windows.ctx_len

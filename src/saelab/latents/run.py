@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-import torch.distributed as dist
 
 from ..activations.buffer import ActivationBuffer, buffer_stream
 from ..activations.fits import check_dictionaries_fit
 from ..activations.stream import ActivationBatch, StreamConfig, stream_activations
 from ..data.tokens import TokenWindows
+from ..distributed import barrier, block, rank_and_world
 from ..errors import ArtifactError, ConfigError
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
@@ -43,15 +43,9 @@ class _Target:
         self.param_dtype = next(iter(coder.state_dict().values())).dtype
 
 
-def rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _barrier(world: int) -> None:
     if world > 1:
-        dist.barrier()
+        barrier()
 
 
 def _identity(name: str, coder: Encoder, hookpoint: str, lm: LoadedModel, windows: TokenWindows,
@@ -163,9 +157,7 @@ def _own(done: dict[int, ShardRecord], rank: int, world: int, n_shards: int) -> 
 
 def _block(n_shards: int, rank: int, world: int) -> range:
     """The contiguous block of shard indices of one rank."""
-    base, extra = divmod(n_shards, world)
-    lo = rank * base + min(rank, extra)
-    return range(lo, lo + base + (rank < extra))
+    return range(*block(n_shards, rank, world))
 
 
 def run(config: CacheConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
