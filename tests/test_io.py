@@ -134,3 +134,27 @@ def test_file_errors_say_what_to_do(error, message):
     from saelab.errors import file_error
 
     assert message in str(file_error(error))
+
+
+def test_a_disk_that_fills_mid_write_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    """torch.save reports a failed write as a RuntimeError with no errno (this message is what it raised when a write
+    hit the file-size limit, RLIMIT_FSIZE); with the filesystem reporting no room, atomic_path names the cause and
+    leaves neither the temporary file nor a half-written target. The same error on a disk with room passes through."""
+    import os
+
+    from saelab import _io
+    from saelab.errors import FileAccessError
+
+    target = tmp_path / "train" / "checkpoint.pt"
+    torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        with _io.atomic_path(target):
+            raise torch_error
+    free = os.statvfs_result((4096, 4096, 10, 0, 0, 10, 0, 0, 0, 255))  # f_bavail 0
+    monkeypatch.setattr(_io.os, "statvfs", lambda _: free)
+    with pytest.raises(FileAccessError, match="no space left on the device; free some space") as e:
+        with _io.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a checkpoint")
+            raise torch_error
+    assert str(target) in str(e.value) and ".tmp" not in str(e.value)
+    assert list(target.parent.iterdir()) == []

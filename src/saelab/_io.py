@@ -7,6 +7,7 @@ renamed over the target: a reader sees the old file or the new one, never half o
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -47,12 +48,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     except OSError as e:
         named = {os.fsdecode(n) for n in (e.filename, e.filename2) if isinstance(n, (str, bytes, os.PathLike))}
-        if str(tmp_path) not in named:
+        if str(tmp_path) not in named and not _disk_full(tmp_path.parent):
             raise
         raise file_error(e, path, "write") from e  # a full disk while writing, a target that is a directory
+    except Exception as e:
+        # torch.save and safetensors report a full disk as RuntimeError / SafetensorError with no errno
+        # ("unexpected pos 704 vs 598"): when the disk has no room left, say so instead
+        if not _disk_full(tmp_path.parent):
+            raise
+        raise file_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path, "write") from e
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+FULL_BELOW = 1 << 20
+"""A filesystem with fewer free bytes than this (1 MiB) counts as full when a write fails there."""
+
+
+def _disk_full(directory: Path) -> bool:
+    """Whether the filesystem holding `directory` has (almost) no room left for this process."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_BELOW
 
 
 def umask_mode(mode: int) -> int:
