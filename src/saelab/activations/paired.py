@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from .._io import atomic_path, read_json, write_cfg, write_json
 from ..data.tokens import TokenWindows, load_token_windows, save_token_windows, text_mask
+from ..distributed import all_gather_objects, barrier, block, rank_and_world
 from ..errors import ArtifactError, ConfigError
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel, parse_dtype
@@ -75,29 +76,62 @@ def write_paired_activations(
            "tokens_hash": windows.tokens_hash, "n_windows": windows.n_windows, "ctx_len": windows.ctx_len,
            "shard_windows": shard_windows, "dtype": str(dtype).removeprefix("torch."), "groups": names,
            "excluded": [*windows.config.exclude, "pad"]}
-    _prepare(out, cfg, windows, resume)
+    rank, world = rank_and_world()
+    failure = None
+    if rank == 0:
+        try:
+            _prepare(out, cfg, windows, resume)
+        except Exception as e:  # the other ranks must hear of it, not wait at the next collective
+            failure = e
+    _agree(failure)
     mask = valid_mask(windows)
     n_shards = math.ceil(windows.n_windows / shard_windows)
-    counts = []
-    with token_progress(2 * windows.n_tokens, "paired activations", enabled=progress) as advance:
-        for s in range(n_shards):
-            lo, hi = s * shard_windows, min((s + 1) * shard_windows, windows.n_windows)
-            paths = [_shard_path(out, layer, s) for layer in layers]
-            if all(p.exists() for p in paths):
-                counts.append(int(mask[lo:hi].sum()))
-                advance.skip(2 * (hi - lo) * windows.ctx_len)  # resumed: done, not part of the rate
-                continue
-            acts = {which: _read(lm, windows.tokens[lo:hi], mask[lo:hi], layers, batch_size, dtype, advance)
-                    for which, lm in (("base", base), ("target", target))}
-            win, pos = torch.nonzero(mask[lo:hi], as_tuple=True)  # row-major, like boolean indexing
-            meta = {"window": (win + lo).to(torch.int32), "pos": pos.to(torch.int32),
-                    "group": torch.from_numpy(group[(win + lo).numpy()]).to(torch.int16)}
-            for layer, path in zip(layers, paths):
-                with atomic_path(path) as tmp:
-                    save_file({"base": acts["base"][layer], "target": acts["target"][layer], **meta}, str(tmp))
-            counts.append(int(win.numel()))
-    write_json(out / "manifest.json", {"n_shards": n_shards, "shard_tokens": counts, "n_tokens": sum(counts)})
+    lo_shard, hi_shard = block(n_shards, rank, world)  # under torchrun each rank writes its block of shards
+    mine = min(hi_shard * shard_windows, windows.n_windows) - min(lo_shard * shard_windows, windows.n_windows)
+    with token_progress(2 * mine * windows.ctx_len, "paired activations", enabled=progress and rank == 0) as advance:
+        try:
+            _write_shards(base, target, windows, layers, out, mask, group, range(lo_shard, hi_shard), shard_windows,
+                          batch_size, dtype, advance)
+        except Exception as e:
+            failure = e
+    _agree(failure)
+    counts = [int(mask[s * shard_windows : (s + 1) * shard_windows].sum()) for s in range(n_shards)]
+    if rank == 0:
+        write_json(out / "manifest.json", {"n_shards": n_shards, "shard_tokens": counts, "n_tokens": sum(counts)})
+    barrier()
     return PairedActivations(out)
+
+
+def _agree(failure: BaseException | None) -> None:
+    """Every rank learns whether all got this far (a no-op without torchrun): a rank's own failure is re-raised,
+    another rank's is named, so no rank waits forever at the next collective."""
+    flags = all_gather_objects(None if failure is None else f"{type(failure).__name__}: {failure}")
+    if failure is not None:
+        raise failure
+    bad = [(r, f) for r, f in enumerate(flags) if f is not None]
+    if bad:
+        raise ArtifactError(f"paired activations: rank {bad[0][0]} failed ({bad[0][1]}); nothing half-written is "
+                            "read: run the same command again to resume.")
+
+
+def _write_shards(base: LoadedModel, target: LoadedModel, windows: TokenWindows, layers: list[int], out: Path,
+                  mask: torch.Tensor, group: np.ndarray, shards: range, shard_windows: int, batch_size: int,
+                  dtype: torch.dtype, advance: Any) -> None:
+    """Write the shards `shards` that are not on disk yet (each atomically, every layer)."""
+    for s in shards:
+        lo, hi = s * shard_windows, min((s + 1) * shard_windows, windows.n_windows)
+        paths = [_shard_path(out, layer, s) for layer in layers]
+        if all(p.exists() for p in paths):
+            advance.skip(2 * (hi - lo) * windows.ctx_len)  # resumed: done, not part of the rate
+            continue
+        acts = {which: _read(lm, windows.tokens[lo:hi], mask[lo:hi], layers, batch_size, dtype, advance)
+                for which, lm in (("base", base), ("target", target))}
+        win, pos = torch.nonzero(mask[lo:hi], as_tuple=True)  # row-major, like boolean indexing
+        meta = {"window": (win + lo).to(torch.int32), "pos": pos.to(torch.int32),
+                "group": torch.from_numpy(group[(win + lo).numpy()]).to(torch.int16)}
+        for layer, path in zip(layers, paths):
+            with atomic_path(path) as tmp:
+                save_file({"base": acts["base"][layer], "target": acts["target"][layer], **meta}, str(tmp))
 
 
 

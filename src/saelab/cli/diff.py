@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
 
         from ..diff.naming import NAMING_EXAMPLES, NamingConfig
         from ..diff.pipeline import DiffConfig, run_feature_interpretation_pipeline
+        from ..distributed import init_from_env, local_device
         from ..train import CrosscoderConfig
         from . import console
         from .finetune import _parse_layers
@@ -98,11 +99,14 @@ def register(app: typer.Typer) -> None:
             from ..diff.categories import load_categories
 
             load_categories(categories)
+        rank, _ = init_from_env(device)  # under torchrun: paired activations and crosscoders split by rank
         result = run_feature_interpretation_pipeline(
             base_model, target_model, output_dir, layers=_parse_layers(layers), config=config,
-            crosscoder_file=crosscoder_file, device=device, dtype=dtype,  # type: ignore[arg-type]
+            crosscoder_file=crosscoder_file, device=str(local_device(device)), dtype=dtype,  # type: ignore[arg-type]
             cache_dir=cache_dir, skip=skip, report_format=report_format, overwrite=overwrite,  # type: ignore[arg-type]
             emit=lambda m: console.print(m, highlight=False, markup=False))
+        if rank:
+            return
         console.print("stages: " + ", ".join(f"{k} {v}" for k, v in result.done.items()))
         console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items() if v))
         for path in result.reports:

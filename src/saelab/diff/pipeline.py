@@ -20,6 +20,7 @@ The models are loaded only when a stage that needs them has work to do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -30,6 +31,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 from .._io import CFG_NAME, json_safe, read_json, versions, write_cfg, write_json
 from ..activations.paired import PairedActivations
 from ..coders.load import load_crosscoder
+from ..distributed import barrier, is_main, rank_and_world
 from ..errors import ArtifactError, ConfigError, choices_message
 from ..lock import hold_directory
 from ..models.hookpoints import residual_layer, residual_names
@@ -189,9 +191,12 @@ def run_feature_interpretation_pipeline(
     coder_file = load_crosscoder(crosscoder_file, arg="--crosscoder-file") if crosscoder_file is not None else None
     if coder_file is not None:
         layers = _crosscoder_layers(coder_file, layers)
-    run = _Run(out, pair, list(layers) if layers is not None else None, config, skip, emit or log.info, progress,
-               overwrite)
-    with hold_directory(out):  # one writer per output directory
+    emit = emit or log.info
+    if not is_main():  # under torchrun rank 0 speaks for every rank
+        emit, progress = (lambda _: None), False
+    run = _Run(out, pair, list(layers) if layers is not None else None, config, skip, emit, progress, overwrite)
+    # one writer per output directory; under torchrun rank 0 holds the lock for every rank
+    with hold_directory(out) if is_main() else contextlib.nullcontext():
         return _run_stages(run, coder_file, client, report_format)
 
 
@@ -199,6 +204,13 @@ def _run_stages(run: _Run, coder_file: Any, client: Any, report_format: ReportFo
     out, skip = run.out, run.skip
     acts = _stage_activations(run)
     run.layers = acts.layers
+    if rank_and_world()[1] > 1:
+        # under torchrun the stages that split across ranks come first (paired activations: each rank its block
+        # of shards; every layer's crosscoder: data-parallel); then rank 0 alone goes on, the others are done
+        for layer in run.layers:
+            _stage_crosscoder(run, acts, layer, coder_file)
+        if not is_main():
+            return DiffResult(out, run.layers, [], run.seconds, run.done)
     _write_run_config(run, acts, coder_file)
     _stage_sweep(run, acts)
     for layer in run.layers:
@@ -254,8 +266,10 @@ def _stage_activations(run: _Run) -> PairedActivations:
             base, target, windows, layers, path, batch_size=run.config.batch_size,
             dtype=run.config.activation_dtype, resume=resume, progress=run.progress))
         hookpoints = {str(l): resolve_hookpoint(base.model, f"resid_post.{l}").name for l in acts.layers}
-        _record_request(path, {**request, "layers": acts.layers, "hookpoints": hookpoints,
-                               "tokenizer_notes": tokenizer_notes(base.tokenizer, target.tokenizer)})
+        if is_main():
+            _record_request(path, {**request, "layers": acts.layers, "hookpoints": hookpoints,
+                                   "tokenizer_notes": tokenizer_notes(base.tokenizer, target.tokenizer)})
+        barrier()  # the crosscoder stage reads the recorded hookpoints
         return acts
 
     acts = run.timed("activations", work)
@@ -320,6 +334,8 @@ def _stage_crosscoder(run: _Run, acts: PairedActivations, layer: int, coder_file
     coder, status = run.timed("crosscoder", lambda: run.replacing(f"layer {layer} crosscoder", path, lambda resume: (
         train_or_resume(batches, cc, acts, layer, path, hookpoint, run.progress, resume=resume,
                         heldout=heldout_rows(acts, layer, held)))))
+    if run.done.get("crosscoder") == "ran" and status == "resumed":
+        return coder  # rank 0 under torchrun, back for the coder its ranks trained a moment ago
     run.done["crosscoder"] = status
     if status == "ran":
         run.emit(f"crosscoder layer {layer}: {coder.d_sae:,} latents trained in {run.seconds['crosscoder']:.0f} s")
