@@ -18,9 +18,12 @@ are read from disk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -29,7 +32,7 @@ import torch
 from torch import Tensor
 
 from .._io import read_json, write_cfg
-from ..errors import ArtifactError
+from ..errors import ArtifactError, FileAccessError, file_error
 from ..progress import token_progress
 
 log = logging.getLogger(__name__)
@@ -175,9 +178,31 @@ def _open(path: Path, acts: dict[str, Tensor], capacity: int, fresh: bool) -> di
         if fresh or not file.exists():
             out[hp] = np.lib.format.open_memmap(file, mode="w+", dtype=_STORED[a.dtype][0],
                                                 shape=(capacity, int(a.shape[-1])))
+            _reserve(file)
         else:
             out[hp] = np.load(file, mmap_mode="r+")
     return out
+
+
+def _reserve(file: Path) -> None:
+    """Allocate the whole (sparse) memory-mapped file now: on a disk without room for it, a clear error here
+    instead of a SIGBUS when a later page is written. The file is removed, so nothing half-made is read."""
+    try:
+        fd = os.open(file, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        size = file.stat().st_size if file.exists() else 0
+        file.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(file.parent).free
+            raise FileAccessError(f"activation buffer: {file} needs {size / 2**30:.2f} GiB and the disk has "
+                                  f"{free / 2**30:.2f} GiB free; free some space, choose a workspace on another disk, "
+                                  "or train in one pass (--epochs 1, no buffer).") from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without fallocate: written as it goes
+            raise file_error(e, file, "write") from None
 
 
 __all__ = ["ARTIFACT", "ActivationBuffer", "buffer_name", "buffer_stream", "write_buffer"]
