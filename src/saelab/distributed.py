@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -111,5 +111,128 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-__all__ = ["active", "all_gather_objects", "all_reduce_max", "all_reduce_min", "all_reduce_sum", "barrier", "block",
-           "broadcast_object", "init_from_env", "is_main", "local_device", "rank_and_world"]
+class Local:
+    """A batch this process holds whole: one process alone, or a rank that trains its own dictionaries on every
+    token (`--distribute-dictionaries`). Every reduction over the batch is the identity; no collective runs.
+
+    Training code reduces through such an object (`ranks.sum(t)`), so one code path serves both; `DataParallel`
+    reduces over every rank."""
+
+    rank, world = 0, 1
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Σ over the ranks that share the batch (in place)."""
+        return t
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        """Element-wise maximum over the ranks that share the batch (in place)."""
+        return t
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """[world, *t.shape]: every rank's `t` (equal shapes), in rank order."""
+        return t[None]
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's small picklable `obj`, in rank order."""
+        return [obj]
+
+    def sum_gradients(self, params: Iterable[torch.Tensor]) -> None:
+        """Sum the parameters' gradients over the ranks, so every rank takes the same optimiser step."""
+
+
+LOCAL = Local()
+
+
+class DataParallel(Local):
+    """A batch split over every rank of the process group (data parallel): each rank holds some of its rows,
+    and the reductions run over all ranks, so every rank sees the whole batch's sums."""
+
+    def __init__(self) -> None:
+        self.rank, self.world = rank_and_world()
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        return all_reduce_sum(t)
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        return all_reduce_max(t)
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(parts, t.contiguous())
+        return torch.stack(parts)
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        return all_gather_objects(obj)
+
+    def sum_gradients(self, params: Iterable[torch.Tensor]) -> None:
+        # one flat buffer: one collective per step, not one per parameter
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]))
+        for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(part.view_as(g))
+
+
+def data_parallel() -> Local:
+    """How a batch split over this process group's ranks is reduced: `DataParallel` under 2+ ranks, else `LOCAL`
+    (no collective at all on a single process)."""
+    return DataParallel() if rank_and_world()[1] > 1 else LOCAL
+
+
+def rank_file(name: str, rank: int) -> str:
+    """The file `name` of one rank where each rank writes its own: `checkpoint.pt` → `checkpoint.rank-1.pt`
+    (rank 0 keeps the plain name, the one a single process writes)."""
+    if rank == 0:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}.rank-{rank}.{ext}" if dot else f"{name}.rank-{rank}"
+
+
+__all__ = ["LOCAL", "DataParallel", "Local", "active", "all_gather_objects", "all_reduce_max", "all_reduce_min",
+           "all_reduce_sum", "barrier", "block", "broadcast_object", "data_parallel", "init_from_env", "is_main",
+           "local_device", "rank_and_world", "rank_file"]
+
+
+def collective_device() -> torch.device:
+    """Where a tensor must lie for a collective: the current CUDA device under nccl, the CPU otherwise (gloo)."""
+    if active() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """`t` summed over ranks, on `t`'s device, whatever the backend (nccl reduces CUDA tensors, gloo CPU ones).
+    Without a process group `t` itself comes back (no copy, no collective). Give int64 counts and float64 sums:
+    the result then equals one process's sum exactly (counts) or up to summation order (floats)."""
+    if not active():
+        return t
+    return all_reduce_sum(t.to(collective_device(), copy=True)).to(t.device)
+
+
+def max_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """`t`'s element-wise maximum over ranks, on `t`'s device, whatever the backend (see `sum_over_ranks`)."""
+    if not active():
+        return t
+    return all_reduce_max(t.to(collective_device(), copy=True)).to(t.device)
+
+
+def on_main(fn: Callable[[], Any]) -> Any:
+    """`fn()` run by rank 0 alone, its result (small, picklable) on every rank. An exception of rank 0 is raised
+    on every rank (the same type and message), so no rank waits for a decision that never comes: the pattern
+    for "is this artifact already there, or refused?" checks that rank 0 makes under its lock."""
+    if not active():
+        return fn()
+    outcome: tuple[bool, Any] = (True, None)
+    if is_main():
+        try:
+            outcome = (True, fn())
+        except Exception as e:  # re-raised below, on every rank
+            outcome = (False, e)
+    outcome = broadcast_object(outcome)
+    if not outcome[0]:
+        raise outcome[1]
+    return outcome[1]
+
+
+__all__ += ["collective_device", "max_over_ranks", "on_main", "sum_over_ranks"]

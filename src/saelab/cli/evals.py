@@ -1,4 +1,5 @@
-"""`saelab eval` and `saelab compare`."""
+"""`saelab eval` and `saelab compare` (under `torchrun -m saelab`, each rank evaluates its share of the windows;
+rank 0 writes and prints)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ METRICS_HELP = ("Metric groups, comma-separated: reconstruction,sparsity,downstr
 def _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics):
     from ..data.run import TokensConfig
     from ..data.run import run as tokens_run
+    from ..data.tokens import load_token_windows
+    from ..distributed import barrier, init_from_env, is_main, local_device
     from ..evals import EvalConfig
     from ..models.load import load_model
     from ..workspace import Workspace
@@ -26,13 +29,18 @@ def _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, m
     ws = Workspace.at(workspace)
     config = EvalConfig(n_tokens=n_tokens, ce_n_tokens=min(ce_n_tokens, n_tokens), batch_size=batch_size,
                         metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()))
-    lm = load_model(model, dtype=dtype, device=device)
-    if (ws.tokens / "cfg.json").exists():
-        from ..data.tokens import load_token_windows
-        windows = load_token_windows(ws.tokens)
-    else:
-        windows = tokens_run(TokensConfig(n_tokens=max(2 * n_tokens, 262_144)), ws, lm)
-    return ws, config, lm, windows
+    init_from_env(device)  # under torchrun: join the process group (gloo on CPU, nccl on GPUs)
+    lm = load_model(model, dtype=dtype, device=local_device(device))
+    if not (ws.tokens / "cfg.json").exists() and is_main():  # rank 0 tokenizes; the others read its windows
+        tokens_run(TokensConfig(n_tokens=max(2 * n_tokens, 262_144)), ws, lm)
+    barrier()
+    return ws, config, lm, load_token_windows(ws.tokens)
+
+
+def _is_main() -> bool:
+    from ..distributed import is_main
+
+    return is_main()
 
 
 def register(app: typer.Typer) -> None:
@@ -89,6 +97,8 @@ def register(app: typer.Typer) -> None:
             return
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
         m = run_eval(dict_, ws, lm, windows, config, out_dir=out, selector=sel, overwrite=overwrite)
+        if not _is_main():
+            return
         if m.get("reused"):
             console.print(f"{m['out_dir']} holds this evaluation already; shown as stored (--overwrite recomputes "
                           "it)", highlight=False, markup=False)
@@ -133,6 +143,8 @@ def register(app: typer.Typer) -> None:
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
         r = run_compare(a, b, ws, lm, windows, output_dir, config, names=pair, selector=sel,  # type: ignore[arg-type]
                         overwrite=overwrite)
+        if not _is_main():
+            return
         if r.get("reused"):
             console.print(f"{output_dir} holds this comparison already; shown as stored (--overwrite recomputes it)")
         console.print(r["summary_text"], highlight=False, markup=False)

@@ -79,16 +79,23 @@ def register(app: typer.Typer) -> None:
              width: Optional[str] = opt.SelWidth, l0: Optional[str] = opt.SelL0, site: Optional[str] = opt.SelSite,
               cache_dir: Optional[str] = opt.HubCacheDir,
              ) -> None:
-        """Count which latents fire together in k-token windows (sparse C = BᵀB) and store top-k neighbours."""
+        """Count which latents fire together in k-token windows (sparse C = BᵀB) and store top-k neighbours.
+
+        Under `torchrun -m saelab cooc …` each process counts its block of windows (gloo: the work is on the
+        CPU); rank 0 sums the counts exactly and writes them."""
         from ..cooc import CoocConfig, run
+        from ..distributed import init_from_env
         from ..workspace import Workspace
         from . import console
 
         config = CoocConfig(k=k, window=window, stride=stride, partial=partial, level=level,  # type: ignore[arg-type]
                             n_docs=n_docs, n_tokens=n_tokens, top_k=top_k)
         ws = Workspace.at(workspace)
+        rank, _ = init_from_env("cpu")
         for name in _dictionaries(ws, dict_, layers, opt.selector(hookpoint, layer, width, l0, site)):
             c = run(config, ws, name, overwrite=overwrite)
+            if rank > 0:
+                continue
             skipped = c.cfg["counts"]
             console.print(f"{name}: N = {c.counts.n_windows:,} windows, {c.counts.pairs.nnz:,} co-occurring pairs, "
                           f"{c.cfg['n_dead']:,} dead latents; skipped: {skipped} ({c.cfg['seconds']:.1f} s) → {c.path}")

@@ -100,3 +100,30 @@ def top_k_rows(scores: sp.csr_matrix, k: int, block_bytes: int = 256 << 20) -> t
             scores.data[lo:hi]
         index[r0:r1], value[r0:r1] = top_k_dense(dense, k)
     return index, value
+
+
+def top_k_neighbours(upper: sp.csr_matrix, latent_counts: np.ndarray, n: int, k: int,
+                     measures: dict[str, Measure] = MEASURES,
+                     block_bytes: int = 256 << 20) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per measure, per latent, the k co-occurring latents of largest score, largest first (ties: lower column
+    first): what `top_k_rows(pair_scores(...))` returns, without the symmetric float64 score matrix. Rows are
+    scored a block at a time from the pairs (`upper`) and their transpose, in dense [rows, d_sae] float64
+    blocks of at most `block_bytes`. Memory: twice the pairs plus one block.
+
+    Returns {measure: (index int32 [d, k] padded with −1, score float32 [d, k] padded with NaN)}."""
+    d = upper.shape[0]
+    lower = upper.T.tocsr()  # row i: its pairs (i, j) with j < i
+    out = {name: (np.full((d, k), -1, np.int32), np.full((d, k), np.nan, np.float32)) for name in measures}
+    step = max(1, block_bytes // (8 * max(d, 1)))
+    for r0 in range(0, d, step):
+        r1 = min(d, r0 + step)
+        parts = [(np.repeat(np.arange(r0, r1), np.diff(m.indptr[r0 : r1 + 1])),
+                  m.indices[m.indptr[r0] : m.indptr[r1]], m.data[m.indptr[r0] : m.indptr[r1]]) for m in (upper, lower)]
+        row, col, n11 = (np.concatenate(a) for a in zip(*parts))
+        i, j = np.minimum(row, col), np.maximum(row, col)  # each pair scored as (i < j), as pair_scores does
+        for name, measure in measures.items():
+            dense = np.full((r1 - r0, d), -np.inf)  # [rows, d]: −inf = not a neighbour
+            dense[row - r0, col] = measure(n11, latent_counts[i], latent_counts[j], n)
+            index, value = top_k_dense(dense, k)
+            out[name][0][r0:r1], out[name][1][r0:r1] = index, value
+    return out

@@ -43,6 +43,15 @@ class WindowMap:
     counts: dict[str, int]
     """documents, short documents, tokens in dropped tails, tokens used."""
 
+    def positions(self, w_lo: int, w_hi: int) -> tuple[int, int]:
+        """[g_lo, g_hi): the stream positions that co-occurrence windows [w_lo, w_hi) cover (a rank's share
+        under torchrun); (0, 0) for no windows. Window ids grow with stream position, so this is one range."""
+        lo, hi = self.lo[: self.limit], self.hi[: self.limit]
+        inside = (lo < w_hi) & (hi > w_lo) & (hi > lo)  # bool [limit]
+        if w_lo >= w_hi or not inside.any():
+            return 0, 0
+        return int(inside.argmax()), self.limit - int(inside[::-1].argmax())
+
 
 def document_segments(doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """doc: int [G] → (start, length) of each run of equal document ids, in stream order."""

@@ -8,6 +8,7 @@ CE-loss score = (CE_zero − CE_spliced) / (CE_zero − CE_clean) and KL score =
 (KL_zero − KL_spliced) / KL_zero, with KL(clean ‖ patched) per position (SAELens's
 definitions). CE and KL are averaged over positions whose input token is a text position.
 For a transcoder, its output replaces the target hookpoint (`out_hookpoint`).
+Under torchrun each rank sums its own batches; `DownstreamStats.all_reduce` adds them (float64).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..activations.capture import ActivationReader, first_tensor
+from ..distributed import active, sum_over_ranks
 from ..models.hookpoints import Hookpoint
 
 
@@ -61,10 +63,21 @@ class DownstreamStats:
     kl_spliced: float = 0.0
     kl_zero: float = 0.0
 
+    _SUMS = ("ce_clean", "ce_spliced", "ce_zero", "kl_spliced", "kl_zero")
+
+    def all_reduce(self) -> None:
+        """Sum every rank's sums into each rank's (nothing to do without a process group)."""
+        if not active():
+            return
+        sums = sum_over_ranks(torch.tensor([getattr(self, k) for k in self._SUMS], dtype=torch.float64)).tolist()
+        for k, v in zip(self._SUMS, sums):
+            setattr(self, k, v)
+        self.n = int(sum_over_ranks(torch.tensor([self.n], dtype=torch.int64))[0])
+
     def result(self) -> dict[str, Any]:
         if self.n == 0:
             return {"n_positions": 0}
-        mean = {k: getattr(self, k) / self.n for k in ("ce_clean", "ce_spliced", "ce_zero", "kl_spliced", "kl_zero")}
+        mean = {k: getattr(self, k) / self.n for k in self._SUMS}
         return {
             "n_positions": self.n,
             "ce_loss_clean": mean["ce_clean"],

@@ -5,6 +5,11 @@ forward stops after the deepest hookpoint they read). The CE/KL splice needs ful
 forwards: on its windows, one clean forward serves every reconstructor (and its captured
 activations feed their reconstruction metrics), then one spliced and one zero-ablated
 forward per reconstructor.
+
+Under torchrun each rank runs a contiguous block of the batches one process would run (the
+same batches: the legacy per-token figure depends on the batch mean), then every sum and count
+is reduced across ranks (`all_reduce` of each accumulator: int64 counts, float64 sums), so
+every rank returns the metrics one process would, up to float64 summation order.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from torch import Tensor
 from ..activations.fits import check_dictionaries_fit
 from ..activations.stream import StreamConfig, stream_activations
 from ..data.tokens import TokenWindows
+from ..distributed import block, is_main, max_over_ranks, rank_and_world
 from ..errors import ConfigError
 from ..models.hookpoints import Hookpoint, resolve_hookpoint
 from ..models.load import LoadedModel
@@ -63,6 +69,13 @@ class _Accumulators:
                               "(bf16/fp16 can overflow).")
         return x
 
+    def all_reduce(self) -> None:
+        """Sum every rank's accumulators (nothing to do without a process group)."""
+        self.recon.all_reduce()
+        if self.sparsity is not None:
+            self.sparsity.all_reduce()
+        self.downstream.all_reduce()
+
     def update(self, x_in: Tensor, x_out: Tensor, mask: Tensor) -> None:
         """x_in: [B, T, d_in], x_out: [B, T, d_out], mask: [B, T]."""
         x, y = self.check(x_in[mask].float()), x_out[mask].float()
@@ -72,19 +85,30 @@ class _Accumulators:
             self.sparsity.update(latents)
 
 
+def rank_batches(lo: int, hi: int, batch_size: int) -> tuple[int, int]:
+    """This rank's windows of [lo, hi): a contiguous block of the batches of `batch_size` windows one process
+    would run from `lo` ([lo, hi) itself without a process group)."""
+    rank, world = rank_and_world()
+    b0, b1 = block(-(-(hi - lo) // batch_size), rank, world)
+    return min(lo + b0 * batch_size, hi), min(lo + b1 * batch_size, hi)
+
+
 def evaluate_many(recs: list[Reconstructor], lm: LoadedModel, windows: TokenWindows, config: EvalConfig,
                   progress: bool = True) -> list[dict[str, Any]]:
-    """Metrics of each reconstructor on the same windows. Returns one dict per reconstructor."""
+    """Metrics of each reconstructor on the same windows. Returns one dict per reconstructor (on every rank
+    under torchrun: the sums of all ranks)."""
     check_dictionaries_fit({r.name: r.coder for r in recs if getattr(r, "coder", None) is not None}, lm)
     accs = [_Accumulators(r, resolve_hookpoint(lm.model, r.hookpoint), resolve_hookpoint(lm.model, r.out_hookpoint))
             for r in recs]
     first, stop = eval_window_range(config, windows)
     n_ce = math.ceil(config.ce_n_tokens / windows.ctx_len) if "downstream" in config.metrics else 0
+    progress = progress and is_main()
+    ce_lo, ce_hi = rank_batches(first, first + n_ce, config.batch_size)
     mask_all = windows.text_mask()
     t0 = time.perf_counter()
-    with token_progress(n_ce * windows.ctx_len, "CE/KL splice", enabled=progress and n_ce > 0) as advance:
-        for lo in range(first, first + n_ce, config.batch_size):
-            hi = min(lo + config.batch_size, first + n_ce)
+    with token_progress((ce_hi - ce_lo) * windows.ctx_len, "CE/KL splice", enabled=progress and n_ce > 0) as advance:
+        for lo in range(ce_lo, ce_hi, config.batch_size):
+            hi = min(lo + config.batch_size, ce_hi)
             tokens, mask = windows.tokens[lo:hi].to(lm.device, torch.long), mask_all[lo:hi].to(lm.device)
             for acc in accs:
                 x_in, x_out = downstream_batch(lm.model, acc.hp_in, acc.hp_out, _as_bt(acc), tokens, mask,
@@ -94,11 +118,13 @@ def evaluate_many(recs: list[Reconstructor], lm: LoadedModel, windows: TokenWind
     t_ce = time.perf_counter() - t0
     hps = list({h.name: h for a in accs for h in (a.hp_in, a.hp_out)}.values())
     t1 = time.perf_counter()
-    for batch in stream_activations(lm, windows, hps, StreamConfig(config.batch_size, first + n_ce, stop),
-                                    progress=progress):
+    start, end = rank_batches(first + n_ce, stop, config.batch_size)
+    for batch in stream_activations(lm, windows, hps, StreamConfig(config.batch_size, start, end), progress=progress):
         for acc in accs:
             acc.update(batch.acts[acc.hp_in.name], batch.acts[acc.hp_out.name], batch.mask.to(lm.device))
-    t_stream = time.perf_counter() - t1
+    t_ce, t_stream = max_over_ranks(torch.tensor([t_ce, time.perf_counter() - t1], dtype=torch.float64)).tolist()
+    for acc in accs:
+        acc.all_reduce()
     return [_result(acc, config, (first, stop), n_ce, t_ce, t_stream) for acc in accs]
 
 

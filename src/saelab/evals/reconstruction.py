@@ -8,6 +8,10 @@
   and inflates the figure; saelab does not report it.)
 - MSE (per element), mean cosine(x, x̂), mean ‖x̂‖/‖x‖, and the relative reconstruction
   bias γ = Σ‖x̂‖² / Σ x̂·x (Wright & Sharkey; γ < 1 means shrinkage).
+
+Every figure is a ratio of sums, so ranks under torchrun accumulate their own batches and
+`all_reduce` sums them (float64): the result equals one process's up to summation order.
+The sums live on the CPU whatever device the batches come from.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from ..distributed import active, max_over_ranks, sum_over_ranks
 
 
 @dataclass
@@ -44,7 +50,7 @@ class ReconstructionStats:
         err = (x - x_hat).pow(2).sum(-1)  # [N]
         tss_batch = (x - x.mean(0)).pow(2).sum(-1)  # [N]
         self.n += x.shape[0]
-        self.sum_x += x.sum(0)
+        self.sum_x += x.sum(0).cpu()
         self.sum_sq_x += float(x.pow(2).sum())
         self.sum_sq_err += float(err.sum())
         self.sum_legacy_ev += float((1 - err / tss_batch.clamp_min(1e-12)).sum())
@@ -53,6 +59,21 @@ class ReconstructionStats:
         self.sum_l2_ratio += float((xh_norm / x_norm.clamp_min(1e-12)).sum())
         self.sum_sq_xhat += float(x_hat.pow(2).sum())
         self.sum_dot += float((x * x_hat).sum())
+
+    _SCALARS = ("sum_sq_x", "sum_sq_err", "sum_legacy_ev", "sum_cos", "sum_l2_ratio", "sum_sq_xhat", "sum_dot")
+
+    def all_reduce(self) -> None:
+        """Sum every rank's accumulators into each rank's (nothing to do without a process group)."""
+        if not active():
+            return
+        self.d = int(max_over_ranks(torch.tensor([self.d], dtype=torch.int64))[0])  # a rank may have no tokens
+        sum_x = self.sum_x if self.sum_x is not None else torch.zeros(self.d, dtype=torch.float64)
+        floats = sum_over_ranks(torch.cat([sum_x, torch.tensor([getattr(self, k) for k in self._SCALARS],
+                                                               dtype=torch.float64)]))
+        self.n = int(sum_over_ranks(torch.tensor([self.n], dtype=torch.int64))[0])
+        self.sum_x = floats[: self.d]
+        for k, v in zip(self._SCALARS, floats[self.d :].tolist()):
+            setattr(self, k, v)
 
     def total_variance(self) -> float:
         """Σ‖x − μ‖² over all tokens."""

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..coders.base import SparseCoder
+from ..distributed import active, max_over_ranks, sum_over_ranks
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +113,35 @@ class DenseBaseline(Reconstructor):
         self.d_sae = None
         self.name = self.name or (f"pca-{self.k}" if self.method == "pca" else "linear")
 
+    def _zeros(self, d_out: int, device: torch.device) -> None:
+        f64 = {"dtype": torch.float64, "device": device}
+        self._sxx, self._sxy = torch.zeros(self.d_in, self.d_in, **f64), torch.zeros(self.d_in, d_out, **f64)
+        self._sx, self._sy = torch.zeros(self.d_in, **f64), torch.zeros(d_out, **f64)
+
     def accumulate(self, x: Tensor, y: Tensor) -> None:
-        """x: [N, d_in], y: [N, d_out] (y is x for PCA)."""
+        """x: [N, d_in], y: [N, d_out] (y is x for PCA); the sums stay on x's device."""
         x, y = x.double(), y.double()
         if self._sxx is None:
-            self._sxx, self._sxy = (torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64),
-                                    torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64))
-            self._sx, self._sy = (torch.zeros(x.shape[1], dtype=torch.float64),
-                                  torch.zeros(y.shape[1], dtype=torch.float64))
+            self._zeros(y.shape[1], x.device)
+        assert self._sxx is not None and self._sxy is not None and self._sx is not None and self._sy is not None
         self._sxx += x.T @ x
         self._sxy += x.T @ y
         self._sx += x.sum(0)
         self._sy += y.sum(0)
         self.n_fit_tokens += x.shape[0]
+
+    def all_reduce(self) -> None:
+        """Sum every rank's moments into each rank's (nothing to do without a process group), so every rank
+        fits the same map."""
+        if not active():
+            return
+        d_out = int(max_over_ranks(torch.tensor([0 if self._sy is None else self._sy.numel()]))[0])
+        if self._sxx is None:  # a rank with no fit tokens
+            self._zeros(d_out, torch.device("cpu"))
+        assert self._sxx is not None and self._sxy is not None and self._sx is not None and self._sy is not None
+        self._sxx, self._sxy = sum_over_ranks(self._sxx), sum_over_ranks(self._sxy)
+        self._sx, self._sy = sum_over_ranks(self._sx), sum_over_ranks(self._sy)
+        self.n_fit_tokens = int(sum_over_ranks(torch.tensor([self.n_fit_tokens]))[0])
 
     def fit(self) -> "DenseBaseline":
         n = self.n_fit_tokens
@@ -147,7 +164,7 @@ class DenseBaseline(Reconstructor):
     @torch.inference_mode()
     def __call__(self, x: Tensor) -> tuple[None, Tensor]:
         assert self._W is not None and self._b is not None, "fit() first"
-        return None, (x.double() @ self._W + self._b).to(torch.float32)
+        return None, (x.double() @ self._W.to(x.device) + self._b.to(x.device)).to(torch.float32)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "method": self.method, "k": self.k, "n_fit_tokens": self.n_fit_tokens}

@@ -4,6 +4,10 @@ A result records what it was computed from (the dictionaries' weights by `dictio
 settings, the model's weights, the token windows) in its cfg.json, written last: a rerun of the
 same evaluation reads the stored result back; one of other inputs is refused without `overwrite`,
 naming the difference. The output directory is locked while it is written.
+
+Under torchrun every rank loads the dictionaries and evaluates its block of the windows (see
+`evaluate_many`; a dense baseline's moments are summed the same way); rank 0 alone holds the lock,
+decides whether a stored result is reused, and writes the files, while the others wait at a barrier.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..activations.fits import check_dictionary_fits
 from ..activations.stream import StreamConfig, stream_activations
 from ..coders import Selector, load_resolved, resolve_dictionary
 from ..data.tokens import TokenWindows
+from ..distributed import barrier, is_main, on_main, sum_over_ranks
 from ..errors import ArtifactError, ConfigError
 from ..latents.manifest import dictionary_hash
 from ..lock import hold_directory
@@ -29,7 +34,7 @@ from ..models.load import LoadedModel
 from ..workspace import Workspace, difference
 from . import plots
 from .config import EvalConfig
-from .evaluate import eval_window_range, evaluate_many
+from .evaluate import eval_window_range, evaluate_many, rank_batches
 from .reconstructors import CoderReconstructor, DenseBaseline, Reconstructor, parse_dense_spec
 from .summary import comparison_rows, comparison_text, summary_text
 
@@ -65,15 +70,19 @@ def fit_dense_baseline(spec: str, ref: Reconstructor, lm: LoadedModel, windows: 
         check_dictionary_fits(ref.coder, lm, ref.name)  # before the baseline's fitting forwards
     hp_in, hp_out = resolve_hookpoint(lm.model, ref.hookpoint), resolve_hookpoint(lm.model, ref.out_hookpoint)
     base = DenseBaseline(method, ref.hookpoint, ref.out_hookpoint, ref.d_in, k=k)
-    l0_sum, l0_n = 0.0, 0
-    for batch in stream_activations(lm, windows, [hp_in, hp_out], StreamConfig(config.batch_size, first - n_fit, first),
-                                    progress=progress):
-        x, y = batch.acts[hp_in.name][batch.mask].float(), batch.acts[hp_out.name][batch.mask].float()
+    l0_sum, l0_n = 0, 0  # active latents, tokens: exact counts
+    start, stop = rank_batches(first - n_fit, first, config.batch_size)  # this rank's share under torchrun
+    for batch in stream_activations(lm, windows, [hp_in, hp_out], StreamConfig(config.batch_size, start, stop),
+                                    progress=progress and is_main()):
+        mask = batch.mask.to(lm.device)
+        x, y = batch.acts[hp_in.name][mask].float(), batch.acts[hp_out.name][mask].float()
         base.accumulate(x, x if base.method == "pca" else y)
         if base.method == "pca" and base.k is None:
             z, _ = ref(x)
-            l0_sum, l0_n = l0_sum + float((z != 0).sum()), l0_n + x.shape[0]
+            l0_sum, l0_n = l0_sum + int((z != 0).sum()), l0_n + x.shape[0]
+    base.all_reduce()
     if base.method == "pca" and base.k is None:
+        l0_sum, l0_n = sum_over_ranks(torch.tensor([l0_sum, l0_n], dtype=torch.int64)).tolist()
         base.k = max(1, round(l0_sum / max(l0_n, 1)))
         base.name = f"pca-{base.k}"
     return base.fit()
@@ -124,16 +133,19 @@ def run_eval(spec: str, workspace: Workspace, lm: LoadedModel, windows: TokenWin
     want = {"artifact": "evals", "dictionary_hash": dictionary_hash(rec.coder), "config": dataclasses.asdict(config),
             "model": _model_identity(lm), "tokens_hash": windows.tokens_hash}
     with _lock(workspace, out):
-        if (stored := _stored_eval(out, want, overwrite, f"the evaluation of {spec}")) is not None:
+        stored = on_main(lambda: _stored_eval(out, want, overwrite, f"the evaluation of {spec}"))
+        if stored is not None:
             return stored
         m = _annotate(evaluate_many([rec], lm, windows, config, progress)[0], rec, windows)
-        if "absorption" in config.metrics:
-            m["absorption"] = _absorption(rec, lm, progress)
-        write_json(out / "metrics.json", m)
+        if "absorption" in config.metrics:  # every rank: its own prompts, not shared out
+            m["absorption"] = _absorption(rec, lm, progress and is_main())
         text = summary_text(m)
-        write_text(out / "summary.txt", text)
-        write_cfg(out, {**want, "dictionary": spec, "dictionary_source": dictionary_source(rec),  # last: whole
-                        "model_path": lm.path, "model_description": lm.describe()})
+        if is_main():
+            write_json(out / "metrics.json", m)
+            write_text(out / "summary.txt", text)
+            write_cfg(out, {**want, "dictionary": spec, "dictionary_source": dictionary_source(rec),  # last: whole
+                            "model_path": lm.path, "model_description": lm.describe()})
+        barrier()
     m["summary_text"], m["out_dir"], m["reused"] = text, str(out), False
     return m
 
@@ -143,8 +155,11 @@ def _model_identity(lm: LoadedModel) -> dict[str, Any]:
     return {**{k: v for k, v in lm.describe().items() if k != "path"}, "weights": lm.weights_hash}
 
 
-def _lock(workspace: Workspace, out: Path) -> contextlib.AbstractContextManager[Path]:
-    """The lock of an output directory: the workspace's for `evals/NAME`, else `out/.lock`."""
+def _lock(workspace: Workspace, out: Path) -> contextlib.AbstractContextManager[Any]:
+    """The lock of an output directory: the workspace's for `evals/NAME`, else `out/.lock`; held by rank 0 alone
+    under torchrun."""
+    if not is_main():
+        return contextlib.nullcontext()
     if out.parent == workspace.root / "evals":
         return workspace.lock("evals", out.name)
     return hold_directory(out)
@@ -207,18 +222,26 @@ def compare(spec_a: str, spec_b: str, workspace: Workspace, lm: LoadedModel, win
             "config": dataclasses.asdict(config), "model": _model_identity(lm), "tokens_hash": windows.tokens_hash,
             **({"names": list(names)} if names else {})}
     with _lock(workspace, out_dir):
-        stored = None if overwrite else _stored_comparison(out_dir, want)
+        stored = on_main(lambda: _stored_or_cleared(out_dir, want, overwrite))
         if stored is not None:
-            log.info("evals: %s holds this comparison already (same weights, settings and tokens); reusing it",
-                     out_dir)
             return stored
-        if (out_dir / "cfg.json").exists():
-            if not overwrite:
-                raise ArtifactError(f"{out_dir} holds a comparison made from other inputs "
-                                    f"({difference(read_json(out_dir / 'cfg.json'), want)}); keep it and write "
-                                    "elsewhere (--output-dir), or replace it with --overwrite.")
-            (out_dir / "cfg.json").unlink()  # first: a half-rewritten comparison never reads as whole
         return _compare_locked(a, b_dict, spec_b, lm, windows, out_dir, config, names, progress, want)
+
+
+def _stored_or_cleared(out_dir: Path, want: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """The comparison in `out_dir` when it was made from `want` (and not `overwrite`); else None, with a
+    comparison of other inputs refused (without `overwrite`) or unmarked as whole (with it)."""
+    stored = None if overwrite else _stored_comparison(out_dir, want)
+    if stored is not None:
+        log.info("evals: %s holds this comparison already (same weights, settings and tokens); reusing it", out_dir)
+        return stored
+    if (out_dir / "cfg.json").exists():
+        if not overwrite:
+            raise ArtifactError(f"{out_dir} holds a comparison made from other inputs "
+                                f"({difference(read_json(out_dir / 'cfg.json'), want)}); keep it and write "
+                                "elsewhere (--output-dir), or replace it with --overwrite.")
+        (out_dir / "cfg.json").unlink()  # first: a half-rewritten comparison never reads as whole
+    return None
 
 
 def _compare_locked(a: Reconstructor, b_dict: Reconstructor | None, spec_b: str, lm: LoadedModel,
@@ -229,21 +252,29 @@ def _compare_locked(a: Reconstructor, b_dict: Reconstructor | None, spec_b: str,
     if len(set(names)) < 2:
         names = (f"{names[0]} (a)", f"{names[1]} (b)")
     ma, mb = (_annotate(m, r, windows) for m, r in zip(evaluate_many([a, b], lm, windows, config, progress), (a, b)))
-    if "absorption" in config.metrics:
-        ma["absorption"], mb["absorption"] = _absorption(a, lm, progress), _absorption(b, lm, progress)
+    if "absorption" in config.metrics:  # every rank: its own prompts, not shared out
+        show = progress and is_main()
+        ma["absorption"], mb["absorption"] = _absorption(a, lm, show), _absorption(b, lm, show)
     rows = comparison_rows(ma, mb)
+    text = comparison_text(names, rows, ma)
+    if is_main():
+        _write_comparison(out_dir, names, ma, mb, rows, text)
+        sources = [dictionary_source(a), None if b_dict is None else dictionary_source(b_dict)]
+        write_cfg(out_dir, {**want, "names": list(names), "model_path": lm.path,  # last: the comparison is whole
+                            "dictionary_sources": sources})
+    barrier()
+    return {"a": ma, "b": mb, "rows": rows, "summary_text": text, "out_dir": str(out_dir), "reused": False}
+
+
+def _write_comparison(out_dir: Path, names: tuple[str, str], ma: dict[str, Any], mb: dict[str, Any],
+                      rows: list[dict[str, Any]], text: str) -> None:
     write_json(out_dir / f"{_safe(names[0])}_metrics.json", ma)
     write_json(out_dir / f"{_safe(names[1])}_metrics.json", mb)
     write_json(out_dir / "comparison.json", {"a": names[0], "b": names[1], "rows": rows})
-    text = comparison_text(names, rows, ma)
     write_text(out_dir / "summary.txt", text)
     results = {names[0]: ma, names[1]: mb}
     plots.fvu_vs_l0(results, out_dir / "fvu_vs_l0.png")
     plots.frequency_histograms(results, out_dir / "firing_frequency.png")
-    sources = [dictionary_source(a), None if b_dict is None else dictionary_source(b_dict)]
-    write_cfg(out_dir, {**want, "names": list(names), "model_path": lm.path,  # last: the comparison is whole
-                        "dictionary_sources": sources})
-    return {"a": ma, "b": mb, "rows": rows, "summary_text": text, "out_dir": str(out_dir), "reused": False}
 
 
 def _safe(name: str) -> str:

@@ -1,4 +1,9 @@
-"""Sparsity and utilisation of a dictionary's latents over evaluated tokens."""
+"""Sparsity and utilisation of a dictionary's latents over evaluated tokens.
+
+Everything is computed from counts (firings per latent, the histogram of active latents per
+token) and one float64 sum, so under torchrun `all_reduce` makes every figure, the L0
+quantiles included, equal to one process's (the counts exactly, L1 up to summation order).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..distributed import active, sum_over_ranks
 
 DENSE_THRESHOLDS = (0.01, 0.1)
 
@@ -33,6 +40,14 @@ class SparsityStats:
         self.fired += active.sum(0).cpu()
         self.l0_hist += torch.bincount(active.sum(-1).cpu(), minlength=self.d_sae + 1)
         self.sum_l1 += float(latents.detach().abs().double().sum())
+
+    def all_reduce(self) -> None:
+        """Sum every rank's counts into each rank's (nothing to do without a process group)."""
+        if not active():
+            return
+        counts = sum_over_ranks(torch.cat([torch.tensor([self.n], dtype=torch.int64), self.fired, self.l0_hist]))
+        self.n, self.fired, self.l0_hist = int(counts[0]), counts[1 : self.d_sae + 1], counts[self.d_sae + 1 :]
+        self.sum_l1 = float(sum_over_ranks(torch.tensor([self.sum_l1], dtype=torch.float64))[0])
 
     def frequencies(self) -> np.ndarray:
         """Firing frequency of each latent: fraction of evaluated tokens it fires on."""

@@ -39,6 +39,14 @@ def position_dtype(ctx_len: int) -> torch.dtype:
     return torch.int16 if ctx_len <= torch.iinfo(torch.int16).max else torch.int32
 
 
+def index_dtype(max_value: int) -> np.dtype:
+    """The index (or count) dtype of a sparse structure whose indices, pointers or counts reach `max_value`:
+    int32 up to 2³¹ − 1, int64 beyond. scipy's `_sparsetools` run in the dtype of the arrays they are given, and
+    an int32 pointer past 2³¹ − 1 entries wraps around (wrong sums, or a segfault); every sparse build that can
+    pass that size (co-occurrence pairs at 131,072 latents, a store's entries over 100M tokens) asks here."""
+    return np.dtype(np.int32) if max_value <= np.iinfo(np.int32).max else np.dtype(np.int64)
+
+
 def shard_name(index: int) -> str:
     return f"shards/shard-{index:05d}.safetensors"
 
@@ -68,6 +76,9 @@ class ShardBuilder:
 
     def __init__(self, index: int, window_start: int, window_stop: int, d_sae: int, ctx_len: int,
                  value_dtype: torch.dtype) -> None:
+        if window_stop > np.iinfo(np.int32).max:  # `window` is stored as int32
+            raise ConfigError(f"window_stop: got {window_stop:,}; a latent store indexes at most 2³¹ − 1 windows: "
+                              "use longer windows (ctx_len) or cache a part of the workspace (--n-windows).")
         self.index, self.window_start, self.window_stop = index, window_start, window_stop
         self.d_sae, self.ctx_len, self.value_dtype = d_sae, ctx_len, value_dtype
         self.pos_dtype = position_dtype(ctx_len)

@@ -17,7 +17,7 @@ from safetensors import safe_open
 from .._io import CFG_NAME, read_json_object
 from ..errors import ArtifactError, ConfigError
 from .manifest import MANIFEST, STATS, read_manifest
-from .shard import ShardRecord
+from .shard import ShardRecord, index_dtype
 
 
 class WindowMaxima(NamedTuple):
@@ -220,8 +220,9 @@ class LatentStore:
                 rows += _np(f.get_tensor("position"), np.int64)
                 vals = _np(f.get_tensor("value"), np.float32)
             n_rows = (shard.window_stop - shard.window_start) * self.ctx_len
+            idx = index_dtype(max(vals.size, n_rows, self.d_sae))  # int64 once a shard passes 2³¹ − 1 entries
             # entries sorted by latent are the CSC layout of [positions, d_sae]
-            csc = sp.csc_matrix((vals, rows, ptr), shape=(n_rows, self.d_sae))
+            csc = sp.csc_matrix((vals, rows.astype(idx), ptr.astype(idx)), shape=(n_rows, self.d_sae))
             yield ShardMatrix(shard.window_start, shard.window_stop, csc.tocsr())
 
     def disk_bytes(self) -> int:
