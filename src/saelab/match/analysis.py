@@ -1,5 +1,18 @@
 """The whole-dictionary analysis: all-pairs scores → one-to-one and many-to-one matches, the
-coverage curve against a random baseline, families, and a class for every latent."""
+coverage curve against a random baseline, families, and a class for every latent.
+
+Up to `MatchConfig.dense_limit` entries the scores are one dense [n_a, n_b] matrix and every
+step is exact. Above it they are a `TopK` (each latent's `candidates` best partners, blockwise):
+many-to-one partners, families and classes are the same as from the dense matrix (families
+need only each narrow latent's top `family_candidates` ≤ `candidates`); the one-to-one
+assignment and the random baseline's are solved on the candidate graph (assignment.py says
+where that can differ). Measured peak RSS of `saelab match` at 131,072 × 16,384, d = 2,304,
+decoder cosine and activation correlation on small stores (bench/scale.py): 5.2 GB, of which the
+load of the 131,072-latent coder (2 × its 2.4 GB of fp32 weights, in `SparseCoder.load`) sets the peak;
+the match itself holds the weights, the unit decoder rows of both sides (1.4 GB), one [block, n_b] float32
+product (0.27 GB at block 4,096) and the candidates (≈ 0.1 GB). A dense matrix would be 8.6 GB, twice
+(scores and baseline), and linear_sum_assignment copies it to float64 (17 GB).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .assignment import ManyToOne, OneToOne, assign, chance_level, coverage_curve, many_to_one, random_rotation
 from .config import MatchConfig
-from .families import Family, family_activation_stats, find_families
+from .families import Family, families_from_candidates, family_activation_stats, find_families
 from .index import MatchIndex
-from .similarity import activation_moments, cosine_best, cosine_matrix, pair_cosines, pearson
+from .similarity import activation_moments, cosine_best, cosine_matrix, cosine_topk, pair_cosines, pearson, pearson_topk
+from .topk import TopK
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +43,9 @@ class MatchAnalysis:
 
     primary: str
     """the signal that decides matches: decoder_cosine (same hookpoint) or activation_correlation"""
-    score: np.ndarray
-    """float32 [n_a, n_b]: the primary signal for every pair"""
+    score: np.ndarray | TopK
+    """float32 [n_a, n_b]: the primary signal for every pair; above `MatchConfig.dense_limit` each
+    latent's top candidates instead"""
     one_to_one: OneToOne
     best: ManyToOne
     null_scores: np.ndarray
@@ -53,11 +69,28 @@ class MatchAnalysis:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _primary(index: MatchIndex, config: MatchConfig) -> tuple[str, np.ndarray]:
+def is_dense(n_a: int, n_b: int, config: MatchConfig) -> bool:
+    """Whether a match of n_a × n_b latents holds its all-pairs scores as one dense matrix."""
+    return n_a * n_b <= config.dense_limit
+
+
+def decoder_scores(dec_a: np.ndarray, dec_b: np.ndarray, config: MatchConfig) -> np.ndarray | TopK:
+    """Cosines of two sets of unit rows: dense up to the dense limit, else each row's and column's top k."""
+    if is_dense(dec_a.shape[0], dec_b.shape[0], config):
+        return cosine_matrix(dec_a, dec_b, config.block_size)
+    return cosine_topk(dec_a, dec_b, config.candidates, config.block_size)
+
+
+def _primary(index: MatchIndex, config: MatchConfig) -> tuple[str, np.ndarray | TopK]:
+    if not is_dense(index.a.d_sae, index.b.d_sae, config) and config.assignment != "hungarian":
+        raise ConfigError(f"MatchConfig.assignment: got {config.assignment!r} for {index.a.d_sae:,} × "
+                          f"{index.b.d_sae:,} latents, above dense_limit {config.dense_limit:,}; sinkhorn needs the "
+                          "dense matrix: use 'hungarian' (on the candidate graph), or raise dense_limit.")
     if index.dec_a is not None:
-        return "decoder_cosine", cosine_matrix(index.dec_a, index.dec_b, config.block_size)
+        return "decoder_cosine", decoder_scores(index.dec_a, index.dec_b, config)
     assert index.correlation is not None
-    return "activation_correlation", np.asarray(index.correlation, np.float32)
+    corr = index.correlation
+    return "activation_correlation", corr if isinstance(corr, TopK) else np.asarray(corr, np.float32)
 
 
 def _baseline(index: MatchIndex, primary: str, config: MatchConfig) -> tuple[str, np.ndarray]:
@@ -65,20 +98,34 @@ def _baseline(index: MatchIndex, primary: str, config: MatchConfig) -> tuple[str
     if primary == "decoder_cosine":
         q = random_rotation(index.dec_b.shape[1], config.seed)  # [d, d]
         rotated = (torch.from_numpy(index.dec_b) @ torch.from_numpy(q)).numpy()  # [n_b, d]
-        null = cosine_matrix(index.dec_a, rotated, config.block_size)
+        null = decoder_scores(index.dec_a, rotated, config)
         how = "decoder rows of B rotated by a random orthogonal matrix"
     else:
-        null = pearson(activation_moments(index.a.store, index.b.store, shuffle_seed=config.seed))
+        a, b = index.a.store, index.b.store
+        null = (pearson(activation_moments(a, b, shuffle_seed=config.seed))
+                if is_dense(index.a.d_sae, index.b.d_sae, config)
+                else pearson_topk(a, b, config.candidates, config.block_size, shuffle_seed=config.seed))
         how = "windows of B shuffled within each shard (firing rates kept, token alignment broken)"
     return how, assign(null, config.assignment).score
 
 
-def _families(index: MatchIndex, score: np.ndarray, narrow: str, config: MatchConfig) -> tuple[list[Family], str]:
+def decoder_families(narrow: np.ndarray, wide: np.ndarray, cos: np.ndarray | TopK,
+                     config: MatchConfig) -> list[Family]:
+    """`find_families` from the cosines of narrow [n_narrow, d] with wide [n_wide, d] unit rows: a dense
+    [n_narrow, n_wide] matrix, or a `TopK` whose rows are the narrow latents (their top candidates suffice)."""
+    args = (config.family_min_weight, config.family_min_recon, config.family_min_gain)
+    if isinstance(cos, TopK):
+        k = min(config.family_candidates, cos.row_idx.shape[1])
+        return families_from_candidates(narrow, wide, cos.row_idx[:, :k], cos.row_val[:, :k], cos.row_val[:, 0], *args)
+    return find_families(narrow, wide, cos, config.family_candidates, *args)
+
+
+def _families(index: MatchIndex, score: np.ndarray | TopK, narrow: str,
+              config: MatchConfig) -> tuple[list[Family], str]:
     if index.dec_a is None:
         return [], "no family search: " + index.reasons.get("decoder_cosine", "decoder cosine does not apply")
-    nar, wide, cos = ((index.dec_a, index.dec_b, score) if narrow == "a" else (index.dec_b, index.dec_a, score.T))
-    fams = find_families(nar, wide, cos, config.family_candidates, config.family_min_weight,
-                         config.family_min_recon, config.family_min_gain)
+    nar, wide = (index.dec_a, index.dec_b) if narrow == "a" else (index.dec_b, index.dec_a)
+    fams = decoder_families(nar, wide, score if narrow == "a" else score.T, config)
     if not fams:
         return [], (f"no narrow latent is rebuilt by ≥ 2 wide latents with cosine ≥ {config.family_min_recon} "
                     f"and a gain ≥ {config.family_min_gain} over its best single partner")
@@ -141,11 +188,21 @@ def analyse(index: MatchIndex, config: MatchConfig) -> MatchAnalysis:
 
 def curves(analysis: MatchAnalysis) -> dict[str, list[dict]]:
     """Fraction of the narrow dictionary matched at each threshold: one-to-one, many-to-one, baseline."""
-    n_narrow = analysis.score.shape[0] if analysis.narrow == "a" else analysis.score.shape[1]
+    n_narrow = analysis.score.shape[0] if analysis.narrow == "a" else analysis.score.shape[1]  # TopK has .shape
     best = analysis.best.a_score if analysis.narrow == "a" else analysis.best.b_score
     return {"one_to_one": coverage_curve(analysis.one_to_one.score, n_narrow),
             "many_to_one": coverage_curve(best, n_narrow),
             "baseline_one_to_one": coverage_curve(analysis.null_scores, n_narrow)}
+
+
+def pair_scores(index: MatchIndex, analysis: MatchAnalysis, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """float32 [n]: the primary score of each listed pair (exact also above the dense limit: decoder
+    cosines are recomputed per pair, correlations read from the stores in one pass)."""
+    if not isinstance(analysis.score, TopK):
+        return analysis.score[rows, cols]
+    if analysis.primary == "decoder_cosine":
+        return pair_cosines(index.dec_a, index.dec_b, rows, cols)
+    return index.correlation_pairs(rows, cols)
 
 
 def encoder_cosines(index: MatchIndex, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:

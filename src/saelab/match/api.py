@@ -21,11 +21,10 @@ import torch
 from .._io import CFG_NAME
 from ..errors import ConfigError
 from ..workspace import Workspace
+from .analysis import decoder_families, decoder_scores
 from .config import MatchConfig
-from .families import find_families
 from .index import MatchIndex, Side, dictionary_names
 from .run import build_index, match_dir
-from .similarity import cosine_matrix
 from .summary import token_decoder
 from .top_tokens import jaccard_rows, token_set
 
@@ -133,8 +132,7 @@ class FeatureMatcher:
             narrow_is_source = idx.a.d_sae <= idx.b.d_sae
             nar, wide = (idx.dec_a, idx.dec_b) if narrow_is_source else (idx.dec_b, idx.dec_a)
             c = self.config
-            fams = [f.to_dict() for f in find_families(nar, wide, cosine_matrix(nar, wide), c.family_candidates,
-                                                       c.family_min_weight, c.family_min_recon, c.family_min_gain)]
+            fams = [f.to_dict() for f in decoder_families(nar, wide, decoder_scores(nar, wide, c), c)]
         children = {int(f["parent"]): [int(m) for m in f["members"]] for f in fams}
         parent = {int(m): int(f["parent"]) for f in fams for m in f["members"]}
         return children, parent
@@ -153,7 +151,7 @@ class FeatureMatcher:
         idx = self.index
         if idx.dec_a is not None:
             return "decoder_cosine", (torch.from_numpy(idx.dec_b) @ torch.from_numpy(idx.dec_a[s])).numpy()  # [n_b]
-        return "activation_correlation", np.asarray(idx.correlation[s], np.float32)  # type: ignore[index]
+        return "activation_correlation", np.nan_to_num(idx.correlation_row(s), nan=-np.inf)  # [n_b]
 
     def _tokens(self, s: int, t: int) -> tuple[set[int], set[int]] | None:
         if self.index.top_a is None:
@@ -195,7 +193,7 @@ class FeatureMatcher:
     def _signals(self, s: int, targets: np.ndarray, cos: np.ndarray | None) -> tuple[np.ndarray | None, ...]:
         """Correlation, top-token Jaccard and combined score of s with every latent in `targets` [n]."""
         idx = self.index
-        corr = np.asarray(idx.correlation[s, targets], np.float32) if idx.correlation is not None else None
+        corr = idx.correlation_pairs(np.full(targets.size, s), targets) if idx.correlation is not None else None
         jac = None
         if idx.top_a is not None:
             jac = jaccard_rows(np.broadcast_to(idx.top_a[s], (targets.size, idx.top_a.shape[1])), idx.top_b[targets])

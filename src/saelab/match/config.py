@@ -64,6 +64,15 @@ class MatchConfig:
     block_size: int = 4096
     """Rows per block of the all-pairs products (memory: block × width floats)."""
 
+    dense_limit: int = 1 << 26
+    """Most entries (n_a · n_b) for which the all-pairs scores are held as one dense matrix (and the
+    one-to-one assignment is the exact dense Hungarian); above it each latent keeps its
+    `candidates` best partners and the assignment runs on that graph (see match/topk.py).
+    The default, 67M entries, is a 256 MB float32 matrix."""
+
+    candidates: int = 32
+    """Partners kept per latent, on either side, above `dense_limit`."""
+
     def __post_init__(self) -> None:
         for name in ("same_threshold", "novel_threshold", "strong_jaccard", "weak_jaccard", "family_min_weight",
                      "family_min_recon", "family_min_union_jaccard", "family_max_cofire",
@@ -81,7 +90,10 @@ class MatchConfig:
                               f"{self.strong_jaccard}; the weak bound must not exceed the strong one.")
         if self.assignment not in get_args(Assignment):
             raise ConfigError(choices_message("MatchConfig.assignment", self.assignment, get_args(Assignment)))
-        for name in ("top_k_tokens", "family_candidates", "block_size"):
+        if self.candidates < self.family_candidates:
+            raise ConfigError(f"MatchConfig.candidates: got {self.candidates} < family_candidates "
+                              f"{self.family_candidates}; keep at least as many partners as families are offered.")
+        for name in ("top_k_tokens", "family_candidates", "block_size", "dense_limit", "candidates"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"MatchConfig.{name}: got {value!r}; expected a positive integer.")

@@ -57,7 +57,8 @@ def find_families(narrow: np.ndarray, wide: np.ndarray, cos: np.ndarray, n_candi
 
     Args:
         narrow: float32 [n_narrow, d] unit decoder rows; wide: float32 [n_wide, d] unit rows.
-        cos: float32 [n_narrow, n_wide] cosines of the two.
+        cos: float32 [n_narrow, n_wide] cosines of the two (or use `families_from_candidates`
+            with each narrow latent's top cosines, as `match` does above its dense limit).
         n_candidates: wide latents (highest cosine) offered to NNLS per narrow latent.
         min_weight: members keep NNLS weight ≥ this fraction of the largest weight.
         min_recon: the family's rebuilt direction must reach this cosine with the parent.
@@ -67,22 +68,34 @@ def find_families(narrow: np.ndarray, wide: np.ndarray, cos: np.ndarray, n_candi
     if k < 2:
         return []
     top = np.argpartition(-cos, k - 1, axis=1)[:, :k]  # [n_narrow, k]
+    return families_from_candidates(narrow, wide, top, np.take_along_axis(cos, top, axis=1), cos.max(axis=1),
+                                    min_weight, min_recon, min_gain)
+
+
+def families_from_candidates(narrow: np.ndarray, wide: np.ndarray, cand: np.ndarray, cand_cos: np.ndarray,
+                             best: np.ndarray, min_weight: float = 0.1, min_recon: float = 0.9,
+                             min_gain: float = 0.05) -> list[Family]:
+    """`find_families` from each narrow latent's candidates: cand int [n_narrow, k] wide latents,
+    cand_cos float32 [n_narrow, k] their cosines, best float32 [n_narrow] the largest cosine."""
+    if cand.shape[1] < 2:
+        return []
     families = []
     for parent in range(narrow.shape[0]):
-        cand = top[parent][cos[parent, top[parent]] > 0]
-        if cand.size < 2:
+        pos = cand_cos[parent] > 0
+        c, c_cos = cand[parent][pos], cand_cos[parent][pos]
+        if c.size < 2:
             continue
-        w, _ = _fit(narrow[parent], wide[cand])
-        members = cand[w >= min_weight * w.max()] if w.max() > 0 else cand[:0]
+        w, _ = _fit(narrow[parent], wide[c])
+        kept = w >= min_weight * w.max() if w.max() > 0 else np.zeros(c.size, bool)
+        members, m_cos = c[kept], c_cos[kept]
         if members.size < 2:
             continue
         w, recon = _fit(narrow[parent], wide[members])  # refit on the kept members only
-        best = float(cos[parent].max())
-        if recon < min_recon or recon - best < min_gain:
+        if recon < min_recon or recon - float(best[parent]) < min_gain:
             continue
         order = np.argsort(-w)
         families.append(Family(parent, members[order].tolist(), w[order].round(4).tolist(),
-                               cos[parent, members[order]].round(4).tolist(), round(recon, 4), round(best, 4)))
+                               m_cos[order].round(4).tolist(), round(recon, 4), round(float(best[parent]), 4)))
     return families
 
 
@@ -103,7 +116,8 @@ def family_activation_stats(families: list[Family], narrow: LatentStore, wide: L
     parents = np.array([f.parent for f in families])
     acc = {k: np.zeros(n_fam) for k in ("both", "either", "multi", "any", "sp", "su", "spp", "suu", "spu")}
     pairs = aligned_shards(narrow, wide) if narrow_first else ((x, y) for y, x in aligned_shards(wide, narrow))
-    chunks = ((xn[lo : lo + 16384], xw[lo : lo + 16384]) for xn, xw in pairs for lo in range(0, xn.shape[0], 16384))
+    step = min(16384, max(256, (1 << 22) // n_fam))  # rows · n_fam ≤ 4M floats per dense array
+    chunks = ((xn[lo : lo + step], xw[lo : lo + step]) for xn, xw in pairs for lo in range(0, xn.shape[0], step))
     for xn, xw in chunks:  # [rows, d_narrow], [rows, d_wide]; row chunks bound the dense [rows, n_fam]
         p = xn[:, parents].toarray()  # [rows, n_fam] parent activations
         u = (xw @ M).toarray()  # [rows, n_fam] summed member activations

@@ -4,6 +4,12 @@
 the all-pairs activation correlation (when both were cached over the same windows) and every
 latent's top-token set. It is built from a saved `match/A__B/` artifact in well under a
 second, or computed from the workspace (one pass over each store).
+
+Above `MatchConfig.dense_limit` entries the correlation is a `TopK` (each latent's best
+`candidates` partners by r, one pass over both stores per block of A's latents) and is saved as
+such: 4 arrays of (n_a + n_b) · k entries instead of a float16 [n_a, n_b] matrix (4.3 GB at
+131,072 × 16,384). A pair outside the candidates is then read from the stores when a table
+needs it (`correlation_pairs`), and shows as NaN in a latent's prefilter row.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from ..errors import ArtifactError, ConfigError, choices_message
 from ..latents.source import has_dictionary, load_store_dictionary
 from ..latents.store import LatentStore
 from ..workspace import Workspace
-from .similarity import activation_moments, pearson, unit_rows, windows_mismatch
+from .config import MatchConfig
+from .similarity import activation_moments, pair_pearson, pearson, pearson_topk, unit_rows, windows_mismatch
 from .top_tokens import top_token_ids
+from .topk import TopK
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +106,8 @@ class MatchIndex:
     dec_a: np.ndarray | None
     """float32 [n_a, d] unit decoder rows, or None where decoder cosine does not apply"""
     dec_b: np.ndarray | None
-    correlation: np.ndarray | None
-    """float16/32 [n_a, n_b] Pearson r over the shared tokens, or None"""
+    correlation: np.ndarray | TopK | None
+    """float16/32 [n_a, n_b] Pearson r over the shared tokens (a `TopK` above the dense limit), or None"""
     top_a: np.ndarray | None
     """int32 [n_a, k] top-token ids (−1 padded), or None without stores"""
     top_b: np.ndarray | None
@@ -125,9 +133,30 @@ class MatchIndex:
                           None if self.correlation is None else self.correlation.T, self.top_b, self.top_a,
                           dict(self.reasons), self.families)
 
+    def correlation_row(self, s: int) -> np.ndarray:
+        """float32 [n_b]: r of A's latent s with every latent of B (NaN where a `TopK` lacks the pair)."""
+        assert self.correlation is not None
+        if isinstance(self.correlation, TopK):
+            return self.correlation.row(s)
+        return np.asarray(self.correlation[s], np.float32)
+
+    def correlation_pairs(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """float32 [n]: r of each pair (rows[i], cols[i]); exact, from the stores for pairs a `TopK` lacks."""
+        assert self.correlation is not None
+        if not isinstance(self.correlation, TopK):
+            return np.asarray(self.correlation[rows, cols], np.float32)
+        out = self.correlation.lookup(rows, cols)
+        miss = np.isnan(out)
+        if miss.any() and self.a.store is not None and self.b.store is not None:
+            out[miss] = pair_pearson(self.a.store, self.b.store, np.asarray(rows)[miss], np.asarray(cols)[miss])
+        return out
+
     @classmethod
-    def compute(cls, a: Side, b: Side, top_k_tokens: int = 20, tokens: np.ndarray | None = None) -> "MatchIndex":
-        """Compute every signal that applies (one pass per store for correlation and top tokens)."""
+    def compute(cls, a: Side, b: Side, top_k_tokens: int = 20, tokens: np.ndarray | None = None,
+                config: MatchConfig | None = None) -> "MatchIndex":
+        """Compute every signal that applies (one pass per store for correlation and top tokens;
+        one per block of A's latents above `config.dense_limit`)."""
+        config = config or MatchConfig()
         reasons = {}
         dec_reason = decoder_reason(a.coder, b.coder)
         if dec_reason:
@@ -139,7 +168,9 @@ class MatchIndex:
             reasons["activation_correlation"] = corr_reason
         else:
             t0 = time.perf_counter()
-            corr = pearson(activation_moments(a.store, b.store))  # type: ignore[arg-type]
+            corr = (pearson(activation_moments(a.store, b.store))  # type: ignore[arg-type]
+                    if a.d_sae * b.d_sae <= config.dense_limit
+                    else pearson_topk(a.store, b.store, config.candidates, config.block_size))  # type: ignore[arg-type]
             log.info("activation correlation %d × %d in %.1f s", a.d_sae, b.d_sae, time.perf_counter() - t0)
         top_a = top_b = None
         if tokens is not None and a.store is not None and b.store is not None:
@@ -153,8 +184,12 @@ class MatchIndex:
         from safetensors.numpy import save_file
 
         if self.correlation is not None:
+            c = self.correlation
+            tensors = ({"r": np.ascontiguousarray(c, np.float16)} if not isinstance(c, TopK) else
+                       {"row_idx": c.row_idx, "row_val": c.row_val.astype(np.float16), "col_idx": c.col_idx,
+                        "col_val": c.col_val.astype(np.float16)})
             with atomic_path(directory / CORRELATION_FILE) as tmp:
-                save_file({"r": np.ascontiguousarray(self.correlation, np.float16)}, str(tmp))
+                save_file(tensors, str(tmp))
         if self.top_a is not None:
             with atomic_path(directory / TOP_TOKENS_FILE) as tmp:
                 save_file({"a": self.top_a, "b": self.top_b}, str(tmp))
@@ -171,7 +206,19 @@ class MatchIndex:
                                 f"re-run `saelab match --a {a.name} --b {b.name}`.")
         reasons = dict(cfg.get("signals_not_used", {}))
         dec = (None, None) if "decoder_cosine" in reasons else (unit_rows(a.coder.W_dec), unit_rows(b.coder.W_dec))
-        corr = load_file(str(directory / CORRELATION_FILE))["r"] if (directory / CORRELATION_FILE).exists() else None
+        corr = _load_correlation(directory / CORRELATION_FILE, (a.d_sae, b.d_sae))
         tops = load_file(str(directory / TOP_TOKENS_FILE)) if (directory / TOP_TOKENS_FILE).exists() else {}
         families = read_json(directory / "families.json")["families"] if (directory / "families.json").exists() else []
         return cls(a, b, *dec, corr, tops.get("a"), tops.get("b"), reasons, families)
+
+
+def _load_correlation(path: Path, shape: tuple[int, int]) -> np.ndarray | TopK | None:
+    """The saved correlation: a dense float16 [n_a, n_b] `r`, or a `TopK`'s four arrays."""
+    from safetensors.numpy import load_file
+
+    if not path.exists():
+        return None
+    t = load_file(str(path))
+    if "r" in t:
+        return t["r"]
+    return TopK(t["row_idx"], t["row_val"].astype(np.float32), t["col_idx"], t["col_val"].astype(np.float32), shape)

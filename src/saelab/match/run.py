@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..latents.manifest import dictionary_hash
 from ..lock import hold_directory
 from ..workspace import Workspace
-from .analysis import MatchAnalysis, analyse, curves, encoder_cosines
+from .analysis import MatchAnalysis, analyse, curves, encoder_cosines, pair_scores
 from .config import MatchConfig
 from .index import MatchIndex, Side
 from .top_tokens import jaccard_rows
@@ -49,7 +49,7 @@ def build_index(workspace: Workspace, a: str, b: str, config: MatchConfig,
         windows = load_token_windows(workspace.tokens)
         if windows.tokens_hash == sa.store.tokens_hash == sb.store.tokens_hash:
             tokens = windows.tokens.numpy()
-    index = MatchIndex.compute(sa, sb, config.top_k_tokens, tokens)
+    index = MatchIndex.compute(sa, sb, config.top_k_tokens, tokens, config)
     if index.dec_a is None and index.correlation is None:
         raise ConfigError(f"a, b: {a} and {b} share no signal to match on: decoder cosine does not apply "
                           f"({index.reasons['decoder_cosine']}) and activation correlation does not either "
@@ -67,16 +67,17 @@ def _pair_table(index: MatchIndex, analysis: MatchAnalysis, config: MatchConfig)
     rows, cols = key // index.b.d_sae, key % index.b.d_sae
     one = np.zeros(index.a.d_sae, np.int64) - 1
     one[p.a] = p.b
+    score = pair_scores(index, analysis, rows, cols)
     table: dict[str, Any] = {
-        "latent_a": rows, "latent_b": cols, "score": analysis.score[rows, cols],
+        "latent_a": rows, "latent_b": cols, "score": score,
         "one_to_one": one[rows] == cols, "best_for_a": best.a_best[rows] == cols,
         "best_for_b": best.b_best[cols] == rows}
     table["above_chance"] = table["one_to_one"] & (table["score"] >= analysis.match_threshold)
     if index.dec_a is not None:
-        table["decoder_cosine"] = analysis.score[rows, cols]
+        table["decoder_cosine"] = score
         table["encoder_cosine"] = encoder_cosines(index, rows, cols)
     if index.correlation is not None:
-        table["activation_correlation"] = np.asarray(index.correlation[rows, cols], np.float32)
+        table["activation_correlation"] = index.correlation_pairs(rows, cols)
     if index.top_a is not None:
         table["top_token_jaccard"] = jaccard_rows(index.top_a[rows], index.top_b[cols])
     return table

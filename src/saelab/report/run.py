@@ -8,6 +8,12 @@ named latents) for the stages that ran; `static/`, `plots/`, and `cfg.json`. Wor
 The report renders no stale artifact: a latent store whose dictionary was trained again (or whose token windows
 were rebuilt) since it was cached, or an interp run of a store rebuilt since, stops it with the commands that
 rebuild them. cfg.json records the hashes of what each page was built from.
+
+Memory: nothing here is d_a × d_b. Per dictionary, its latent table and frequencies (O(d_sae) rows) and its
+coder (decoder directions of the pages); a match is read from latents.parquet (n_a + n_b rows). Measured peak
+RSS on a workspace with a 131,072- and a 16,384-latent dictionary at d 2,304 and their match
+(bench/scale.py): 5.2 GB, set by loading the larger coder (`SparseCoder.load` holds its 2.4 GB of fp32
+weights twice while loading).
 """
 
 from __future__ import annotations
