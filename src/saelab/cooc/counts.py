@@ -114,8 +114,10 @@ def add_pairs(a: sp.csr_matrix, b: sp.csr_matrix, dtype: np.dtype) -> sp.csr_mat
     idx = index_dtype(a.nnz + b.nnz + max(a.shape))
     a, b = (with_index_dtype(m if m.dtype == dtype else m.astype(dtype), idx) for m in (a, b))
     out = (a + b).tocsr()
-    assert out.dtype == dtype and out.indptr.dtype.itemsize >= idx.itemsize
-    return out
+    out = out if out.dtype == dtype else out.astype(dtype)
+    # scipy may narrow the sum's indices again where its values fit (seen to depend on what ran before in the
+    # process): set the width the operands could need, so the next sum starts from it
+    return out if out.indptr.dtype.itemsize >= idx.itemsize else with_index_dtype(out, idx)
 
 
 def _shards(store: LatentStore, g_lo: int, g_hi: int) -> Iterator[ShardMatrix]:
