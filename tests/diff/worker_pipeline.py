@@ -6,6 +6,7 @@ Usage: python worker_pipeline.py OUT CORPUS
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,8 +21,11 @@ def main() -> None:
     torch.set_num_threads(1)
     init_from_env("cpu")
     out, corpus = Path(sys.argv[1]), Path(sys.argv[2])
-    run_feature_interpretation_pipeline(*tiny_pair(), out, layers=[CHANGED_LAYER],
-                                        config=fast_config(corpus, n_sweep_windows=4), progress=False)
+    # float32 selection: a bf16 product rounds differently on half the rows, which flips BatchTopK's
+    # choice at near-ties, so only the float32 run is comparable to rounding
+    config = fast_config(corpus, n_sweep_windows=4)
+    config = replace(config, crosscoder=replace(config.crosscoder, encoder_dtype="float32"))
+    run_feature_interpretation_pipeline(*tiny_pair(), out, layers=[CHANGED_LAYER], config=config, progress=False)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,10 @@ def register(app: typer.Typer) -> None:
                                        "checkpoint when the options match, and stops with an error when they do not."),
         _resume: bool = typer.Option(False, "--resume", hidden=True, help="Accepted for older scripts; resuming is "
                                      "the default."),
+        distribute_dictionaries: bool = typer.Option(False, "--distribute-dictionaries", help="Under torchrun: "
+                                                     "spread the run's dictionaries over the ranks (each reads every "
+                                                     "window and trains its share) instead of splitting every "
+                                                     "batch over them (data parallel, the default)."),
         model: str = opt.Model, dtype: str = opt.DType, device: str = opt.Device, corpus: str = opt.Corpus,
         ctx_len: int = opt.CtxLen, workspace: Optional[str] = opt.WorkspaceOpt,
     ) -> None:
@@ -131,10 +135,15 @@ def register(app: typer.Typer) -> None:
         the checkpoint and JSONL log of the run to WORKSPACE/train/NAME. Sink (position 0) and special
         tokens are excluded from training, as the workspace's token windows say. Run it again after an
         interruption: it resumes from the last checkpoint (--overwrite starts over).
+
+        Under torchrun (`torchrun --nproc_per_node N -m saelab train ...`, a workspace every rank sees) the
+        training is data parallel, with the one-process result; --distribute-dictionaries spreads the
+        dictionaries over the ranks instead. A checkpoint resumes on as many ranks.
         """
         from ..data.run import TokensConfig
         from ..data.run import run as tokens_run
         from ..data.tokens import load_token_windows
+        from ..distributed import barrier, init_from_env, local_device, on_main
         from ..models.load import load_model
         from ..models.random_init import parse_random_spec
         from ..train import TrainConfig, run
@@ -143,6 +152,8 @@ def register(app: typer.Typer) -> None:
         from . import console
 
         ws = Workspace.at(workspace)
+        rank, world = init_from_env(device)
+        parallel = "dictionaries" if distribute_dictionaries else "data"
         if synthetic is not None:
             if name is not None:
                 check_name(name, "--name")
@@ -153,23 +164,26 @@ def register(app: typer.Typer) -> None:
                                            shuffle_windows=rows, epochs=epochs, steps=steps, lr_scale=lr_scale,
                                            lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
                                            dead_tokens=dead_tokens, seed=seed, checkpoint_every=checkpoint_every),
-                                           overwrite))
+                                           overwrite, parallel), rank)
             return
         if random_init:
             trained, model = model, random_init_model(model, seed)
-            console.print(f"--random-init: training on {model}: {trained}'s architecture, config and tokenizer "
-                          f"with every weight randomly initialised (seed {seed}), a control for auto-interp scores",
-                          highlight=False, markup=False)
+            if rank == 0:
+                console.print(f"--random-init: training on {model}: {trained}'s architecture, config and tokenizer "
+                              f"with every weight randomly initialised (seed {seed}), a control for auto-interp "
+                              "scores", highlight=False, markup=False)
         if name is not None:  # before anything loads or is written: a name is one directory of the workspace
             check_name(name, "--name")
         windows = load_token_windows(ws.tokens) if (ws.tokens / "cfg.json").exists() else None
         if windows is not None:  # checked before the model loads: a refusal costs nothing
             refuse_other_windows(ctx, ws.tokens, windows.cfg, corpus=corpus, ctx_len=ctx_len)
-        lm = load_model(model, dtype=dtype, device=device)
-        if windows is None:
-            windows = tokens_run(TokensConfig(corpus=corpus, ctx_len=ctx_len,
-                                              n_tokens=n_tokens + (first_window + heldout_windows) * ctx_len),
-                                 ws, lm)
+        lm = load_model(model, dtype=dtype, device=local_device(device))
+        if windows is None:  # made by rank 0; the others read them once written
+            if rank == 0:
+                tokens_run(TokensConfig(corpus=corpus, ctx_len=ctx_len,
+                                        n_tokens=n_tokens + (first_window + heldout_windows) * ctx_len), ws, lm)
+            barrier()
+            windows = load_token_windows(ws.tokens)
         specs = dictionary_specs(hookpoint, widths(d_sae, expansion_factor, lm.d_model), architecture, k,
                                  transcode_to, skip, group_sizes, name)
         if name is None and parse_random_spec(lm.spec) is not None:  # never the default names of the trained model's
@@ -179,16 +193,18 @@ def register(app: typer.Typer) -> None:
                              first_window=first_window, lr=lr, lr_warmup_steps=lr_warmup_steps, auxk_alpha=auxk_alpha,
                              dead_tokens=dead_tokens, seed=seed, checkpoint_every=checkpoint_every)
         run_dir = run_directory(ws, config, name)
-        # checked again under the run's lock by `run`; here to say it before the work starts
-        if not overwrite and resumable(run_dir, run_fingerprint(config, windows, lm),
-                                       [ws.dictionary(s.name) for s in specs]):
-            console.print(f"resuming {run_dir} from its checkpoint (--overwrite starts over)")
-        _print_results(run(config, ws, lm, windows, run_name=name, resume=False if overwrite else None))
+        # checked again under the run's lock by `run`; here to say it before the work starts (rank 0 decides)
+        if not overwrite and on_main(lambda: resumable(run_dir, run_fingerprint(config, windows, lm),
+                                                       [ws.dictionary(s.name) for s in specs], world, parallel)):
+            if rank == 0:
+                console.print(f"resuming {run_dir} from its checkpoint (--overwrite starts over)")
+        _print_results(run(config, ws, lm, windows, run_name=name, resume=False if overwrite else None,
+                           parallel=parallel), rank)
 
 
 def train_synthetic(ctx: typer.Context, path: Path, ws, d_sae: list[int], expansion_factor: list[int],
                     architecture: str, k: int, transcode_to: str | None, group_sizes: str | None, name: str | None,
-                    options: dict, overwrite: bool) -> list[Path]:
+                    options: dict, overwrite: bool, parallel: str = "data") -> list[Path]:
     """`train --synthetic PATH`: SAEs of the synthetic model's activations (hookpoint `synthetic`)."""
     from ..synth import load_synth_model
     from ..train import TrainConfig
@@ -205,15 +221,15 @@ def train_synthetic(ctx: typer.Context, path: Path, ws, d_sae: list[int], expans
     specs = dictionary_specs([SYNTHETIC_HOOKPOINT], widths(d_sae, expansion_factor, d_in), architecture, k,
                              transcode_to, False, group_sizes, name)
     return run_synthetic(TrainConfig(specs, **options), ws, model, path, run_name=name,
-                         resume=False if overwrite else None)
+                         resume=False if overwrite else None, parallel=parallel)  # type: ignore[arg-type]
 
 
-def _print_results(paths: list[Path]) -> None:
-    """One line per trained dictionary: held-out and training FVU, L0, dead latents, decoder movement."""
+def _print_results(paths: list[Path], rank: int = 0) -> None:
+    """One line per trained dictionary (by rank 0): held-out and training FVU, L0, dead latents, decoder movement."""
     from ..coders.base import read_native_cfg
     from . import console
 
-    for path in paths:
+    for path in paths if rank == 0 else []:
             m = read_native_cfg(path).extra["training"]["final"]
             held = f"held-out FVU {m['heldout_fvu']:.3f}, " if m.get("heldout_fvu") is not None else ""
             moved = (f"; decoder rows' median cosine to their initialisation {m['decoder_cos_init']:.2f}"

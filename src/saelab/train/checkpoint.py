@@ -2,6 +2,11 @@
 schedule is a function of it), dead-latent counters and BatchTopK threshold, plus the
 position in the activation stream and the RNG state. Written atomically; read with
 `weights_only=True` (tensors, numbers and strings only).
+
+A checkpoint records how many ranks wrote it (`world_size`, outside the run's fingerprint): a data-parallel
+run resumes with the same number. Training draws nothing from torch's global RNG after the initialisation
+(shuffles and samples have their own seeded generators), so the state saved is rank 0's and any rank may
+restore it.
 """
 
 from __future__ import annotations
@@ -49,10 +54,13 @@ def config_fingerprint(config_dict: dict[str, Any]) -> str:
     return json.dumps(config_dict, sort_keys=True, default=str)
 
 
-def save_checkpoint(path: Path, state: RunState, trainers: dict[str, Any], fingerprint: str) -> None:
-    """Write the checkpoint of a run (atomic: a crash leaves the previous one)."""
+def save_checkpoint(path: Path, state: RunState, trainers: dict[str, Any], fingerprint: str, world: int = 1,
+                    parallel: str = "data") -> None:
+    """Write the checkpoint of a run (atomic: a crash leaves the previous one). world: the run's number of ranks;
+    parallel: how they share the work (`data`, or `dictionaries` for --distribute-dictionaries)."""
     payload = {"state": asdict(state), "fingerprint": fingerprint, "torch_rng": torch.get_rng_state(),
-               "trainers": {name: t.state_dict() for name, t in trainers.items()}}
+               "trainers": {name: t.state_dict() for name, t in trainers.items()}, "world_size": world,
+               "parallel": parallel if world > 1 else "data"}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -74,11 +82,32 @@ def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     return payload
 
 
-def load_checkpoint(path: Path, trainers: dict[str, Any], fingerprint: str) -> RunState:
-    """Restore `trainers` from the checkpoint at `path`; return the stream position."""
+def check_world_size(payload: dict[str, Any], path: Path, world: int, start_over: str = "--overwrite",
+                     parallel: str = "data") -> None:
+    """Refuse to resume a checkpoint written by another number of ranks (or another `parallel`), naming both and
+    how to go on."""
+    stored = int(payload.get("world_size", 1))
+    if stored != world:
+        raise ArtifactError(
+            f"resume: the checkpoint {path} was written by a run on {stored} rank(s), and this run has {world}; "
+            f"rerun on {stored} (`torchrun --nproc_per_node {stored} ...`{', or no torchrun' if stored == 1 else ''}) "
+            f"to resume it, or {start_over} to start over on {world}.")
+    had, has = payload.get("parallel", "data"), parallel if world > 1 else "data"
+    if had != has:
+        flag = "--distribute-dictionaries"
+        raise ArtifactError(f"resume: the checkpoint {path} was written {'with' if had != 'data' else 'without'} "
+                            f"{flag}, and this run is {'without' if had != 'data' else 'with'} it; rerun as it was "
+                            f"to resume it, or {start_over} to start over.")
+
+
+def load_checkpoint(path: Path, trainers: dict[str, Any], fingerprint: str, world: int = 1,
+                    parallel: str = "data") -> RunState:
+    """Restore `trainers` from the checkpoint at `path`; return the stream position. world, parallel: this run's
+    ranks and how they share the work, which must be the checkpoint's."""
     if not path.exists():
         raise ArtifactError(f"resume: no checkpoint at {path}; start the run over (--overwrite).")
     payload = read_checkpoint(path)
+    check_world_size(payload, path, world, parallel=parallel)
     if payload["fingerprint"] != fingerprint:
         raise ArtifactError(
             f"resume: the checkpoint {path} was written by a run with another config or other token windows; "

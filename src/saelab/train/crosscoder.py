@@ -33,11 +33,13 @@ import torch
 from torch import Tensor
 
 from ..coders import CoderConfig, SparseCoder
+from ..distributed import LOCAL, Local, barrier, data_parallel
 from ..errors import ArtifactError, ConfigError, FormatError
 from ..models.load import parse_dtype
 from .checkpoint import (
     CHECKPOINT_NAME,
     RunState,
+    check_world_size,
     config_fingerprint,
     fingerprint_difference,
     load_checkpoint,
@@ -46,9 +48,9 @@ from .checkpoint import (
 )
 from .config import CrosscoderConfig
 from .loop import JsonlLog, train_progress
-from .objective import StepLoss, code_norms, crosscoder_objective
+from .objective import StepLoss, code_norms, crosscoder_objective, total_variance
 from .reference import dense_crosscoder_objective
-from .trainer import Trainer
+from .trainer import Trainer, weighted_mean
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,8 @@ class CrosscoderTrainer(Trainer):
     """One crosscoder: the shared `Trainer` plus per-model activation scales, tied shared latents and the
     score-based BatchTopK selection."""
 
-    def __init__(self, config: CrosscoderConfig, cfg: CoderConfig, device: torch.device, reference: bool = False):
+    def __init__(self, config: CrosscoderConfig, cfg: CoderConfig, device: torch.device, reference: bool = False,
+                 ranks: Local = LOCAL):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # the initial weights depend only on the seed
             coder = SparseCoder(cfg, dtype=torch.float32, device=device)
@@ -71,7 +74,7 @@ class CrosscoderTrainer(Trainer):
             if config.decoder_init == "tied":
                 coder.W_dec[:, 1] = coder.W_dec[:, 0]
                 coder.W_enc[1] = coder.W_enc[0]
-        super().__init__(coder, config, config.base_lr, config.total_steps, reference=reference)
+        super().__init__(coder, config, config.base_lr, config.total_steps, reference=reference, ranks=ranks)
         self.scales = torch.ones(2, device=device)  # activation scale per model, set on the first batch
 
     def step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
@@ -87,10 +90,12 @@ class CrosscoderTrainer(Trainer):
     def prepare_heldout(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor | None]:
         return x.to(self.coder.device, torch.float32) / self.scales[None, :, None], None
 
-    def loss(self, x: Tensor, y: Tensor | None) -> StepLoss:
+    def loss(self, x: Tensor, y: Tensor | None, ranks: Local = LOCAL) -> StepLoss:
         if self.reference:
+            assert ranks.world == 1, "the dense reference objective runs on one process"
             return dense_crosscoder_objective(self.coder, x, self.dead, self.config.k, self.config.auxk_alpha)
-        return crosscoder_objective(self.coder, x, self.dead, self.config.k, self.config.auxk_alpha, self.select_dtype)
+        return crosscoder_objective(self.coder, x, self.dead, self.config.k, self.config.auxk_alpha, self.select_dtype,
+                                    ranks)
 
     @torch.no_grad()
     def before_update(self) -> None:
@@ -106,9 +111,15 @@ class CrosscoderTrainer(Trainer):
 
     @torch.no_grad()
     def _init_from(self, x: Tensor) -> None:
-        # One scalar per model: the RMS distance of its activations to their mean.
-        self.scales.copy_((x - x.mean(0)).pow(2).sum(-1).mean(0).sqrt().clamp_min(1e-6))
-        self.coder.b_dec.copy_(x.mean(0) / self.scales[:, None])
+        # One scalar per model: the RMS distance of its activations to their mean (over every rank's rows).
+        if self.ranks.world == 1:
+            self.scales.copy_((x - x.mean(0)).pow(2).sum(-1).mean(0).sqrt().clamp_min(1e-6))
+            self.coder.b_dec.copy_(x.mean(0) / self.scales[:, None])
+            return
+        n, variance = total_variance(x, (0, 2), self.ranks)  # [2]
+        self.scales.copy_((variance / n).sqrt().clamp_min(1e-6))
+        mean = weighted_mean(x.flatten(1), torch.ones(x.shape[0], device=x.device), self.ranks).view_as(x[0])
+        self.coder.b_dec.copy_(mean / self.scales[:, None])
 
     def summary(self) -> dict[str, Any]:
         mean = self.mean_recent(("fvu_base", "fvu_target", "l0", "aux_loss"))
@@ -205,6 +216,12 @@ def train_crosscoder(batches: Batches, config: CrosscoderConfig, *, d_in: int, h
         heldout: raw paired activations [n, 2, d_in] no step trains on: their FVU and the decoder's movement
             from its initialisation are logged 20 times over the run and kept in cfg.json.
 
+    Under torchrun (a process group of 2+ ranks) the training is data parallel: every rank is given the same
+    stream, trains on rows [rank::world] of each batch, and the ranks' gradients, variances, selections and
+    dead-latent counts are the whole batch's, so the result is the one-process result (up to rounding, with a
+    float32 selection: see `train.parallel`). Rank 0 alone writes `out_dir` (a filesystem every rank sees); a
+    checkpoint resumes with the same number of ranks.
+
     The loss is FVU(base) + FVU(target), each over its own model's variance, so a model with
     larger activations does not dominate. cfg.json's `extra` holds the training config,
     the activation scales, the final FVU per model (mean over the last 10 steps), tokens seen
@@ -218,28 +235,35 @@ def train_crosscoder(batches: Batches, config: CrosscoderConfig, *, d_in: int, h
     """
     out = Path(out_dir) if out_dir is not None else None
     fingerprint = _fingerprint(config, d_in, hookpoint)
+    ranks = data_parallel()
     if out is not None and resume and (done := finished_crosscoder(out, config, d_in=d_in, hookpoint=hookpoint)):
-        return done
+        return done  # every rank reads the same finished coder; nothing is written
     stream = _token_batches(batches, config.batch_size, d_in)
     first = next(stream)
     device = torch.device(device) if device is not None else first.device
     cfg = CoderConfig(architecture="batchtopk", d_in=d_in, d_sae=config.d_sae, k=config.k, kind="crosscoder",
                       n_sources=2, sources=SOURCES, hookpoint=hookpoint, model=model, apply_b_dec_to_input=True)
-    trainer = CrosscoderTrainer(config, cfg, device)
+    trainer = CrosscoderTrainer(config, cfg, device, ranks=ranks)
     state = RunState()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if resume and (out / CHECKPOINT_NAME).exists():
+            check_world_size(read_checkpoint(out / CHECKPOINT_NAME, mmap=True), out / CHECKPOINT_NAME, ranks.world,
+                             "resume=False")
             try:
-                state = load_checkpoint(out / CHECKPOINT_NAME, {"crosscoder": trainer}, fingerprint)
+                state = load_checkpoint(out / CHECKPOINT_NAME, {"crosscoder": trainer}, fingerprint, ranks.world)
             except ArtifactError as e:
                 raise ArtifactError(f"out_dir: {out} holds a crosscoder run with another config, d_in or hookpoint "
                                     f"({_stored_difference(out / CHECKPOINT_NAME, fingerprint) or e}); pass "
                                     "resume=False to overwrite it, or another out_dir.") from e
             log.info("resuming the crosscoder at step %d of %d", state.step, config.total_steps)
     stream = itertools.islice(itertools.chain([first], stream), state.step, None)
-    tokens_per_s = _fit(trainer, stream, state, out, fingerprint, progress, heldout)
-    return _finish(trainer, state, out, fingerprint, tokens_per_s)
+    tokens_per_s = _fit(trainer, stream, state, out if ranks.rank == 0 else None, fingerprint,
+                        progress and ranks.rank == 0, heldout)
+    coder = _finish(trainer, state, out if ranks.rank == 0 else None, fingerprint, tokens_per_s)
+    if ranks.world > 1:
+        barrier()  # the other ranks return once rank 0 has written out_dir
+    return coder
 
 
 def _stored_difference(path: Path, fingerprint: str) -> str | None:
@@ -262,7 +286,8 @@ def _fit(trainer: CrosscoderTrainer, stream: Iterator[Tensor], state: RunState, 
         for x in stream:
             if state.step >= config.total_steps:
                 break
-            m = trainer.step(x)
+            ranks = trainer.ranks
+            m = trainer.step(x[ranks.rank::ranks.world] if ranks.world > 1 else x)  # this rank's rows [n_r, 2, d]
             state.advance(0, x.shape[0], x.shape[0])
             evaluate = heldout is not None and (state.step % eval_every == 0 or state.step == config.total_steps)
             if evaluate:
@@ -272,7 +297,7 @@ def _fit(trainer: CrosscoderTrainer, stream: Iterator[Tensor], state: RunState, 
             if jsonl is not None and (evaluate or state.step % 10 == 0 or state.step == config.total_steps):
                 jsonl.write({"step": state.step, "tokens": state.text_tokens, **m})
             if out is not None and config.checkpoint_every and state.step % config.checkpoint_every == 0:
-                save_checkpoint(out / CHECKPOINT_NAME, state, {"crosscoder": trainer}, fingerprint)
+                save_checkpoint(out / CHECKPOINT_NAME, state, {"crosscoder": trainer}, fingerprint, trainer.ranks.world)
     if state.step < config.total_steps:
         log.warning("crosscoder: the stream ended after %d of %d steps", state.step, config.total_steps)
     return (state.text_tokens - start_tokens) / max(time.perf_counter() - t0, 1e-9)
@@ -287,7 +312,7 @@ def _finish(trainer: CrosscoderTrainer, state: RunState, out: Path | None, finge
                           "complete": state.step >= trainer.config.total_steps}}
     coder.cfg = dataclasses.replace(coder.cfg, extra=extra)
     if out is not None:
-        save_checkpoint(out / CHECKPOINT_NAME, state, {"crosscoder": trainer}, fingerprint)
+        save_checkpoint(out / CHECKPOINT_NAME, state, {"crosscoder": trainer}, fingerprint, trainer.ranks.world)
         coder.save(out)
     return coder
 

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from ..progress import token_progress
 from .checkpoint import RunState, save_checkpoint
-from .source import BufferSource, ChunkedSource
+from .source import BufferSource, ChunkedSource, total_rows
 from .trainer import DictionaryTrainer
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,18 @@ log = logging.getLogger(__name__)
 LOG_NAME = "log.jsonl"
 
 Source = ChunkedSource | BufferSource
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where one process writes a run's checkpoint and JSONL log; `world` and `parallel`: the run's ranks and how
+    they share the work, which the checkpoint records. Under data parallel rank 0 writes for every rank (the
+    others get None); with the dictionaries spread over ranks each writes its own (`distributed.rank_file`)."""
+
+    checkpoint: Path
+    log: Path
+    world: int = 1
+    parallel: str = "data"
 
 
 class JsonlLog:
@@ -70,17 +83,18 @@ def _metrics_text(metrics: dict[str, dict[str, float]]) -> str:
 
 
 def fit(trainers: dict[str, DictionaryTrainer], io: dict[str, tuple[str, str]], source: Source,
-        state: RunState, run_dir: Path, *, checkpoint_every: int, log_every: int, fingerprint: str,
+        state: RunState, files: RunFiles | None, *, checkpoint_every: int, log_every: int, fingerprint: str,
         progress: bool = True, until_step: int | None = None, heldout: dict[str, Tensor] | None = None,
         eval_every: int = 0) -> RunState:
     """Train every trainer from `state` to the end of `source` (or until `until_step`).
 
     io maps a dictionary name to (input hookpoint, target hookpoint) in the source's batches.
-    Checkpoints go to `run_dir/checkpoint.pt` every `checkpoint_every` steps and at the end.
+    Checkpoints go to `files.checkpoint` every `checkpoint_every` steps and at the end, log lines to
+    `files.log`; None: this rank writes nothing (a data-parallel rank other than 0).
     heldout: {hookpoint: [n, d]} activations no step trains on; every `eval_every` steps (and at the
     end) each dictionary's FVU on them and its decoder's movement from the initialisation are logged.
     """
-    jsonl = JsonlLog(run_dir / LOG_NAME, resume_step=state.step if state.step else None)
+    jsonl = JsonlLog(files.log, resume_step=state.step if state.step else None) if files is not None else None
     t0, tokens_at_t0 = time.perf_counter(), state.window_tokens
     total_steps = source.total_steps
     with train_progress(source.total_tokens, state.window_tokens, progress, (state.step, total_steps)) as update:
@@ -89,7 +103,7 @@ def fit(trainers: dict[str, DictionaryTrainer], io: dict[str, tuple[str, str]], 
             chunk_tokens = source.chunk_tokens(chunk)
             for batch in source.steps(chunk, state.step_in_chunk):
                 metrics = {name: t.step(batch[io[name][0]], batch[io[name][1]]) for name, t in trainers.items()}
-                n_text = next(iter(batch.values())).shape[0]
+                n_text = total_rows(source.ranks, batch)
                 # window tokens of this step: the chunk's tokens shared out, the remainder on its last step
                 last = state.step_in_chunk == n_steps - 1
                 step_tokens = chunk_tokens // n_steps + (chunk_tokens % n_steps if last else 0)
@@ -100,14 +114,15 @@ def fit(trainers: dict[str, DictionaryTrainer], io: dict[str, tuple[str, str]], 
                     for name, t in trainers.items():
                         metrics[name].update(t.heldout_metrics(heldout[io[name][0]], heldout[io[name][1]]))
                 update(step_tokens, _metrics_text(metrics))
-                if evaluate or state.step % log_every == 0 or state.step == total_steps:
+                if jsonl is not None and (evaluate or state.step % log_every == 0 or state.step == total_steps):
                     rate = (state.window_tokens - tokens_at_t0) / max(time.perf_counter() - t0, 1e-9)
                     for name, m in metrics.items():
                         jsonl.write({"dictionary": name, "step": state.step, "tokens": state.window_tokens,
                                      "text_tokens": state.text_tokens, **m, "tokens_per_s": rate})
-                if checkpoint_every and state.step % checkpoint_every == 0:
-                    save_checkpoint(run_dir / "checkpoint.pt", state, trainers, fingerprint)
+                if files is not None and checkpoint_every and state.step % checkpoint_every == 0:
+                    save_checkpoint(files.checkpoint, state, trainers, fingerprint, files.world, files.parallel)
                 if until_step is not None and state.step >= until_step:
                     return state
-    save_checkpoint(run_dir / "checkpoint.pt", state, trainers, fingerprint)
+    if files is not None:
+        save_checkpoint(files.checkpoint, state, trainers, fingerprint, files.world, files.parallel)
     return state

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..coders import SparseCoder
+from ..distributed import LOCAL, Local
 from .sparse import (
     Selection,
     batch_topk_selection,
@@ -43,11 +44,54 @@ class StepLoss(NamedTuple):
     min_selected: float | None
     """BatchTopK/Matryoshka: smallest selected activation; crosscoder: smallest selected score
     f · Σ_m ‖d^m‖ (either feeds the inference threshold)"""
+    n: int
+    """tokens of the batch (under data parallel every rank's: the fields above are the whole batch's, and
+    `loss` is this rank's share, so the ranks' gradients sum to the batch's)"""
 
 
 def fvu(y: Tensor, y_hat: Tensor, total_variance: Tensor) -> Tensor:
     """Σ‖y − ŷ‖² / Σ‖y − ȳ‖²."""
     return (y - y_hat).pow(2).sum() / total_variance
+
+
+def total_variance(y: Tensor, dim: tuple[int, ...], ranks: Local = LOCAL) -> tuple[int, Tensor]:
+    """(N, Σ‖y − ȳ‖²) over the batch's N tokens, summed over `dim` (dim 0 is the tokens): a scalar for y [N, d]
+    and dim (0, 1); [n_sources] for a crosscoder's x [N, n_sources, d] and dim (0, 2).
+
+    Under data parallel the batch is every rank's rows: Σy, Σy² and N are summed over the ranks in float64
+    (no gradient flows through the target), so every rank divides by the same whole-batch variance."""
+    if ranks.world == 1:
+        return y.shape[0], (y - y.mean(0)).pow(2).sum(dim).clamp_min(1e-12)
+    y64 = y.detach().double()
+    stats = ranks.sum(torch.cat([y64.new_tensor([y.shape[0]]), y64.sum(0).reshape(-1), y64.pow(2).sum(0).reshape(-1)]))
+    n = stats[0]
+    s, ss = stats[1:].view(2, *y.shape[1:])  # Σy, Σy² per feature
+    var = (ss - s * s / n).sum([i - 1 for i in dim if i > 0])
+    return int(n), var.to(y.dtype).clamp_min(1e-12)
+
+
+def smallest(values: Tensor) -> float:
+    """The smallest of `values` (inf when empty: a rank without any, before the minimum over ranks)."""
+    return float(values.min()) if values.numel() else float("inf")
+
+
+def whole_batch(ranks: Local, loss: Tensor, fvu_: Tensor, aux: Tensor, fired: Tensor, n_active: int, n: int,
+                min_selected: float | None) -> StepLoss:
+    """The StepLoss of the whole batch from this rank's part of it: FVU and AuxK terms and the active count summed
+    over the ranks, the fired set their union, the smallest selected value their minimum. Without data parallel,
+    the part is the batch."""
+    if ranks.world > 1:
+        sums = ranks.sum(torch.cat([fvu_.reshape(-1).double(), aux.reshape(1).double(),
+                                    torch.tensor([n_active], dtype=torch.float64, device=fvu_.device)]))
+        fvu_, aux, n_active = sums[:-2].to(fvu_.dtype).view_as(fvu_), sums[-2].to(aux.dtype), int(sums[-1])
+        low = min_selected if min_selected is not None else 0.0
+        flags = ranks.max(torch.cat([fired.float(), fired.new_tensor([-low], dtype=torch.float32)]))
+        fired = flags[:-1] > 0
+        min_selected = -float(flags[-1]) if min_selected is not None else None
+    if min_selected == float("inf"):
+        min_selected = 0.0  # nothing selected in the whole batch
+    return StepLoss(loss=loss, fvu=fvu_, aux_loss=aux, fired=fired, l0=n_active / max(1, n),
+                    min_selected=min_selected, n=n)
 
 
 def code_norms(coder: SparseCoder) -> Tensor:
@@ -75,33 +119,32 @@ def _fired(coder: SparseCoder, sel: Selection, acts: Tensor) -> Tensor:
 
 
 def objective(coder: SparseCoder, x: Tensor, y: Tensor, dead: Tensor, auxk_alpha: float,
-              groups: tuple[int, ...], select_dtype: torch.dtype | None = None) -> StepLoss:
+              groups: tuple[int, ...], select_dtype: torch.dtype | None = None, ranks: Local = LOCAL) -> StepLoss:
     """The training loss of one batch. x [N, d_in] (encoder input), y [N, d_out] (target).
 
-    select_dtype: dtype of the dense product that picks the active latents (default: the coder's)."""
+    select_dtype: dtype of the dense product that picks the active latents (default: the coder's).
+    ranks: `distributed.DataParallel` when x, y are this rank's rows of a batch split over ranks."""
     cfg = coder.cfg
     x = x.to(coder.dtype)
     n = x.shape[0]
     xin, b_in, W_enc = _encoder(coder, x)
     pre = dense_pre(xin, b_in, W_enc, coder.b_enc, select_dtype or coder.dtype)  # [N, d_sae], no grad
-    total_variance = (y - y.mean(0)).pow(2).sum().clamp_min(1e-12)
+    n_total, variance = total_variance(y, (0, 1), ranks)
     min_selected: float | None = None
     if cfg.architecture == "topk":
         sel = topk_selection(pre, cfg.k)
         acts = torch.relu(encode_selected(xin, b_in, W_enc, coder.b_enc, sel))  # [N·k]
         y_hat = decode_selected(acts, sel, coder.W_dec, n, per_token=cfg.k) + coder.b_dec + _skip(coder, x)
-        recon = full = fvu(y, y_hat, total_variance)
+        recon = full = fvu(y, y_hat, variance)
     else:
-        sel = batch_topk_selection(pre, cfg.k)
+        sel = batch_topk_selection(pre, cfg.k, ranks=ranks, n_total=n_total)
         acts = torch.relu(encode_selected(xin, b_in, W_enc, coder.b_enc, sel))
-        recon, full, y_hat = _nested_fvu(coder, sel, acts, x, y, total_variance, groups)
-        positive = acts.detach()[acts.detach() > 0]
-        min_selected = float(positive.min()) if positive.numel() else 0.0
-    aux = _auxk(coder, pre, xin, b_in, W_enc, (y - y_hat).detach(), dead, total_variance) if auxk_alpha > 0 \
+        recon, full, y_hat = _nested_fvu(coder, sel, acts, x, y, variance, groups)
+        min_selected = smallest(acts.detach()[acts.detach() > 0])
+    aux = _auxk(coder, pre, xin, b_in, W_enc, (y - y_hat).detach(), dead, variance) if auxk_alpha > 0 \
         else x.new_zeros(())
-    return StepLoss(loss=recon + auxk_alpha * aux, fvu=full.detach(), aux_loss=aux.detach(),
-                    fired=_fired(coder, sel, acts), l0=int((acts.detach() > 0).sum()) / max(1, n),
-                    min_selected=min_selected)
+    return whole_batch(ranks, recon + auxk_alpha * aux, full.detach(), aux.detach(), _fired(coder, sel, acts),
+                       int((acts.detach() > 0).sum()), n_total, min_selected)
 
 
 def _nested_fvu(coder: SparseCoder, sel: Selection, acts: Tensor, x: Tensor, y: Tensor, total_variance: Tensor,
@@ -143,30 +186,28 @@ def _auxk(coder: SparseCoder, pre: Tensor, xin: Tensor, b_in: Tensor | None, W_e
 
 
 def crosscoder_objective(coder: SparseCoder, x: Tensor, dead: Tensor, k: int, auxk_alpha: float,
-                         select_dtype: torch.dtype | None = None) -> StepLoss:
+                         select_dtype: torch.dtype | None = None, ranks: Local = LOCAL) -> StepLoss:
     """The loss of one batch x [N, 2, d_in] (already divided by the activation scales): FVU(base) +
     FVU(target), each over its own model's variance, so a model with larger activations does not
     dominate, + auxk_alpha · AuxK. BatchTopK selects on f_j · Σ_m ‖d_j^m‖ (Lindsey et al. 2024);
-    the selection does not backpropagate, the kept activations do."""
+    the selection does not backpropagate, the kept activations do. ranks: as `objective`."""
     n, s, d = x.shape
+    n_total, variance = total_variance(x, (0, 2), ranks)  # [2]: each model normalised by its own
     xin, b_in, W_enc = _encoder(coder, x)
     pre = dense_pre(xin, b_in, W_enc, coder.b_enc, select_dtype or coder.dtype)  # [N, d_sae], no grad
     with torch.no_grad():
         norms = code_norms(coder)  # [d_sae]
         scores = torch.relu(pre) * norms.to(pre.dtype)
-    sel = batch_topk_selection(scores, k, pre=pre)
+    sel = batch_topk_selection(scores, k, pre=pre, ranks=ranks, n_total=n_total)
     acts = torch.relu(encode_selected(xin, b_in, W_enc, coder.b_enc, sel))  # [E]
     W_dec = coder.W_dec.reshape(coder.d_sae, s * d)
     x_hat = decode_selected(acts, sel, W_dec, n).view(n, s, d) + coder.b_dec
-    variance = (x - x.mean(0)).pow(2).sum((0, 2)).clamp_min(1e-12)  # [2]: each model normalised by its own
     fvu_ = (x - x_hat).pow(2).sum((0, 2)) / variance  # [2]
     aux = _crosscoder_auxk(coder, pre, scores, xin, b_in, W_enc, (x - x_hat).detach(), dead, variance) \
         if auxk_alpha > 0 else x.new_zeros(())
     score = acts.detach() * norms[sel.cols]
-    positive = score[score > 0]
-    return StepLoss(loss=fvu_.sum() + auxk_alpha * aux, fvu=fvu_.detach(), aux_loss=aux.detach(),
-                    fired=_fired(coder, sel, acts), l0=int((acts.detach() > 0).sum()) / max(1, n),
-                    min_selected=float(positive.min()) if positive.numel() else 0.0)
+    return whole_batch(ranks, fvu_.sum() + auxk_alpha * aux, fvu_.detach(), aux.detach(), _fired(coder, sel, acts),
+                       int((acts.detach() > 0).sum()), n_total, smallest(score[score > 0]))
 
 
 def _crosscoder_auxk(coder: SparseCoder, pre: Tensor, scores: Tensor, xin: Tensor, b_in: Tensor | None, W_enc: Tensor,
@@ -189,4 +230,5 @@ def _crosscoder_auxk(coder: SparseCoder, pre: Tensor, scores: Tensor, xin: Tenso
     return scale * ((e_hat - residual).pow(2).sum((0, 2)) / variance).sum()
 
 
-__all__ = ["StepLoss", "code_norms", "crosscoder_objective", "fvu", "objective"]
+__all__ = ["StepLoss", "code_norms", "crosscoder_objective", "fvu", "objective", "smallest", "total_variance",
+           "whole_batch"]

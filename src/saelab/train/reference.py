@@ -70,7 +70,8 @@ def dense_objective(coder: SparseCoder, x: Tensor, y: Tensor, dead: Tensor, auxk
         n_active = int((latents > 0).sum())
     aux = auxk_loss(coder, pre, (y - y_hat).detach(), dead, total_variance) if auxk_alpha > 0 else pre.new_zeros(())
     return StepLoss(loss=recon + auxk_alpha * aux, fvu=full.detach(), aux_loss=aux.detach(),
-                    fired=fired, l0=n_active / max(1, x.shape[0]), min_selected=min_selected)
+                    fired=fired, l0=n_active / max(1, x.shape[0]), min_selected=min_selected,
+                    n=x.shape[0])
 
 
 def _nested_fvu(coder: SparseCoder, latents: Tensor, x: Tensor, y: Tensor, total_variance: Tensor,
@@ -106,7 +107,7 @@ def dense_crosscoder_objective(coder: SparseCoder, x: Tensor, dead: Tensor, k: i
     positive = values[values > 0]
     return StepLoss(loss=fvu_.sum() + auxk_alpha * aux, fvu=fvu_.detach(), aux_loss=aux.detach(),
                     fired=keep.view_as(acts).any(0), l0=int(keep.sum()) / max(1, n),
-                    min_selected=float(positive.min()) if positive.numel() else 0.0)
+                    min_selected=float(positive.min()) if positive.numel() else 0.0, n=n)
 
 
 def _crosscoder_auxk(coder: SparseCoder, acts: Tensor, scores: Tensor, residual: Tensor, dead: Tensor,

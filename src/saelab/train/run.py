@@ -7,6 +7,13 @@ A rerun resumes from the checkpoint when it was written by the same run (same co
 and token windows); a checkpoint of another run, or dictionaries with no checkpoint to tell,
 are never trained over unless asked (`resume=False`, the CLI's `--overwrite`). The run and
 its dictionaries are locked while they are written: one writer each.
+
+Under torchrun (a process group of 2+ ranks, on a filesystem every rank sees) a run is data parallel
+(`parallel="data"`): each rank reads its share of every step's windows through the model, and the ranks'
+losses, selections, dead-latent counts and gradients are the whole batch's, so the dictionaries are the
+one-process ones up to rounding; rank 0 takes the locks, decides whether to resume, and writes the
+checkpoint, log and dictionaries. `parallel="dictionaries"` (`--distribute-dictionaries`) spreads the run's
+dictionaries over the ranks instead: each reads every window and trains its share, with its own checkpoint.
 """
 
 from __future__ import annotations
@@ -25,8 +32,17 @@ from typing import Any, Iterator
 
 import torch
 
-from ..activations.buffer import buffer_name, write_buffer
+from ..activations.buffer import ActivationBuffer, buffer_name, write_buffer
 from ..data.tokens import TokenWindows
+from ..distributed import (
+    LOCAL,
+    Local,
+    all_gather_objects,
+    barrier,
+    on_main,
+    rank_and_world,
+    rank_file,
+)
 from ..errors import ArtifactError, ConfigError
 from ..models.hookpoints import resolve_hookpoint
 from ..models.load import LoadedModel
@@ -34,6 +50,7 @@ from ..workspace import Workspace
 from .checkpoint import (
     CHECKPOINT_NAME,
     RunState,
+    check_world_size,
     config_fingerprint,
     fingerprint_difference,
     load_checkpoint,
@@ -41,11 +58,11 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .loop import LOG_NAME, fit
+from .parallel import Parallel, batch_ranks, rank_dictionaries, run_files, written_by_rank0
 from .source import BufferSource, ChunkedSource, ReadWindows, model_reader
 from .trainer import DictionaryTrainer, coder_config
 
 log = logging.getLogger(__name__)
-
 
 def window_range(config: TrainConfig, windows: TokenWindows) -> tuple[int, int]:
     """Windows [first, stop) that cover `config.n_tokens` tokens from `config.first_window`."""
@@ -61,13 +78,18 @@ def window_range(config: TrainConfig, windows: TokenWindows) -> tuple[int, int]:
 
 
 def build_trainers(config: TrainConfig, widths: dict[str, int], canonical: dict[str, str], model: str,
-                   total_steps: int, device: torch.device | str = "cpu") -> dict[str, DictionaryTrainer]:
-    """One DictionaryTrainer per DictionarySpec; widths maps canonical hookpoints to d."""
+                   total_steps: int, device: torch.device | str = "cpu", names: set[str] | None = None,
+                   ranks: Local = LOCAL) -> dict[str, DictionaryTrainer]:
+    """One DictionaryTrainer per DictionarySpec (those in `names`, if given); widths maps canonical hookpoints to
+    d. A dictionary's seed is the run's seed plus its place in the config, whichever rank trains it."""
     trainers = {}
     for i, spec in enumerate(config.dictionaries):
+        if names is not None and spec.name not in names:
+            continue
         hp, out_hp = canonical[spec.hookpoint], canonical.get(spec.out_hookpoint or spec.hookpoint)
         cfg = coder_config(spec, widths[hp], widths[out_hp], hp, out_hp if spec.is_transcoder else None, model)
-        trainers[spec.name] = DictionaryTrainer(spec, cfg, config, total_steps, device=device, seed=config.seed + i)
+        trainers[spec.name] = DictionaryTrainer(spec, cfg, config, total_steps, device=device, seed=config.seed + i,
+                                                ranks=ranks)
     return trainers
 
 
@@ -75,29 +97,35 @@ def train(config: TrainConfig, read: ReadWindows, canonical: dict[str, str], wid
           windows_range: tuple[int, int], run_dir: Path, *, ctx_len: int, fingerprint_extra: dict[str, Any],
           model: str = "", resume: bool = False, progress: bool = True, until_step: int | None = None,
           device: torch.device | str = "cpu", heldout_range: tuple[int, int] | None = None,
-          buffer_dir: Path | None = None, source: Any = None,
-          heldout: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, DictionaryTrainer], RunState]:
-    """Train the run's dictionaries from any window reader (the model, or tensors in tests).
+          buffer_dir: Path | None = None, source: Any = None, heldout: dict[str, torch.Tensor] | None = None,
+          parallel: Parallel = "data") -> tuple[dict[str, DictionaryTrainer], RunState]:
+    """Train the run's dictionaries (this rank's, see `parallel`) from any window reader (the model, or tensors in
+    tests).
 
     heldout_range: windows [lo, hi) read once for the held-out FVU in the log. buffer_dir: where a
     multi-pass run keeps its activation buffer (default `run_dir/buffer`). source / heldout: batches and
-    held-out activations from elsewhere (synthetic runs: `train.synthetic`), instead of `read`."""
+    held-out activations from elsewhere (synthetic runs: `train.synthetic`, its `ranks` as `batch_ranks`
+    says), instead of `read`. parallel: how the ranks of a process group share the run (module docstring)."""
+    rank, world = rank_and_world()
+    mine = {s.name for s in rank_dictionaries(config, parallel, rank, world)}
     if source is None:
         source = training_source(config, read, windows_range, ctx_len, buffer_dir or run_dir / "buffer",
-                                 fingerprint_extra, progress)
-    trainers = build_trainers(config, widths, canonical, model, source.total_steps, device)
+                                 fingerprint_extra, progress and rank == 0, batch_ranks(parallel))
+    trainers = build_trainers(config, widths, canonical, model, source.total_steps, device, mine, source.ranks)
     fingerprint = config_fingerprint({"config": asdict(config), **fingerprint_extra})
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME, trainers, fingerprint) if resume else RunState()
+    files = run_files(run_dir, parallel)
+    state = _resume(run_dir, trainers, fingerprint, parallel) if resume else RunState()
     if resume:
         log.info("resuming %s at step %d of %d", run_dir, state.step, source.total_steps)
-    io = {s.name: (canonical[s.hookpoint], canonical[s.out_hookpoint or s.hookpoint]) for s in config.dictionaries}
+    io = {s.name: (canonical[s.hookpoint], canonical[s.out_hookpoint or s.hookpoint]) for s in config.dictionaries
+          if s.name in mine}
     if heldout is None and heldout_range is not None and heldout_range[1] > heldout_range[0]:
         acts, mask = read(*heldout_range)
         heldout = {hp: a[mask.to(a.device)].to(torch.float32) for hp, a in acts.items()}
     eval_every = config.eval_every or max(1, source.total_steps // 20)
     try:
-        state = fit(trainers, io, source, state, run_dir, checkpoint_every=config.checkpoint_every,
-                    log_every=config.log_every, fingerprint=fingerprint, progress=progress,
+        state = fit(trainers, io, source, state, files, checkpoint_every=config.checkpoint_every,
+                    log_every=config.log_every, fingerprint=fingerprint, progress=progress and rank == 0,
                     until_step=until_step, heldout=heldout, eval_every=eval_every)
     except KeyboardInterrupt:
         _say_kept(run_dir, fingerprint, source.total_steps, config.checkpoint_every)
@@ -105,18 +133,36 @@ def train(config: TrainConfig, read: ReadWindows, canonical: dict[str, str], wid
     return trainers, state
 
 
+def _resume(run_dir: Path, trainers: dict[str, DictionaryTrainer], fingerprint: str, parallel: Parallel) -> RunState:
+    """The state this rank resumes: the run's checkpoint (every data-parallel rank reads rank 0's), or with the
+    dictionaries spread over ranks its own, where it wrote one (else its dictionaries start over)."""
+    rank, world = rank_and_world()
+    path = run_dir / (rank_file(CHECKPOINT_NAME, rank) if parallel == "dictionaries" else CHECKPOINT_NAME)
+    if rank > 0 and parallel == "dictionaries" and not path.exists():
+        log.warning("rank %d: no checkpoint of its own at %s; its dictionaries start over", rank, path)
+        return RunState()
+    return load_checkpoint(path, trainers, fingerprint, world, parallel)
+
+
 def training_source(config: TrainConfig, read: ReadWindows, windows_range: tuple[int, int], ctx_len: int,
-                    buffer_dir: Path, identity: dict[str, Any], progress: bool) -> ChunkedSource | BufferSource:
+                    buffer_dir: Path, identity: dict[str, Any], progress: bool,
+                    ranks: Local = LOCAL) -> ChunkedSource | BufferSource:
     """One pass: a `ChunkedSource` over the model's stream. More (`epochs` ≠ 1 or `steps`): the windows'
     activations go into an activation buffer at `buffer_dir` once (resumed, or reused when finished), and
-    a `BufferSource` reads it epoch after epoch."""
+    a `BufferSource` reads it epoch after epoch. ranks: how each step is split (`batch_ranks`); under a process
+    group rank 0 writes the buffer while the others wait."""
     first, stop = windows_range
     if not config.buffered:
-        return ChunkedSource(read, first, stop, config.batch_size, config.shuffle_windows, config.seed, ctx_len)
-    buffer = write_buffer(buffer_dir, read, first, stop, buffer_identity(config, identity, windows_range),
-                          ctx_len=ctx_len, chunk_windows=config.shuffle_windows, progress=progress)
+        return ChunkedSource(read, first, stop, config.batch_size, config.shuffle_windows, config.seed, ctx_len,
+                             ranks)
+
+    def write(read: ReadWindows) -> ActivationBuffer:
+        return write_buffer(buffer_dir, read, first, stop, buffer_identity(config, identity, windows_range),
+                            ctx_len=ctx_len, chunk_windows=config.shuffle_windows, progress=progress)
+
+    buffer = write(read) if rank_and_world()[1] == 1 else written_by_rank0(write, read, buffer_dir)
     return BufferSource(buffer, config.batch_size * ctx_len, config.seed, (stop - first) * ctx_len, config.epochs,
-                        config.steps)
+                        config.steps, ranks)
 
 
 def buffer_identity(config: TrainConfig, identity: dict[str, Any], windows_range: tuple[int, int]) -> dict[str, Any]:
@@ -155,12 +201,14 @@ def _say_kept(run_dir: Path, fingerprint: str, total_steps: int, checkpoint_ever
 
 
 def save_dictionaries(trainers: dict[str, DictionaryTrainer], workspace: Workspace, config: TrainConfig,
-                      state: RunState, provenance: dict[str, Any], run_dir: Path) -> list[Path]:
-    """Save every trained dictionary with its training record in cfg.json (under `extra.training`)."""
+                      state: RunState, provenance: dict[str, Any], run_dir: Path,
+                      log_path: Path | None = None) -> list[Path]:
+    """Save every dictionary of `trainers` with its training record in cfg.json (under `extra.training`) and its
+    lines of the run's log (`log_path`, default `run_dir/log.jsonl`)."""
     paths = []
-    run_log = ([ln for ln in (run_dir / LOG_NAME).read_text().splitlines() if ln] if (run_dir / LOG_NAME).exists()
-               else [])
-    for spec in config.dictionaries:
+    log_path = log_path or run_dir / LOG_NAME
+    run_log = [ln for ln in log_path.read_text().splitlines() if ln] if log_path.exists() else []
+    for spec in (s for s in config.dictionaries if s.name in trainers):
         trainer = trainers[spec.name]
         record = {"train_config": asdict(config), "dictionary": asdict(spec), "lr": trainer.base_lr,
                   "lr_warmup_steps": trainer.warmup, "tokens_seen": state.window_tokens,
@@ -205,17 +253,21 @@ def run_fingerprint(config: TrainConfig, windows: TokenWindows, lm: LoadedModel)
     return config_fingerprint({"config": asdict(config), "tokens_hash": windows.tokens_hash, "model": lm.spec})
 
 
-def resumable(run_dir: Path, fingerprint: str, dictionaries: list[Path]) -> bool:
-    """Whether a rerun resumes `run_dir`: True when its checkpoint was written by this same run, False when
-    there is nothing to resume or write over; an ArtifactError, naming how to keep or replace them, when the
-    checkpoint is another run's or finished dictionaries have no checkpoint to tell."""
+def resumable(run_dir: Path, fingerprint: str, dictionaries: list[Path], world: int = 1,
+              parallel: Parallel = "data") -> bool:
+    """Whether a rerun resumes `run_dir`: True when its checkpoint was written by this same run (on `world` ranks
+    sharing it as `parallel` says), False when there is nothing to resume or write over; an ArtifactError, naming
+    how to keep or replace them, when the checkpoint is another run's or finished dictionaries have no checkpoint
+    to tell."""
     checkpoint = run_dir / CHECKPOINT_NAME
     if checkpoint.exists():
-        stored = read_checkpoint(checkpoint, mmap=True)["fingerprint"]
+        payload = read_checkpoint(checkpoint, mmap=True)
+        stored = payload["fingerprint"]
         if stored != fingerprint:
             raise ArtifactError(f"train: {checkpoint} was written by a run with other options, model or token "
                                 f"windows ({fingerprint_difference(stored, fingerprint)}); rerun with those to resume "
                                 "it, --overwrite to train this run over it, or --name for a new run.")
+        check_world_size(payload, checkpoint, world, parallel=parallel)
         return True
     existing = [str(d) for d in dictionaries if (d / "cfg.json").exists()]
     if existing:
@@ -226,8 +278,9 @@ def resumable(run_dir: Path, fingerprint: str, dictionaries: list[Path]) -> bool
 
 def run(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows, *,
         run_name: str | None = None, resume: bool | None = None, progress: bool = True,
-        until_step: int | None = None) -> list[Path]:
-    """Train the dictionaries of `config` from one activation stream; return their directories.
+        until_step: int | None = None, parallel: Parallel = "data") -> list[Path]:
+    """Train the dictionaries of `config` from one activation stream; return their directories (every rank's,
+    on every rank, under torchrun).
 
     Args:
         run_name: the run's directory under `workspace/train/` (default: the first dictionary's name).
@@ -236,8 +289,11 @@ def run(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
             resume, an error without a checkpoint; False: start over, writing over the run and its
             dictionaries (the CLI's --overwrite).
         until_step: stop after this step, with the checkpoint written, and return [] (resume later).
+        parallel: under torchrun, `data` (each rank its rows of every step; the result does not depend on the
+            number of ranks beyond rounding) or `dictionaries` (each rank its share of the dictionaries, every
+            window; `--distribute-dictionaries`). A checkpoint resumes on as many ranks, shared the same way.
 
-    Every dictionary directory and the run directory are locked while the run writes them.
+    Every dictionary directory and the run directory are locked while the run writes them (by rank 0).
 
     Example:
         >>> spec = DictionarySpec("sae-4k", "resid_post.6", d_sae=4096, k=32)
@@ -251,31 +307,47 @@ def run(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: Tok
     probe, _ = read(first, first + 1)  # one window, to learn every hookpoint's width
     widths = {hp: int(a.shape[-1]) for hp, a in probe.items()}
     run_dir = run_directory(workspace, config, run_name)
-    with locked_run(workspace, config, run_dir, run_fingerprint(config, windows, lm), resume) as resume:
+    rank_dictionaries(config, parallel, *rank_and_world())  # more ranks than dictionaries: refused before any lock
+    with locked_run(workspace, config, run_dir, run_fingerprint(config, windows, lm), resume, parallel) as resume:
         return _run_locked(config, workspace, lm, windows, read, canonical, widths, (first, stop), held, run_dir,
-                           resume, progress, until_step)
+                           resume, progress, until_step, parallel)
 
 
 @contextlib.contextmanager
 def locked_run(workspace: Workspace, config: TrainConfig, run_dir: Path, fingerprint: str,
-               resume: bool | None) -> Iterator[bool]:
+               resume: bool | None, parallel: Parallel = "data") -> Iterator[bool]:
     """Hold the locks of the run directory and of every dictionary it writes; yield whether to resume (`resume`
     None: decided by `resumable`, which refuses another run's checkpoint). A run started over loses the old
-    checkpoint first, so it cannot outlive the run that replaces it."""
+    checkpoints first, so they cannot outlive the run that replaces them.
+
+    Under a process group rank 0 takes the locks and decides; every rank gets its decision, or its error, and
+    rank 0 keeps the locks until every rank has finished the block."""
+    world = rank_and_world()[1]
     with contextlib.ExitStack() as locks:
-        for kind, name in [("train", run_dir.name)] + [("dictionaries", s.name) for s in config.dictionaries]:
-            locks.enter_context(workspace.lock(kind, name))
-        if resume is None:
-            resume = resumable(run_dir, fingerprint, [workspace.dictionary(s.name) for s in config.dictionaries])
-        if not resume and (run_dir / CHECKPOINT_NAME).exists():
-            (run_dir / CHECKPOINT_NAME).unlink()
-        yield resume
+        decided = on_main(lambda: _lock_and_decide(locks, workspace, config, run_dir, fingerprint, resume, world,
+                                                   parallel))
+        yield decided
+        if world > 1:
+            barrier()
+
+
+def _lock_and_decide(locks: contextlib.ExitStack, workspace: Workspace, config: TrainConfig, run_dir: Path,
+                     fingerprint: str, resume: bool | None, world: int, parallel: Parallel) -> bool:
+    for kind, name in [("train", run_dir.name)] + [("dictionaries", s.name) for s in config.dictionaries]:
+        locks.enter_context(workspace.lock(kind, name))
+    if resume is None:
+        resume = resumable(run_dir, fingerprint, [workspace.dictionary(s.name) for s in config.dictionaries],
+                           world, parallel)
+    if not resume:
+        for old in run_dir.glob("checkpoint*.pt"):  # rank 0's, and other ranks' of --distribute-dictionaries
+            old.unlink()
+    return resume
 
 
 def _run_locked(config: TrainConfig, workspace: Workspace, lm: LoadedModel, windows: TokenWindows,
                 read: ReadWindows, canonical: dict[str, str], widths: dict[str, int], windows_range: tuple[int, int],
                 held: tuple[int, int], run_dir: Path, resume: bool, progress: bool,
-                until_step: int | None) -> list[Path]:
+                until_step: int | None, parallel: Parallel) -> list[Path]:
     first, stop = windows_range
     provenance = {"model": lm.describe(), "tokens_hash": windows.tokens_hash, "windows": [first, stop],
                   "heldout_windows": list(held),
@@ -287,13 +359,30 @@ def _run_locked(config: TrainConfig, workspace: Workspace, lm: LoadedModel, wind
         name = buffer_name({**buffer_identity(config, identity, (first, stop)), "dtype": str(lm.dtype)})
         buffer_dir = workspace.root / "buffers" / name
         provenance["buffer"] = str(buffer_dir)
-    with workspace.lock("buffers", buffer_dir.name) if buffer_dir is not None else contextlib.nullcontext():
+    rank = rank_and_world()[0]
+    with workspace.lock("buffers", buffer_dir.name) if buffer_dir is not None and rank == 0 \
+            else contextlib.nullcontext():
         trainers, state = train(config, read, canonical, widths, (first, stop), run_dir, ctx_len=windows.ctx_len,
                                 fingerprint_extra=identity, model=lm.spec, resume=resume, progress=progress,
-                                until_step=until_step, device=lm.device, heldout_range=held, buffer_dir=buffer_dir)
+                                until_step=until_step, device=lm.device, heldout_range=held, buffer_dir=buffer_dir,
+                                parallel=parallel)
     if state.step < next(iter(trainers.values())).total_steps:
         return []  # stopped on purpose (until_step); a rerun resumes
-    return save_dictionaries(trainers, workspace, config, state, provenance, run_dir)
+    return save_run_dictionaries(trainers, workspace, config, state, provenance, run_dir, parallel)
+
+
+def save_run_dictionaries(trainers: dict[str, DictionaryTrainer], workspace: Workspace, config: TrainConfig,
+                          state: RunState, provenance: dict[str, Any], run_dir: Path,
+                          parallel: Parallel = "data") -> list[Path]:
+    """`save_dictionaries` by the ranks that write them (rank 0 under data parallel, each rank its own with the
+    dictionaries spread); every rank gets every directory, in the config's order."""
+    files = run_files(run_dir, parallel)
+    mine = save_dictionaries(trainers, workspace, config, state, provenance, run_dir, files.log) \
+        if files is not None else []
+    if rank_and_world()[1] == 1:
+        return mine
+    saved = {Path(p).name: Path(p) for part in all_gather_objects([str(p) for p in mine]) for p in part}
+    return [saved[s.name] for s in config.dictionaries if s.name in saved]
 
 
 __all__ = [
@@ -307,6 +396,7 @@ __all__ = [
     "run_directory",
     "run_fingerprint",
     "save_dictionaries",
+    "save_run_dictionaries",
     "train",
     "training_source",
     "window_range",

@@ -10,6 +10,10 @@ buffer; each epoch is a permutation of all of them seeded by (seed, epoch), cut 
 
 Either way the batches are a pure function of (seed, chunk, step): a run resumes at a step by
 re-reading its chunk (or epoch), with no shuffle state to save.
+
+Data parallel (`ranks` a `distributed.DataParallel`): each rank reads only its block of a chunk's windows
+through the model and keeps, of each step, the rows that are its own; the ranks' rows together are exactly
+the one-process step. From a buffer, each rank reads every world-th row of a step's sorted index.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch import Tensor
 from ..activations.buffer import ActivationBuffer
 from ..activations.stream import StreamConfig, stream_activations
 from ..data.tokens import TokenWindows
+from ..distributed import LOCAL, Local, block
 from ..models.load import LoadedModel
 
 # (lo, hi) window range -> ({hookpoint: [hi - lo, ctx, d]}, text mask bool [hi - lo, ctx])
@@ -39,10 +44,11 @@ class ChunkedSource:
     """
 
     def __init__(self, read: ReadWindows, first: int, stop: int, batch_size: int, chunk_windows: int, seed: int,
-                 ctx_len: int = 1):
+                 ctx_len: int = 1, ranks: Local = LOCAL):
         assert stop > first and chunk_windows % batch_size == 0
         self.read, self.first, self.stop = read, first, stop
         self.batch_size, self.chunk_windows, self.seed, self.ctx_len = batch_size, chunk_windows, seed, ctx_len
+        self.ranks = ranks  # how a step's batch is split (its rows summed by `total_rows`)
 
     @property
     def n_chunks(self) -> int:
@@ -74,15 +80,31 @@ class ChunkedSource:
         yield from self.batches(chunk)[start:]
 
     def batches(self, chunk: int) -> list[dict[str, Tensor]]:
-        """The steps of one chunk: a list of {hookpoint: [n_i, d] float32} (same rows across hookpoints)."""
+        """The steps of one chunk: a list of {hookpoint: [n_i, d] float32} (same rows across hookpoints; this
+        rank's rows of each step under data parallel)."""
         lo, hi = self.window_range(chunk)
-        acts, mask = self.read(lo, hi)
-        flat = {hp: a[mask].to(torch.float32) for hp, a in acts.items()}  # [n_text, d]
-        n = int(mask.sum())
+        if self.ranks.world == 1:
+            flat = self._text_rows(lo, hi)
+            n, offset = next(iter(flat.values())).shape[0], 0
+        else:  # this rank's block of the windows; its rows start after the lower ranks' rows
+            a, b = block(hi - lo, self.ranks.rank, self.ranks.world)
+            # a rank without windows in a short last chunk: one window read for the widths, no rows kept
+            flat = self._text_rows(lo + a, lo + b) if b > a else \
+                {hp: x[:0] for hp, x in self._text_rows(lo, lo + 1).items()}
+            counts = self.ranks.gather_objects(next(iter(flat.values())).shape[0])
+            n, offset = sum(counts), sum(counts[:self.ranks.rank])
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + chunk)
-        order = torch.randperm(n, generator=gen)  # [n_text]
+        order = torch.randperm(n, generator=gen)  # [n_text] over the whole chunk
         parts = order.tensor_split(self.steps_in_chunk(chunk))
+        if self.ranks.world > 1:
+            mine = len(next(iter(flat.values())))
+            parts = tuple(idx[(idx >= offset) & (idx < offset + mine)] - offset for idx in parts)
         return [{hp: a[idx.to(a.device)] for hp, a in flat.items()} for idx in parts]
+
+    def _text_rows(self, lo: int, hi: int) -> dict[str, Tensor]:
+        """{hookpoint: [n_text, d] float32}: the text positions of windows [lo, hi), in order."""
+        acts, mask = self.read(lo, hi)
+        return {hp: a[mask.to(a.device)].to(torch.float32) for hp, a in acts.items()}
 
 
 class BufferSource:
@@ -99,8 +121,9 @@ class BufferSource:
     """
 
     def __init__(self, buffer: ActivationBuffer, batch_rows: int, seed: int, window_tokens: int, epochs: float = 1.0,
-                 steps: int | None = None):
+                 steps: int | None = None, ranks: Local = LOCAL):
         self.buffer, self.batch_rows, self.seed, self.window_tokens = buffer, batch_rows, seed, window_tokens
+        self.ranks = ranks
         self.steps_per_epoch = max(1, math.ceil(buffer.n_rows / batch_rows))
         self._total_steps = steps if steps is not None else max(1, round(epochs * self.steps_per_epoch))
 
@@ -127,7 +150,17 @@ class BufferSource:
         parts = torch.randperm(self.buffer.n_rows, generator=gen).tensor_split(self.steps_per_epoch)
         for i in range(start, self.steps_in_chunk(chunk)):
             index = parts[i].sort().values  # sorted reads from the memory map
+            if self.ranks.world > 1:
+                index = index[self.ranks.rank::self.ranks.world]  # this rank's rows of the step
             yield {hp: self.buffer.rows(hp, index) for hp in self.buffer.hookpoints}
+
+
+def total_rows(ranks: Local, batch: dict[str, Tensor]) -> int:
+    """Rows of a step over every rank (`batch` holds this rank's)."""
+    rows = next(iter(batch.values()))
+    if ranks.world == 1:
+        return rows.shape[0]
+    return int(ranks.sum(torch.tensor([rows.shape[0]], device=rows.device)))
 
 
 def model_reader(lm: LoadedModel, windows: TokenWindows, hookpoints: list[str], batch_size: int) -> ReadWindows:

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..distributed import LOCAL, Local
+
 
 class Selection(NamedTuple):
     """The active entries of a batch, sorted by token: entry e is (rows[e], cols[e])."""
@@ -62,21 +64,46 @@ def topk_selection(pre: Tensor, k: int) -> Selection:
     return Selection(rows, indices.reshape(-1), values.reshape(-1))
 
 
-def batch_topk_selection(scores: Tensor, k: int, pre: Tensor | None = None) -> Selection:
+def batch_topk_selection(scores: Tensor, k: int, pre: Tensor | None = None, ranks: Local = LOCAL,
+                         n_total: int | None = None) -> Selection:
     """BatchTopK: the k·N largest positive `scores` [N, d_sae] of the batch, sorted by token.
 
     `pre` (default: the scores) gives the entries' pre-activations when the scores are not them
-    (a crosscoder selects on f_j · Σ_m ‖d_j^m‖)."""
+    (a crosscoder selects on f_j · Σ_m ‖d_j^m‖). Under data parallel (`ranks`) the batch is every rank's
+    rows, `n_total` of them: the selection is this rank's part of the whole batch's k·N largest."""
     n, d = scores.shape
     flat = scores.reshape(-1)
-    values, index = flat.topk(min(k * n, flat.numel()), sorted=False)
+    if ranks.world == 1:
+        values, index = flat.topk(min(k * n, flat.numel()), sorted=False)
+        keep = index[values > 0]
+    else:
+        keep = _global_top(flat, k * (n_total if n_total is not None else n), ranks)
     # row-major order (by token, then latent) from a mask: torch.sort's threads stalled for 50-250 ms on a
     # busy 2-core machine where this took under 10
     mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    mask[index[values > 0]] = True
+    mask[keep] = True
     index = mask.nonzero().squeeze(1)
     rows, cols = index // d, index % d
     return Selection(rows, cols, (pre if pre is not None else scores).reshape(-1)[index])
+
+
+def _global_top(flat: Tensor, m: int, ranks: Local) -> Tensor:
+    """Indices of this rank's entries of `flat` among the m largest positive values of every rank's.
+
+    The m-th largest of the ranks' gathered local top-m is the threshold; each rank keeps its values above it,
+    and of the values equal to it as many as the m still need, lower ranks' first. Tied entries come from equal
+    rows (an all-zero input gives every latent its bias): which of them one process's topk keeps is arbitrary,
+    but their number is the same, and so are the loss and the gradients."""
+    values = flat.topk(min(m, flat.numel()), sorted=False).values
+    padded = torch.zeros(m, dtype=torch.float32, device=flat.device)  # zeros: only positive values are kept
+    padded[:values.numel()] = values
+    threshold = ranks.gather(padded).reshape(-1).topk(m, sorted=False).values.min().to(flat.dtype)  # of [world·m]
+    positive = flat > 0
+    above, tied = (flat > threshold) & positive, (flat == threshold) & positive
+    counts = ranks.gather(torch.stack([above.sum(), tied.sum()]))  # [world, 2]
+    take = m - int(counts[:, 0].sum()) - int(counts[:ranks.rank, 1].sum())
+    take = min(max(take, 0), int(counts[ranks.rank, 1]))
+    return torch.cat([above.nonzero().squeeze(1), tied.nonzero().squeeze(1)[:take]])
 
 
 class _EncodeSelected(torch.autograd.Function):

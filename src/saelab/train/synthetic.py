@@ -19,11 +19,13 @@ import torch
 from torch import Tensor
 
 from .._io import sha256_file
+from ..distributed import LOCAL, Local, rank_and_world
 from ..errors import ConfigError
 from ..workspace import Workspace
 from .checkpoint import config_fingerprint
 from .config import TrainConfig
-from .run import build_trainers, locked_run, run_directory, save_dictionaries, train
+from .parallel import Parallel, batch_ranks, rank_dictionaries
+from .run import build_trainers, locked_run, run_directory, save_run_dictionaries, train
 from .trainer import DictionaryTrainer
 
 SYNTHETIC_HOOKPOINT = "synthetic"
@@ -48,8 +50,9 @@ class SynthSource:
         ...     ...
     """
 
-    def __init__(self, model: Any, batch_rows: int, seed: int, n_samples: int):
+    def __init__(self, model: Any, batch_rows: int, seed: int, n_samples: int, ranks: Local = LOCAL):
         self.model, self.batch_rows, self.seed = model, batch_rows, seed
+        self.ranks = ranks
         self.total_steps = max(1, math.ceil(n_samples / batch_rows))
 
     @property
@@ -70,7 +73,9 @@ class SynthSource:
         for i in range(start, self.steps_in_chunk(chunk)):
             hidden, _ = self.model.sample(self.batch_rows, generator=step_generator(self.seed,
                                                                                      chunk * STEPS_PER_CHUNK + i))
-            yield {SYNTHETIC_HOOKPOINT: hidden}
+            # data parallel: every rank draws the whole step (its samples come from one generator) and keeps its
+            # rows, so the ranks train on the one-process batch; sampling is not sped up, the steps are
+            yield {SYNTHETIC_HOOKPOINT: hidden[self.ranks.rank::self.ranks.world] if self.ranks.world > 1 else hidden}
 
 
 def synthetic_hash(path: str | Path) -> str | None:
@@ -113,23 +118,26 @@ def check_not_planted(trainers: dict[str, DictionaryTrainer], model: Any) -> Non
 
 def run_synthetic(config: TrainConfig, workspace: Workspace, model: Any, path: str | Path, *,
                   run_name: str | None = None, resume: bool | None = None, progress: bool = True,
-                  heldout_samples: int = 8192, until_step: int | None = None) -> list[Path]:
+                  heldout_samples: int = 8192, until_step: int | None = None,
+                  parallel: Parallel = "data") -> list[Path]:
     """Train `config`'s dictionaries on samples of the synthetic model at `path`; return their directories.
 
     `config.n_tokens` is the number of training samples and `config.batch_size` the samples per step
     (each sample is one "token"); `heldout_samples` (seeded apart from every step) give the held-out FVU.
-    resume / until_step: as `train.run`.
+    resume / until_step / parallel: as `train.run` (data parallel: every rank draws each step's samples and
+    trains on its rows of them).
 
     Example:
         >>> spec = DictionarySpec("synth-topk", "synthetic", d_sae=4096, k=25)
         >>> run_synthetic(TrainConfig((spec,), n_tokens=2_000_000, batch_size=1024), ws, load_synth_model(p), p)
     """
     check_synthetic_config(config)
+    rank_dictionaries(config, parallel, *rank_and_world())  # more ranks than dictionaries: refused before any lock
     path = Path(path)
     identity = synthetic_identity(path, model)
     widths = {SYNTHETIC_HOOKPOINT: int(model.feature_vectors.shape[1])}
     canonical = {SYNTHETIC_HOOKPOINT: SYNTHETIC_HOOKPOINT}
-    source = SynthSource(model, config.batch_size, config.seed, config.n_tokens)
+    source = SynthSource(model, config.batch_size, config.seed, config.n_tokens, batch_ranks(parallel))
     check_not_planted(build_trainers(config, widths, canonical, "", 1), model)  # the initial weights, drawn afresh
     heldout = None
     if heldout_samples > 0:
@@ -137,11 +145,12 @@ def run_synthetic(config: TrainConfig, workspace: Workspace, model: Any, path: s
         heldout = {SYNTHETIC_HOOKPOINT: held}
     run_dir = run_directory(workspace, config, run_name)
     fingerprint = config_fingerprint({"config": asdict(config), **identity})
-    with locked_run(workspace, config, run_dir, fingerprint, resume) as resume:
+    with locked_run(workspace, config, run_dir, fingerprint, resume, parallel) as resume:
         trainers, state = train(config, None, canonical, widths, (0, 0), run_dir, ctx_len=1,
                                 fingerprint_extra=identity, model=f"synthetic:{path.resolve()}", resume=resume,
-                                progress=progress, until_step=until_step, source=source, heldout=heldout)
+                                progress=progress, until_step=until_step, source=source, heldout=heldout,
+                                parallel=parallel)
         if state.step < source.total_steps:
             return []
         provenance = {**identity, "heldout_samples": heldout_samples, "samples_per_step": config.batch_size}
-        return save_dictionaries(trainers, workspace, config, state, provenance, run_dir)
+        return save_run_dictionaries(trainers, workspace, config, state, provenance, run_dir, parallel)
