@@ -84,3 +84,23 @@ def test_bad_example_config_names_the_field():
         ExampleConfig(n_examples_test=0)
     with pytest.raises(ConfigError, match="non_activating_source.*random, neighbours, FAISS"):
         ExampleConfig(non_activating_source="nearest")  # type: ignore[arg-type]
+
+
+def test_drawn_examples_are_read_from_disk_one_latent_at_a_time(planted, tmp_path):
+    """`draw_examples` keeps no latent's examples in memory: each is read back from its file when asked, equal
+    to what `build_examples` drew (memory does not grow with the number of latents)."""
+    from saelab.interp.config import InterpConfig
+    from saelab.interp.examples import ExampleFiles
+    from saelab.interp.run import draw_examples
+
+    ws, tok, store, windows = _setup(planted)
+    ex = ExampleConfig(example_ctx_len=8, n_examples_train=10, n_examples_test=12, n_non_activating=10,
+                       min_examples=5)
+    cfg = InterpConfig(examples=ex, max_latents=3)
+    found, _ = draw_examples(cfg, store, windows, NegativeSource(store, 8), tmp_path)
+    assert isinstance(found, ExampleFiles) and list(found) == [0, 1, 2] and len(found) == 3
+    assert 1 in found and 99 not in found and vars(found).keys() == {"directory", "_latents", "_known"}
+    for latent in found:
+        assert found[latent] == build_examples(store, windows, latent, ex, NegativeSource(store, 8))
+    with pytest.raises(KeyError):
+        found[99]

@@ -10,11 +10,14 @@ latent never fires, from a `negatives` source.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._io import read_json
 from ..data.tokens import TokenWindows
 from ..latents.store import LatentStore
 from .config import ExampleConfig
@@ -77,6 +80,36 @@ class LatentExamples:
 
 
 _LISTS = ("train", "test", "non_activating", "train_non_activating")
+
+
+class ExampleFiles(Mapping[int, LatentExamples]):
+    """{latent: LatentExamples} read from `directory/<latent>.json` when asked, in the order given: a run over
+    thousands of latents holds one latent's examples at a time, not all of them (~0.3 MB per latent at the
+    default 40 + 50 + 50 examples: 5 GB for 16,384 latents).
+
+    Example:
+        >>> items = ExampleFiles(Path("interp/full/examples"), [3, 7])
+        >>> items[3].train[0].tokens
+    """
+
+    def __init__(self, directory: Path, latents: Iterable[int]) -> None:
+        self.directory = Path(directory)
+        self._latents = [int(l) for l in latents]
+        self._known = set(self._latents)
+
+    def __getitem__(self, latent: int) -> LatentExamples:
+        if latent not in self._known:
+            raise KeyError(latent)
+        return LatentExamples.from_dict(read_json(self.directory / f"{latent}.json"))
+
+    def __contains__(self, latent: object) -> bool:
+        return latent in self._known
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._latents)
+
+    def __len__(self) -> int:
+        return len(self._latents)
 
 
 class Chunks(NamedTuple):

@@ -27,7 +27,7 @@ import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from ..progress import token_progress
 from ..workspace import Workspace, difference
 from .clients.base import Client
 from .config import InterpConfig
-from .examples import LatentExamples, build_examples
+from .examples import ExampleFiles, LatentExamples, build_examples
 from .explainers.base import Explainer, Explanation
 from .explainers.top_tokens import TOP_TOKENS
 from .format import token_decoder
@@ -117,9 +117,10 @@ class _EmbedAdapter:
 
 
 def draw_examples(config: InterpConfig, store: LatentStore, windows: TokenWindows, negatives: NegativeSource,
-                  out_dir: str | Path) -> tuple[dict[int, LatentExamples], dict[int, str]]:
+                  out_dir: str | Path) -> tuple[Mapping[int, LatentExamples], dict[int, str]]:
     """({latent: examples}, {latent: why it was skipped}) of `config.latents` (else the first
-    `config.max_latents` latents that fire), written to `out_dir/examples/` (read back when present).
+    `config.max_latents` latents that fire), written to `out_dir/examples/` (read back when present). The
+    examples are read from there when asked (`ExampleFiles`), so memory does not grow with the latents.
 
     Args:
         negatives: where non-activating examples come from (`NegativeSource(store, chunk_len)`: random).
@@ -132,26 +133,26 @@ def draw_examples(config: InterpConfig, store: LatentStore, windows: TokenWindow
     alive = np.flatnonzero(store.stats()["window_counts"] > 0)
     candidates = list(config.latents) if config.latents is not None else alive.tolist()
     want = config.max_latents or len(candidates)
-    chosen: dict[int, LatentExamples] = {}
+    chosen: list[int] = []  # their examples are on disk, read back one latent at a time (`ExampleFiles`)
     skipped: dict[int, str] = {}
     for latent in candidates:
         if len(chosen) >= want:
             break
         path = out / "examples" / f"{latent}.json"
         if path.exists():
-            chosen[latent] = LatentExamples.from_dict(read_json(path))
+            chosen.append(int(latent))
             continue
         result = build_examples(store, windows, int(latent), config.examples, negatives)
         if isinstance(result, str):
             skipped[int(latent)] = result
             continue
         write_json(path, result.to_dict())
-        chosen[int(latent)] = result
+        chosen.append(int(latent))
     if config.latents is None and alive.size < store.d_sae:
         skipped[-1] = f"{store.d_sae - alive.size} latents never fire (not listed one by one)"
     write_json(out / "examples" / "skipped.json", {str(k): v for k, v in skipped.items()})
     log.info("examples: %d latents, %d skipped", len(chosen), len(skipped))
-    return chosen, skipped
+    return ExampleFiles(out / "examples", chosen), skipped
 
 
 def _check_same_examples(config: InterpConfig, out: Path) -> None:
@@ -183,7 +184,7 @@ def add_time(out: Path, key: str, seconds: float, n_latents: int) -> None:
     write_json(path, t)
 
 
-def stage_explanations(config: InterpConfig, items: dict[int, LatentExamples], store: LatentStore,
+def stage_explanations(config: InterpConfig, items: Mapping[int, LatentExamples], store: LatentStore,
                        windows: TokenWindows, tokenizer: Any, client_fn: Callable[[], Client],
                        out: Path) -> dict[str, dict[int, Explanation]]:
     """{explainer name: {latent: Explanation}} for the top-tokens baseline and the configured explainer."""
@@ -231,7 +232,7 @@ def _explainers(config: InterpConfig) -> list[Explainer]:
     return list({e.name: e for e in (TOP_TOKENS, chosen)}.values())
 
 
-def explanation_sources(config: InterpConfig, explainer: Explainer, items: dict[int, LatentExamples],
+def explanation_sources(config: InterpConfig, explainer: Explainer, items: Mapping[int, LatentExamples],
                         tokenizer: Any) -> dict[int, str]:
     """{latent: hash of (provider, model, answer length, the explainer's prompt)}: what an explanation was made from."""
     decode = token_decoder(tokenizer)
@@ -285,7 +286,7 @@ def score_latent(scorer: Any, explanation: str, examples: LatentExamples, path: 
     return {**doc, "n_new": len(todo)}
 
 
-def stage_scores(config: InterpConfig, items: dict[int, LatentExamples], texts: dict[str, dict[int, str]],
+def stage_scores(config: InterpConfig, items: Mapping[int, LatentExamples], texts: dict[str, dict[int, str]],
                  tokenizer: Any, client_fn: Callable[[], Client], out: Path, embed: Any = None) -> None:
     decode = token_decoder(tokenizer)
     for name in config.scorers:
@@ -394,7 +395,7 @@ class Interpretation(NamedTuple):
     """The client made on the way (None when no LLM was needed)."""
 
 
-def explain_and_score(config: InterpConfig, items: dict[int, LatentExamples], skipped: dict[int, str],
+def explain_and_score(config: InterpConfig, items: Mapping[int, LatentExamples], skipped: dict[int, str],
                       store: LatentStore, windows: TokenWindows, out_dir: str | Path, *, tokenizer: Any,
                       client: Client | Callable[[], Client] | None = None,
                       embed: Callable[[list[str]], np.ndarray] | None = None,

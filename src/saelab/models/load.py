@@ -16,7 +16,7 @@ from torch import nn
 from .._io import sha256_file, state_dict_hash
 from ..errors import ConfigError, ModelError, choices_message
 from .defaults import DEFAULT_MODEL
-from .embedded import EMBEDDED_MODELS, cache_dir, ensure_converted, gguf_to_safetensors
+from .embedded import EMBEDDED_MODELS, cache_dir, cast_copy, ensure_converted, gguf_to_safetensors, stored_dtype
 from .hookpoints import decoder_layers_path
 from .random_init import parse_random_spec, random_model
 
@@ -217,6 +217,21 @@ def resolve_model_path(spec: str) -> tuple[str, str | None]:
     )
 
 
+_STORED = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def weights_dir(path: str, dtype: torch.dtype) -> str:
+    """Where `load_model` reads the weights of `path` in `dtype`: a model saelab converted (float32, under its
+    cache's `models/`) from its copy in `dtype` (`cast_copy`, made once), which transformers maps instead of
+    casting while it keeps the float32 files mapped (peak: the weights, not the files plus the weights); any
+    other directory, or hub id, as it is. The values are the same either way; `LoadedModel.path` stays `path`."""
+    p = Path(path)
+    if not p.is_dir() or p.resolve().parent != (cache_dir() / "models").resolve():
+        return path
+    stored = stored_dtype(p)
+    return path if stored is None or _STORED.get(stored) == dtype else str(cast_copy(p, dtype))
+
+
 def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
                device: str | torch.device = "cpu", cache_dir: str | Path | None = None) -> LoadedModel:
     """Load a causal LM for reading activations.
@@ -267,7 +282,7 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str | torch.dtype = "float32",
         elif int8 and dev.type == "cuda":
             model, torch_dtype = load_int8_cuda(path, str(dev)), torch.float16
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+            model = AutoModelForCausalLM.from_pretrained(weights_dir(path, torch_dtype), dtype=torch_dtype)
     except OSError as e:  # hub id not found / offline
         raise ModelError(f"model: could not load {spec!r}: {str(e).splitlines()[0]}") from None
     if not (int8 and dev.type == "cuda"):
