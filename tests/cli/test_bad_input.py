@@ -300,3 +300,19 @@ def test_a_bug_is_one_line_with_exit_code_1_and_v_shows_the_traceback(env: Env, 
     assert "run with -v" in lines[0]
     code, _, err = _run(capsys, "-v", "dict", "info", env.ws / "dictionaries" / DICT)
     assert code == 1 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("error: internal error")
+
+
+ONE_PROCESS = [lambda e: ["match", "--a", DICT, "--b", DICT, "-w", e.ws], lambda e: ["report", e.ws],
+               lambda e: ["sfal", "-d", DICT, "-w", e.ws]]
+
+
+@pytest.mark.parametrize("argv", ONE_PROCESS, ids=["match", "report", "sfal"])
+def test_a_one_process_command_under_torchrun_is_one_line(argv, env: Env, capsys, monkeypatch):
+    """Under torchrun (WORLD_SIZE > 1) a command that does not split its work would run whole on every rank and
+    write the same artifacts: it stops before any work, naming the commands that do run under torchrun."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    before = tree_hash(env.root)
+    command = argv(env)
+    code, _, err = _run(capsys, *command)
+    assert_one_line(code, err, f"saelab {command[0]} runs in one process, not under torchrun (got WORLD_SIZE=2)")
+    assert "train, cache, eval, compare, cooc, diff" in err and tree_hash(env.root) == before

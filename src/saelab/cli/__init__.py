@@ -31,12 +31,26 @@ INTERRUPTED = ("interrupted: saved work is kept (checkpoints, finished shards an
                "where there is one); resuming is the default, so the same command goes on where it stopped: {command}")
 
 
+# The commands that split their work over the ranks of a torchrun process group; the others run in one process.
+TORCHRUN_COMMANDS = ("train", "cache", "eval", "compare", "cooc", "diff")
+
+
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details (INFO), and the "
-                                        "warnings and bars of the Hugging Face libraries.")) -> None:
+def _root(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details "
+                                                           "(INFO), and the warnings and bars of the Hugging Face "
+                                                           "libraries.")) -> None:
     from .output import configure_output
 
     configure_output(verbose)
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1 and ctx.invoked_subcommand not in TORCHRUN_COMMANDS \
+            and "--help" not in sys.argv:
+        # every rank would run the whole command and write the same artifacts
+        from ..errors import ConfigError
+
+        raise ConfigError(f"saelab {ctx.invoked_subcommand} runs in one process, not under torchrun (got "
+                          f"WORLD_SIZE={world}); run it without torchrun. Under torchrun: "
+                          f"{', '.join(TORCHRUN_COMMANDS)}")
 
 
 def _register_all() -> None:
