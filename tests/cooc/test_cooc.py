@@ -46,6 +46,15 @@ def synthetic(tmp_path):
     return ws, doc, entries
 
 
+@pytest.fixture(params=["gemm", "sparse"])
+def product(request, monkeypatch):
+    """Each chunk's BᵀB by the tiled GEMM, or by scipy's sparse product (what wide dictionaries take)."""
+    import saelab.cooc.counts as counts
+
+    monkeypatch.setattr(counts, "SPARSE_PRODUCT_ADVANTAGE", float("inf") if request.param == "gemm" else 0.0)
+    return request.param
+
+
 def test_phi_jaccard_npmi_by_hand():
     # 4 windows: i fires in 3, j in 2, both in 2 → n00 = 1, n10 = 1, n01 = 0
     assert phi(2, 3, 2, 4) == pytest.approx((2 * 1 - 1 * 0) / np.sqrt(3 * 1 * 2 * 2))
@@ -73,7 +82,7 @@ def test_windows_are_cut_inside_documents():
 @pytest.mark.parametrize("config", [CoocConfig(k=8), CoocConfig(k=8, partial="keep"),
                                     CoocConfig(k=8, window="sliding", stride=3), CoocConfig(k=5, n_tokens=200),
                                     CoocConfig(k=8, chunk_windows=2)])
-def test_sparse_counts_equal_the_dense_outer_product_method(synthetic, config):
+def test_sparse_counts_equal_the_dense_outer_product_method(synthetic, config, product):
     ws, doc, entries = synthetic
     counts, _ = count(config, LatentStore(ws.latents("synth")), load_token_windows(ws.tokens))
     hist, n = dense_reference(doc, entries, D, config.k, config.effective_stride, config.partial == "keep",
@@ -91,7 +100,7 @@ def test_n_docs_uses_the_first_documents(synthetic):
     np.testing.assert_array_equal(counts.dense(), hist)
 
 
-def test_token_level_counts_every_text_token(synthetic):
+def test_token_level_counts_every_text_token(synthetic, product):
     ws, doc, entries = synthetic
     counts, _ = count(CoocConfig(level="token"), LatentStore(ws.latents("synth")), load_token_windows(ws.tokens))
     acts = np.zeros((doc.size, D), np.int64)
@@ -145,3 +154,21 @@ def test_a_rerun_reads_counts_back_other_settings_are_refused_and_an_interrupted
     assert not list((ws.root / ".locks").rglob("*.lock"))  # the lock went with the interrupted run
     monkeypatch.undo()
     assert run(CoocConfig(k=6, top_k=5), ws, "synth").cfg["config"]["k"] == 6  # counted again, no --overwrite
+
+
+def test_pair_sum_equals_adding_the_chunks_one_by_one():
+    """`PairSum` re-adds partial sums in a binary-counter pattern; its total is the plain sum of the chunks,
+    whatever their number and sizes (here 37 chunks of 1 to 60 stored pairs)."""
+    import scipy.sparse as sp
+
+    from saelab.cooc.counts import PairSum, add_pairs
+
+    rng, d, dtype = np.random.default_rng(3), 50, np.dtype(np.int32)
+    chunks = [sp.random(d, d, density=rng.uniform(0.0004, 0.024), format="csr", random_state=i,
+                        data_rvs=lambda n: rng.integers(1, 9, n)).astype(np.int32) for i in range(37)]
+    running, plain = PairSum(d, dtype), sp.csr_matrix((d, d), dtype=dtype)
+    for c in chunks:
+        running.add(c)
+        plain = add_pairs(plain, c, dtype)
+        assert len(running.parts) <= int(np.log2(sum(m.nnz for m in chunks) + 2)) + 1
+    np.testing.assert_array_equal(running.total().toarray(), plain.toarray())

@@ -4,8 +4,10 @@ B[window, latent] = 1 if the latent fires anywhere in the window; C = BᵀB. Win
 built chunk by chunk as the store's shards are read (a co-occurrence window may span two
 shards: its firings wait until the window is complete). B is a scipy sparse matrix; each
 chunk's BᵀB is computed on the latents active in the chunk only, in bounded dense tiles
-(see `chunk_pairs`), and only its non-zero pairs are kept: memory is the number of
-co-occurring pairs, never d_sae².
+(see `chunk_pairs`; or by scipy's sparse product where few of them fire per window), and only
+its non-zero pairs are kept; the chunks are summed in a binary-counter pattern (`PairSum`), so
+each pair is re-added O(log chunks) times. Memory is the number of co-occurring pairs (at most
+about twice it while partial sums wait), never d_sae².
 
 Index widths: the pair matrix's indices and pointers are int32 while it has < 2³¹ − 1 stored
 pairs and int64 beyond, and its counts int32 while N < 2³¹ − 1 windows (`index_dtype`); every
@@ -120,6 +122,27 @@ def add_pairs(a: sp.csr_matrix, b: sp.csr_matrix, dtype: np.dtype) -> sp.csr_mat
     return out if out.indptr.dtype.itemsize >= idx.itemsize else with_index_dtype(out, idx)
 
 
+class PairSum:
+    """The running sum of the chunks' pair matrices, added in a binary-counter pattern: a chunk's pairs join the
+    last partial sum only once they are as many, so each pair is re-added O(log chunks) times instead of once
+    per later chunk (adding every chunk to one growing matrix costs chunks × pairs: quadratic at 10M tokens)."""
+
+    def __init__(self, d: int, dtype: np.dtype):
+        self.d, self.dtype = d, dtype
+        self.parts: list[sp.csr_matrix] = []  # partial sums, each at least twice the next one's stored pairs
+
+    def add(self, m: sp.csr_matrix) -> None:
+        while self.parts and self.parts[-1].nnz <= 2 * m.nnz:
+            m = add_pairs(self.parts.pop(), m, self.dtype)
+        self.parts.append(m)
+
+    def total(self) -> sp.csr_matrix:
+        out = sp.csr_matrix((self.d, self.d), dtype=self.dtype)
+        while self.parts:  # smallest first
+            out = add_pairs(self.parts.pop(), out, self.dtype)
+        return out
+
+
 def _shards(store: LatentStore, g_lo: int, g_hi: int) -> Iterator[ShardMatrix]:
     """The store's shards that hold stream positions [g_lo, g_hi), one at a time, with progress (rank 0)."""
     ctx = store.ctx_len
@@ -156,6 +179,12 @@ def _binary_rows(win: np.ndarray, lat: np.ndarray, d_sae: int) -> sp.csr_matrix:
     return b
 
 
+SPARSE_PRODUCT_ADVANTAGE = 50
+"""`chunk_pairs` takes scipy's sparse BᵀB when the dense GEMM's multiply-adds (windows·u²/2) exceed this many
+times the sparse product's (Σ per-window latents²): on the 2-core EPYC the GEMM ran 0.8–2·10¹⁰ multiply-adds/s,
+the sparse product 1.4·10⁷–2.8·10⁸ pair updates/s; at a ratio of 52 the two took the same time."""
+
+
 def chunk_pairs(b: sp.csr_matrix, tile_bytes: int = 256 << 20) -> sp.csr_matrix:
     """Strict upper triangle of BᵀB (int32 [d_sae, d_sae], sparse) for one chunk of windows.
 
@@ -164,12 +193,21 @@ def chunk_pairs(b: sp.csr_matrix, tile_bytes: int = 256 << 20) -> sp.csr_matrix:
     with a float32 GEMM, exact while a chunk has < 2²⁴ windows. A tile holds at most
     `tile_bytes`; only its non-zero pairs are kept, already in CSR order (active latents
     are sorted, `nonzero` is row-major). Cost: windows·u²/2 multiply-adds at BLAS speed,
-    against SFAL's windows·d_sae² scattered integer adds."""
+    against SFAL's windows·d_sae² scattered integer adds. Where few of the u latents fire per window (a wide
+    dictionary, token level) scipy's sparse product is taken instead (`SPARSE_PRODUCT_ADVANTAGE`)."""
     import torch
 
     d = b.shape[1]
     active = np.flatnonzero(np.diff(b.tocsc().indptr))  # [u], sorted
     u = active.size
+    per_row = np.diff(b.indptr).astype(np.float64)
+    if b.shape[0] * u * u / 2 > SPARSE_PRODUCT_ADVANTAGE * float((per_row**2).sum()):
+        # few latents per window among many active ones (token level, wide dictionaries): the GEMM would multiply
+        # mostly zeros, so a sparse product does the windows·k² pair updates alone (131,072 latents, 1,024 tokens
+        # of k 32: 0.04 s against 15 s)
+        c = sp.triu(b.T.tocsr() @ b, k=1, format="csr")
+        c.sort_indices()
+        return pair_matrix(c.data.astype(np.int32, copy=False), c.indices, c.indptr.astype(np.int64), d)
     dense = torch.from_numpy(b[:, active].toarray().astype(np.float32))  # [windows, u]
     assert dense.shape[0] < 1 << 24
     row_nnz = np.zeros(d, np.int64)
@@ -196,7 +234,7 @@ def count_windows(store: LatentStore, wmap: WindowMap, chunk_windows: int = 1024
     d, dtype = store.d_sae, count_dtype(wmap.n_windows)
     w_lo, w_hi = window_range or (0, wmap.n_windows)
     g_lo, g_hi = wmap.positions(w_lo, w_hi)
-    pairs = sp.csr_matrix((d, d), dtype=dtype)
+    pairs = PairSum(d, dtype)
     diag = np.zeros(d, np.int64)
     pending_w, pending_l = np.zeros(0, np.int64), np.zeros(0, np.int64)
     for next_g, win, lat in _firing_pairs(store, wmap, w_lo, w_hi, g_lo, g_hi):
@@ -209,11 +247,12 @@ def count_windows(store: LatentStore, wmap: WindowMap, chunk_windows: int = 1024
         if ready.any():
             b = _binary_rows(pending_w[ready], pending_l[ready], d)  # [windows, d_sae]
             diag += np.asarray(b.sum(axis=0)).ravel()
-            pairs = add_pairs(pairs, chunk_pairs(b), dtype)  # [d_sae, d_sae], only co-occurring pairs
+            pairs.add(chunk_pairs(b))  # [d_sae, d_sae], only co-occurring pairs
             pending_w, pending_l = pending_w[~ready], pending_l[~ready]
     assert pending_w.size == 0, "windows left incomplete after the last shard"
-    pairs.sum_duplicates()
-    return CoocCounts(wmap.n_windows, diag, pairs)
+    total = pairs.total()
+    total.sum_duplicates()
+    return CoocCounts(wmap.n_windows, diag, total)
 
 
 def count_tokens(store: LatentStore, text: np.ndarray, limit: int, rows_per_product: int = 1024,
@@ -223,7 +262,7 @@ def count_tokens(store: LatentStore, text: np.ndarray, limit: int, rows_per_prod
     d, n_text = store.d_sae, int(text[:limit].sum())
     dtype = count_dtype(n_text)
     p_lo, p_hi = position_range or (0, limit)
-    pairs = sp.csr_matrix((d, d), dtype=dtype)
+    pairs = PairSum(d, dtype)
     diag = np.zeros(d, np.int64)
     for shard in _shards(store, p_lo, p_hi):
         g0 = shard.window_start * store.ctx_len
@@ -231,8 +270,8 @@ def count_tokens(store: LatentStore, text: np.ndarray, limit: int, rows_per_prod
         for r0 in range(r_lo, r_hi, rows_per_product):
             b = shard.matrix[r0 : min(r_hi, r0 + rows_per_product)].astype(bool).astype(np.int32)
             diag += np.asarray(b.sum(axis=0)).ravel()
-            pairs = add_pairs(pairs, chunk_pairs(b), dtype)
-    return CoocCounts(n_text, diag, pairs)
+            pairs.add(chunk_pairs(b))
+    return CoocCounts(n_text, diag, pairs.total())
 
 
 def sum_partials(counts: CoocCounts, scratch: Path) -> CoocCounts:
