@@ -81,7 +81,8 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(32, "--k", "-k", help="Active latents per token (on average for batchtopk/matryoshka)."),
         n_tokens: int = typer.Option(1_000_000, "--n-tokens",
                                      help="Training tokens (window tokens, as sparsify counts)."),
-        batch_size: int = typer.Option(8, "--batch-size", help="Windows per optimiser step (and per forward pass)."),
+        batch_size: int = typer.Option(8, "--batch-size", help="Windows per optimiser step (and per forward pass); "
+                                       "under torchrun the global batch, split over the ranks."),
         epochs: float = typer.Option(1.0, "--epochs", help="Passes over the training tokens. Above 1 their "
                                      "activations are computed once into a buffer (WORKSPACE/buffers, reused by "
                                      "later runs) and read again: many steps from few model forwards."),

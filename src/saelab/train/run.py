@@ -64,6 +64,7 @@ from .trainer import DictionaryTrainer, coder_config
 
 log = logging.getLogger(__name__)
 
+
 def window_range(config: TrainConfig, windows: TokenWindows) -> tuple[int, int]:
     """Windows [first, stop) that cover `config.n_tokens` tokens from `config.first_window`."""
     stop = config.first_window + math.ceil(config.n_tokens / windows.ctx_len)
