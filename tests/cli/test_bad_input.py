@@ -309,10 +309,13 @@ ONE_PROCESS = [lambda e: ["match", "--a", DICT, "--b", DICT, "-w", e.ws], lambda
 @pytest.mark.parametrize("argv", ONE_PROCESS, ids=["match", "report", "sfal"])
 def test_a_one_process_command_under_torchrun_is_one_line(argv, env: Env, capsys, monkeypatch):
     """Under torchrun (WORLD_SIZE > 1) a command that does not split its work would run whole on every rank and
-    write the same artifacts: it stops before any work, naming the commands that do run under torchrun."""
+    write the same artifacts: it stops before any work, naming the commands that do run under torchrun (and, as
+    every error under torchrun, the rank that printed it)."""
     monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
     before = tree_hash(env.root)
     command = argv(env)
     code, _, err = _run(capsys, *command)
     assert_one_line(code, err, f"saelab {command[0]} runs in one process, not under torchrun (got WORLD_SIZE=2)")
-    assert "train, cache, eval, compare, cooc, diff" in err and tree_hash(env.root) == before
+    assert err.startswith("error: [rank 1 of 2] saelab") and "train, cache, eval, compare, cooc, diff" in err
+    assert tree_hash(env.root) == before

@@ -147,7 +147,8 @@ def _verbose(args: list[str]) -> bool:
 
 
 def _fail(message: str, code: int, args: list[str]) -> None:
-    """Print `message` as one `error:` line on stderr (after the traceback, with -v) and exit with `code`."""
+    """Print `message` as one `error:` line on stderr (after the traceback, with -v) and exit with `code`. Under
+    torchrun the line names the rank that printed it."""
     from rich.markup import escape  # a message may hold brackets ("org/name[/path]"), never markup
 
     if _verbose(args):
@@ -155,5 +156,8 @@ def _fail(message: str, code: int, args: list[str]) -> None:
 
         traceback.print_exc()
     line = " ".join(message.splitlines())
+    rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE", "1")
+    if rank is not None and world.isdigit() and int(world) > 1:  # torchrun: every rank prints its own error
+        line = f"[rank {rank} of {world}] {line}"
     err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     sys.exit(code)
