@@ -100,23 +100,27 @@ def activations(rng: np.random.Generator,
     return wide, narrow, tokens.astype(np.int32)
 
 
-def write_store(ws: Workspace, name: str, coder: SparseCoder, acts: sp.csr_matrix, tokens_hash: str) -> None:
-    """Write `acts` [n_tok, d_sae] as a saelab latent store (ShardBuilder, manifest, stats)."""
+def write_store(ws: Workspace, name: str, coder: SparseCoder, acts: sp.csr_matrix, tokens_hash: str, *,
+                n_windows: int = N_WINDOWS, ctx: int = CTX, shard: int = SHARD, model: str = "synthetic",
+                block_windows: int = 4) -> None:
+    """Write `acts` [n_windows · ctx, d_sae] as a saelab latent store (ShardBuilder, manifest, stats), densified
+    `block_windows` windows at a time (bounded dense memory: block_windows · ctx × d_sae floats)."""
     from saelab.latents.manifest import dictionary_hash
 
     store = ws.latents(name)
     identity = {"artifact": "latents", "dictionary": name, "dictionary_hash": dictionary_hash(coder),
-                "dictionary_class": "SparseCoder", "hookpoint": coder.cfg.hookpoint, "d_in": D,
-                "d_sae": coder.cfg.d_sae, "model": {"path": "synthetic", "dtype": "float32"},
-                "tokens_hash": tokens_hash, "n_windows": N_WINDOWS, "ctx_len": CTX, "value_dtype": "bfloat16",
-                "shard_windows": SHARD, "batch_size": 8, "excluded": [], "excluded_note": "synthetic: none"}
+                "dictionary_class": "SparseCoder", "hookpoint": coder.cfg.hookpoint, "d_in": coder.cfg.d_in,
+                "d_sae": coder.cfg.d_sae, "model": {"path": model, "dtype": "float32"},
+                "tokens_hash": tokens_hash, "n_windows": n_windows, "ctx_len": ctx, "value_dtype": "bfloat16",
+                "shard_windows": shard, "batch_size": 8, "excluded": [], "excluded_note": "synthetic: none"}
     prepare_store(store, identity, overwrite=True)
     records = {}
-    for s, w0 in enumerate(range(0, N_WINDOWS, SHARD)):
-        b = ShardBuilder(s, w0, w0 + SHARD, coder.cfg.d_sae, CTX, torch.bfloat16)
-        for w in range(w0, w0 + SHARD, 4):  # 4 windows (1,024 rows) at a time: bounded dense memory
-            dense = torch.from_numpy(acts[w * CTX : (w + 4) * CTX].toarray())
-            coords = torch.stack(torch.meshgrid(torch.arange(w, w + 4), torch.arange(CTX), indexing="ij"), -1)
+    for s, w0 in enumerate(range(0, n_windows, shard)):
+        b = ShardBuilder(s, w0, w0 + shard, coder.cfg.d_sae, ctx, torch.bfloat16)
+        for w in range(w0, w0 + shard, block_windows):
+            dense = torch.from_numpy(acts[w * ctx : (w + block_windows) * ctx].toarray())
+            coords = torch.stack(torch.meshgrid(torch.arange(w, w + block_windows), torch.arange(ctx),
+                                                indexing="ij"), -1)
             b.add(dense, coords.reshape(-1, 2))
         records[s] = b.write(store)
     write_manifest(manifest_path(store, 0, 1), records, len(records))

@@ -69,32 +69,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _write_store(ws, name: str, coder, acts: sp.csr_matrix, tokens_hash: str) -> None:
-    """`acts` [n_tok, d_sae] as a saelab latent store, through its own shard writer."""
-    from saelab.latents.manifest import dictionary_hash, finalize_store, manifest_path, prepare_store, write_manifest
-    from saelab.latents.shard import ShardBuilder
-
-    store = ws.latents(name)
-    identity = {"artifact": "latents", "dictionary": name, "dictionary_hash": dictionary_hash(coder),
-                "dictionary_class": "SparseCoder", "hookpoint": coder.cfg.hookpoint, "d_in": D,
-                "d_sae": coder.cfg.d_sae, "model": {"path": "smollm2-135m", "dtype": "float32"},
-                "tokens_hash": tokens_hash, "n_windows": N_WINDOWS, "ctx_len": CTX, "value_dtype": "bfloat16",
-                "shard_windows": SHARD, "batch_size": 8, "excluded": [], "excluded_note": "synthetic: none"}
-    prepare_store(store, identity, overwrite=True)
-    records = {}
-    for s, w0 in enumerate(range(0, N_WINDOWS, SHARD)):
-        b = ShardBuilder(s, w0, w0 + SHARD, coder.cfg.d_sae, CTX, torch.bfloat16)
-        for w in range(w0, w0 + SHARD, 2):  # 2 windows (256 rows) at a time: a bounded dense block
-            dense = torch.from_numpy(acts[w * CTX : (w + 2) * CTX].toarray())
-            coords = torch.stack(torch.meshgrid(torch.arange(w, w + 2), torch.arange(CTX), indexing="ij"), -1)
-            b.add(dense, coords.reshape(-1, 2))
-        records[s] = b.write(store)
-    write_manifest(manifest_path(store, 0, 1), records, len(records))
-    finalize_store(store, identity, len(records))
-
-
 def synthesise_match(root: Path, seed: int = 0) -> None:
     """Dictionaries `wide` (131,072) and `narrow` (16,384) at d 2,304, their stores and token windows."""
+    from match import write_store  # bench/match.py: the same synthetic store writer
     from saelab.coders import CoderConfig, SparseCoder
     from saelab.data.tokens import TokenizeConfig, TokenWindows, hash_tokens, save_token_windows
     from saelab.workspace import Workspace
@@ -132,7 +109,8 @@ def synthesise_match(root: Path, seed: int = 0) -> None:
             if name == "wide":
                 torch.save(c.W_dec[torch.from_numpy(twins)].clone(), root / "twins.pt")
         c.save(ws.dictionary(name))
-        _write_store(ws, name, c, wide_acts if name == "wide" else narrow_acts, cfg["tokens_hash"])
+        write_store(ws, name, c, wide_acts if name == "wide" else narrow_acts, cfg["tokens_hash"], n_windows=N_WINDOWS,
+                    ctx=CTX, shard=SHARD, model="smollm2-135m", block_windows=2)
         del c
 
 

@@ -87,12 +87,6 @@ def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def all_reduce_min(t: torch.Tensor) -> torch.Tensor:
-    if active():
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return t
-
-
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank `src`'s `obj` on every rank (a small picklable value: a decision, a path; never file contents)."""
     if not active():
@@ -189,11 +183,6 @@ def rank_file(name: str, rank: int) -> str:
     return f"{stem}.rank-{rank}.{ext}" if dot else f"{name}.rank-{rank}"
 
 
-__all__ = ["LOCAL", "DataParallel", "Local", "active", "all_gather_objects", "all_reduce_max", "all_reduce_min",
-           "all_reduce_sum", "barrier", "block", "broadcast_object", "data_parallel", "init_from_env", "is_main",
-           "local_device", "rank_and_world", "rank_file"]
-
-
 def collective_device() -> torch.device:
     """Where a tensor must lie for a collective: the current CUDA device under nccl, the CPU otherwise (gloo)."""
     if active() and dist.get_backend() == "nccl":
@@ -235,4 +224,6 @@ def on_main(fn: Callable[[], Any]) -> Any:
     return outcome[1]
 
 
-__all__ += ["collective_device", "max_over_ranks", "on_main", "sum_over_ranks"]
+__all__ = ["LOCAL", "DataParallel", "Local", "active", "all_gather_objects", "all_reduce_max", "all_reduce_sum",
+           "barrier", "block", "broadcast_object", "collective_device", "data_parallel", "init_from_env", "is_main",
+           "local_device", "max_over_ranks", "on_main", "rank_and_world", "rank_file", "sum_over_ranks"]

@@ -77,8 +77,26 @@ def test_torchrun_two_ranks_write_the_counts_of_one_process(synthetic, tmp_path)
 
 
 
+def pair_scores(upper, latent_counts: np.ndarray, n: int, measure) -> np.ndarray:
+    """The straightforward method: float64 [d, d] scores of every co-occurring pair, both triangles, −inf where
+    a pair never co-occurs (a score of exactly 0 stays a neighbour)."""
+    coo = upper.tocoo()
+    dense = np.full(upper.shape, -np.inf)
+    dense[coo.row, coo.col] = dense[coo.col, coo.row] = measure(coo.data, latent_counts[coo.row],
+                                                                 latent_counts[coo.col], n)
+    return dense
+
+
+def top_k_rows(dense: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k largest scores of the whole matrix at once (float32, as the neighbours file stores them)."""
+    from saelab.cooc.metrics import top_k_dense
+
+    index, value = top_k_dense(dense, k)
+    return index, value.astype(np.float32)
+
+
 def test_blockwise_neighbours_equal_the_scored_matrix(synthetic):
-    from saelab.cooc.metrics import MEASURES, pair_scores, top_k_neighbours, top_k_rows
+    from saelab.cooc.metrics import MEASURES, top_k_neighbours
 
     ws = load_token_windows(synthetic / "tokens")
     counts, _ = count(CoocConfig(k=8), LatentStore(synthetic / "latents" / "synth"), ws)

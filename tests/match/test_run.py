@@ -16,20 +16,8 @@ from saelab.match import FeatureMatcher, MatchConfig, activation_moments, load_c
 from saelab.workspace import Workspace
 
 from ..latents.fixtures import tiny_lm
-from .synthetic import build, coder
-from .workspaces import copy_dictionary, make_workspace, saved_windows
-
-SAME_HOOK = {"narrow": ("narrow", "model.layers.1"), "wide": ("wide", "model.layers.1")}
-
-
-@pytest.fixture(scope="module")
-def truth():
-    return build()
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory, truth):
-    return make_workspace(tmp_path_factory.mktemp("ws"), truth, SAME_HOOK)
+from .synthetic import coder
+from .workspaces import SAME_HOOK, copy_dictionary, make_workspace, saved_windows
 
 
 @pytest.fixture(scope="module")

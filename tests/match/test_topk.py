@@ -18,21 +18,9 @@ from saelab.match.index import MatchIndex, Side
 from saelab.match.similarity import cosine_topk, pair_pearson, pearson_topk
 from saelab.match.topk import top_of_dense
 
-from .synthetic import build, coder
-from .workspaces import make_workspace
+from .synthetic import coder
 
-SAME_HOOK = {"narrow": ("narrow", "model.layers.1"), "wide": ("wide", "model.layers.1")}
 SPARSE = MatchConfig(dense_limit=1, candidates=8)
-
-
-@pytest.fixture(scope="module")
-def truth():
-    return build()
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory, truth):
-    return make_workspace(tmp_path_factory.mktemp("ws"), truth, SAME_HOOK)
 
 
 def test_cosine_topk_holds_each_rows_and_columns_largest_entries():

@@ -15,6 +15,9 @@ from saelab.workspace import Workspace
 from ..latents.fixtures import SPECIAL, tiny_lm, tiny_windows
 from .synthetic import Truth, coder
 
+SAME_HOOK = {"narrow": ("narrow", "model.layers.1"), "wide": ("wide", "model.layers.1")}
+"""Both synthetic dictionaries at the same hookpoint: decoder cosine applies."""
+
 
 def saved_windows(ws: Workspace, seed: int = 0) -> TokenWindows:
     """tiny_windows with a complete cfg.json, written to `ws.tokens`."""

@@ -134,8 +134,6 @@ def _write_shards(base: LoadedModel, target: LoadedModel, windows: TokenWindows,
                 save_file({"base": acts["base"][layer], "target": acts["target"][layer], **meta}, str(tmp))
 
 
-
-
 def _same_model(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """The same weights (an artifact written before weights were recorded: the same path)."""
     return old["weights"] == new["weights"] if "weights" in old else old["path"] == new["path"]

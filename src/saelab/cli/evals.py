@@ -37,12 +37,6 @@ def _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, m
     return ws, config, lm, load_token_windows(ws.tokens)
 
 
-def _is_main() -> bool:
-    from ..distributed import is_main
-
-    return is_main()
-
-
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_(dict_: str = typer.Option(..., "--dict", "-d", help=f"Dictionary: {DICT_HELP}."),
@@ -77,6 +71,7 @@ def register(app: typer.Typer) -> None:
         With --ground-truth DIR, a dictionary trained on synthetic activations (`saelab train --synthetic DIR`)
         is scored against the features that generated them."""
         from .._io import check_output_dir
+        from ..distributed import is_main
         from ..evals import run_eval
         from . import console
 
@@ -97,7 +92,7 @@ def register(app: typer.Typer) -> None:
             return
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
         m = run_eval(dict_, ws, lm, windows, config, out_dir=out, selector=sel, overwrite=overwrite)
-        if not _is_main():
+        if not is_main():
             return
         if m.get("reused"):
             console.print(f"{m['out_dir']} holds this evaluation already; shown as stored (--overwrite recomputes "
@@ -128,6 +123,7 @@ def register(app: typer.Typer) -> None:
         """Compare two dictionaries (or one and a dense baseline) on the same tokens: a side-by-side table with a winner
         per metric."""
         from .._io import check_output_dir
+        from ..distributed import is_main
         from ..errors import ConfigError
         from ..evals import compare as run_compare
         from ..evals.reconstructors import parse_dense_spec
@@ -143,7 +139,7 @@ def register(app: typer.Typer) -> None:
         ws, config, lm, windows = _setup(workspace, model, dtype, device, n_tokens, ce_n_tokens, batch_size, metrics)
         r = run_compare(a, b, ws, lm, windows, output_dir, config, names=pair, selector=sel,  # type: ignore[arg-type]
                         overwrite=overwrite)
-        if not _is_main():
+        if not is_main():
             return
         if r.get("reused"):
             console.print(f"{output_dir} holds this comparison already; shown as stored (--overwrite recomputes it)")

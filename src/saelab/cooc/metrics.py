@@ -49,16 +49,6 @@ def npmi(n11: np.ndarray, ni: np.ndarray, nj: np.ndarray, n: int) -> np.ndarray:
 MEASURES: dict[str, Measure] = {"phi": phi, "jaccard": jaccard, "npmi": npmi}
 
 
-def pair_scores(upper: sp.csr_matrix, latent_counts: np.ndarray, n: int, measure: Measure) -> sp.csr_matrix:
-    """float64 [d_sae, d_sae], symmetric, non-zero only where `upper` (strict upper triangle
-    of C) has a co-occurring pair. Each pair is scored once, then mirrored."""
-    coo = upper.tocoo()
-    data = measure(coo.data, latent_counts[coo.row], latent_counts[coo.col], n)
-    # built from both triangles at once: a sum would drop pairs whose score is exactly 0
-    return sp.coo_matrix((np.r_[data, data], (np.r_[coo.row, coo.col], np.r_[coo.col, coo.row])),
-                         shape=upper.shape).tocsr()
-
-
 def top_k_dense(dense: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row of `dense` [r, c], the k largest finite entries, largest first (ties: lower
     column first; −inf = not a candidate). Returns (index int32 [r, k] padded with −1,
@@ -83,30 +73,11 @@ def top_k_dense(dense: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return index, value
 
 
-def top_k_rows(scores: sp.csr_matrix, k: int, block_bytes: int = 256 << 20) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of a sparse matrix, the k largest STORED entries, largest first (ties: lower
-    column first), in dense row blocks of at most `block_bytes`.
-
-    Returns (index int32 [d, k] padded with −1, score float32 [d, k] padded with NaN)."""
-    d, n_cols = scores.shape
-    index = np.full((d, k), -1, np.int32)
-    value = np.full((d, k), np.nan, np.float32)
-    step = max(1, block_bytes // (8 * max(n_cols, 1)))
-    for r0 in range(0, d, step):
-        r1 = min(d, r0 + step)
-        lo, hi = scores.indptr[r0], scores.indptr[r1]
-        dense = np.full((r1 - r0, n_cols), -np.inf)  # [rows, d]: −inf = not a neighbour
-        dense[np.repeat(np.arange(r1 - r0), np.diff(scores.indptr[r0 : r1 + 1])), scores.indices[lo:hi]] = \
-            scores.data[lo:hi]
-        index[r0:r1], value[r0:r1] = top_k_dense(dense, k)
-    return index, value
-
-
 def top_k_neighbours(upper: sp.csr_matrix, latent_counts: np.ndarray, n: int, k: int,
                      measures: dict[str, Measure] = MEASURES,
                      block_bytes: int = 256 << 20) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per measure, per latent, the k co-occurring latents of largest score, largest first (ties: lower column
-    first): what `top_k_rows(pair_scores(...))` returns, without the symmetric float64 score matrix. Rows are
+    first), without the symmetric float64 score matrix of every pair. Rows are
     scored a block at a time from the pairs (`upper`) and their transpose, in dense [rows, d_sae] float64
     blocks of at most `block_bytes`. Memory: twice the pairs plus one block.
 
@@ -120,7 +91,7 @@ def top_k_neighbours(upper: sp.csr_matrix, latent_counts: np.ndarray, n: int, k:
         parts = [(np.repeat(np.arange(r0, r1), np.diff(m.indptr[r0 : r1 + 1])),
                   m.indices[m.indptr[r0] : m.indptr[r1]], m.data[m.indptr[r0] : m.indptr[r1]]) for m in (upper, lower)]
         row, col, n11 = (np.concatenate(a) for a in zip(*parts))
-        i, j = np.minimum(row, col), np.maximum(row, col)  # each pair scored as (i < j), as pair_scores does
+        i, j = np.minimum(row, col), np.maximum(row, col)  # each pair scored once, as (i < j)
         for name, measure in measures.items():
             dense = np.full((r1 - r0, d), -np.inf)  # [rows, d]: −inf = not a neighbour
             dense[row - r0, col] = measure(n11, latent_counts[i], latent_counts[j], n)

@@ -204,17 +204,17 @@ def _run_stages(run: _Run, coder_file: Any, client: Any, report_format: ReportFo
     out, skip = run.out, run.skip
     acts = _stage_activations(run)
     run.layers = acts.layers
+    coders: dict[int, Any] = {}
     if rank_and_world()[1] > 1:
         # under torchrun the stages that split across ranks come first (paired activations: each rank its block
         # of shards; every layer's crosscoder: data-parallel); then rank 0 alone goes on, the others are done
-        for layer in run.layers:
-            _stage_crosscoder(run, acts, layer, coder_file)
+        coders = {layer: _stage_crosscoder(run, acts, layer, coder_file) for layer in run.layers}
         if not is_main():
             return DiffResult(out, run.layers, [], run.seconds, run.done)
     _write_run_config(run, acts, coder_file)
     _stage_sweep(run, acts)
     for layer in run.layers:
-        coder = _stage_crosscoder(run, acts, layer, coder_file)
+        coder = coders[layer] if layer in coders else _stage_crosscoder(run, acts, layer, coder_file)
         if coder is None:
             continue
         store = _stage_features(run, acts, layer, coder)
@@ -334,8 +334,6 @@ def _stage_crosscoder(run: _Run, acts: PairedActivations, layer: int, coder_file
     coder, status = run.timed("crosscoder", lambda: run.replacing(f"layer {layer} crosscoder", path, lambda resume: (
         train_or_resume(batches, cc, acts, layer, path, hookpoint, run.progress, resume=resume,
                         heldout=heldout_rows(acts, layer, held)))))
-    if run.done.get("crosscoder") == "ran" and status == "resumed":
-        return coder  # rank 0 under torchrun, back for the coder its ranks trained a moment ago
     run.done["crosscoder"] = status
     if status == "ran":
         run.emit(f"crosscoder layer {layer}: {coder.d_sae:,} latents trained in {run.seconds['crosscoder']:.0f} s")

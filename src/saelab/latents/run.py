@@ -43,11 +43,6 @@ class _Target:
         self.param_dtype = next(iter(coder.state_dict().values())).dtype
 
 
-def _barrier(world: int) -> None:
-    if world > 1:
-        barrier()
-
-
 def _identity(name: str, coder: Encoder, hookpoint: str, lm: LoadedModel, windows: TokenWindows,
               config: CacheConfig, n_windows: int) -> dict[str, Any]:
     ident = {
@@ -216,7 +211,7 @@ def _run_locked(config: CacheConfig, lm: LoadedModel, windows: TokenWindows, tar
     if rank == 0:
         for t in targets:
             prepare_store(t.store, t.identity, overwrite)
-    _barrier(world)
+    barrier()
     mine = _block(n_shards, rank, world)
     for t in targets:
         t.done = {i: r for i, r in finished_shards(t.store).items() if (t.store / r.file).exists()}
@@ -229,9 +224,9 @@ def _run_locked(config: CacheConfig, lm: LoadedModel, windows: TokenWindows, tar
             log.warning("interrupted: %s keeps %d of %d shards (a rerun of the same command resumes there)",
                         t.store, len(t.done), n_shards)
         raise
-    _barrier(world)
+    barrier()
     if rank == 0:
         for t in targets:
             totals = finalize_store(t.store, t.identity, n_shards)
             log.info("%s: %s", t.name, totals)
-    _barrier(world)
+    barrier()

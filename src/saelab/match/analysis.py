@@ -28,7 +28,7 @@ from .assignment import ManyToOne, OneToOne, assign, chance_level, coverage_curv
 from .config import MatchConfig
 from .families import Family, families_from_candidates, family_activation_stats, find_families
 from .index import MatchIndex
-from .similarity import activation_moments, cosine_best, cosine_matrix, cosine_topk, pair_cosines, pearson, pearson_topk
+from .similarity import correlation_scores, cosine_best, cosine_matrix, cosine_topk, pair_cosines
 from .topk import TopK
 
 log = logging.getLogger(__name__)
@@ -69,20 +69,15 @@ class MatchAnalysis:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def is_dense(n_a: int, n_b: int, config: MatchConfig) -> bool:
-    """Whether a match of n_a × n_b latents holds its all-pairs scores as one dense matrix."""
-    return n_a * n_b <= config.dense_limit
-
-
 def decoder_scores(dec_a: np.ndarray, dec_b: np.ndarray, config: MatchConfig) -> np.ndarray | TopK:
     """Cosines of two sets of unit rows: dense up to the dense limit, else each row's and column's top k."""
-    if is_dense(dec_a.shape[0], dec_b.shape[0], config):
+    if config.is_dense(dec_a.shape[0], dec_b.shape[0]):
         return cosine_matrix(dec_a, dec_b, config.block_size)
     return cosine_topk(dec_a, dec_b, config.candidates, config.block_size)
 
 
 def _primary(index: MatchIndex, config: MatchConfig) -> tuple[str, np.ndarray | TopK]:
-    if not is_dense(index.a.d_sae, index.b.d_sae, config) and config.assignment != "hungarian":
+    if not config.is_dense(index.a.d_sae, index.b.d_sae) and config.assignment != "hungarian":
         raise ConfigError(f"MatchConfig.assignment: got {config.assignment!r} for {index.a.d_sae:,} × "
                           f"{index.b.d_sae:,} latents, above dense_limit {config.dense_limit:,}; sinkhorn needs the "
                           "dense matrix: use 'hungarian' (on the candidate graph), or raise dense_limit.")
@@ -101,10 +96,7 @@ def _baseline(index: MatchIndex, primary: str, config: MatchConfig) -> tuple[str
         null = decoder_scores(index.dec_a, rotated, config)
         how = "decoder rows of B rotated by a random orthogonal matrix"
     else:
-        a, b = index.a.store, index.b.store
-        null = (pearson(activation_moments(a, b, shuffle_seed=config.seed))
-                if is_dense(index.a.d_sae, index.b.d_sae, config)
-                else pearson_topk(a, b, config.candidates, config.block_size, shuffle_seed=config.seed))
+        null = correlation_scores(index.a.store, index.b.store, config, shuffle_seed=config.seed)
         how = "windows of B shuffled within each shard (firing rates kept, token alignment broken)"
     return how, assign(null, config.assignment).score
 

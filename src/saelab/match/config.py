@@ -73,6 +73,10 @@ class MatchConfig:
     candidates: int = 32
     """Partners kept per latent, on either side, above `dense_limit`."""
 
+    def is_dense(self, n_a: int, n_b: int) -> bool:
+        """Whether a match of n_a × n_b latents holds its all-pairs scores as one dense matrix."""
+        return n_a * n_b <= self.dense_limit
+
     def __post_init__(self) -> None:
         for name in ("same_threshold", "novel_threshold", "strong_jaccard", "weak_jaccard", "family_min_weight",
                      "family_min_recon", "family_min_union_jaccard", "family_max_cofire",

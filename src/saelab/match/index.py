@@ -29,7 +29,7 @@ from ..latents.source import has_dictionary, load_store_dictionary
 from ..latents.store import LatentStore
 from ..workspace import Workspace
 from .config import MatchConfig
-from .similarity import activation_moments, pair_pearson, pearson, pearson_topk, unit_rows, windows_mismatch
+from .similarity import correlation_scores, pair_pearson, unit_rows, windows_mismatch
 from .top_tokens import top_token_ids
 from .topk import TopK
 
@@ -168,9 +168,7 @@ class MatchIndex:
             reasons["activation_correlation"] = corr_reason
         else:
             t0 = time.perf_counter()
-            corr = (pearson(activation_moments(a.store, b.store))  # type: ignore[arg-type]
-                    if a.d_sae * b.d_sae <= config.dense_limit
-                    else pearson_topk(a.store, b.store, config.candidates, config.block_size))  # type: ignore[arg-type]
+            corr = correlation_scores(a.store, b.store, config)  # type: ignore[arg-type]
             log.info("activation correlation %d × %d in %.1f s", a.d_sae, b.d_sae, time.perf_counter() - t0)
         top_a = top_b = None
         if tokens is not None and a.store is not None and b.store is not None:

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from ..latents.store import LatentStore
+from .config import MatchConfig
 from .topk import TopK, TopKAccumulator
 
 log = logging.getLogger(__name__)
@@ -248,6 +249,15 @@ def pearson_topk(a: LatentStore, b: LatentStore, k: int, block: int = 4096,
         for s in range(0, hi - lo, 512):
             acc.add(lo + s, torch.from_numpy(_pearson_rows(m, lo + s, cross[s : s + 512])))
     return acc.result()
+
+
+def correlation_scores(a: LatentStore, b: LatentStore, config: MatchConfig,
+                       shuffle_seed: int | None = None) -> np.ndarray | TopK:
+    """Pearson r of every latent pair: the dense [d_a, d_b] matrix up to `config.dense_limit` entries, else each
+    latent's `config.candidates` best (`pearson_topk`). shuffle_seed: as in `activation_moments`."""
+    if config.is_dense(a.d_sae, b.d_sae):
+        return pearson(activation_moments(a, b, shuffle_seed=shuffle_seed))
+    return pearson_topk(a, b, config.candidates, config.block_size, shuffle_seed=shuffle_seed)
 
 
 def pair_pearson(a: LatentStore, b: LatentStore, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
