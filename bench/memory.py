@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,20 +32,14 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from activations import cpu_name  # bench/activations.py, as bench/diff.py does
+
 ROOT = Path(__file__).resolve().parents[1]
 GB = 1e9
 HEADROOM = 2 * GB
 """An auto-interp run may take the explainer's weights plus this much."""
 STREAMING = ("train", "cache", "evals", "cooc + sfal", "diff", "diff (no naming)")
 """Stages whose peak must not grow with tokens."""
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what `platform` knows: benchmarks say which machine they ran on."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 # -- children: each stage in its own process ----------------------------------------------------------------

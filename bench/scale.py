@@ -396,7 +396,8 @@ def estimate(stages: dict, match: dict | None, name: str, d_sae: int) -> dict:
             "train": (model_bytes + n_params * 4 * 4 + d * d_sae * 4
                       + BATCH_WINDOWS * CTX_LEN * d_sae * 4 * 2) / 1e9,
             "cache": (model_bytes + n_params * 4 + BATCH_WINDOWS * CTX_LEN * d_sae * 4) / 1e9,
-            "match_vs_16k": (2 * n_params * 4) / 1e9 + 0.3,  # SparseCoder.load holds the weights twice
+            # A's fp32 weights, then its unit decoder rows and the encoder-cosine copies: about the weights again
+            "match_vs_16k": (2 * n_params * 4) / 1e9 + 0.3,
             "cooc_window_level_dense_bound": d_sae * (d_sae - 1) / 2 * 12 / 1e9},
         "hours_cpu": {k: v / 3600 for k, v in cpu_s.items()},
         "hours_1gpu": {k: v / 3600 for k, v in gpu1.items()},
@@ -438,8 +439,8 @@ ASSUMPTIONS = {
             "token (only with epochs > 1 or steps); checkpoint: 3 × the dictionary in fp32 (weights, 2 Adam moments)",
     "memory": "train: model bf16 to the hookpoint + 16 B × 2·d·d_sae (weights, grads, Adam) + the initial decoder "
               "copy + two [2048, d_sae] fp32 batch arrays; cache: model + fp32 coder + one dense [2048, d_sae] "
-              "latents batch; match: 2 × A's fp32 weights (SparseCoder.load) + 0.3 GB (measured 5.2 GB at "
-              "131,072 × 16,384, d 2,304)",
+              "latents batch; match: 2 × A's fp32 weights (the weights, then unit decoder rows and encoder-cosine "
+              "copies of about their size) + 0.3 GB (measured 5.18 GB at 131,072 × 16,384, d 2,304)",
 }
 
 

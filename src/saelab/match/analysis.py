@@ -7,11 +7,11 @@ many-to-one partners, families and classes are the same as from the dense matrix
 need only each narrow latent's top `family_candidates` ≤ `candidates`); the one-to-one
 assignment and the random baseline's are solved on the candidate graph (assignment.py says
 where that can differ). Measured peak RSS of `saelab match` at 131,072 × 16,384, d = 2,304,
-decoder cosine and activation correlation on small stores (bench/scale.py): 5.2 GB, of which the
-load of the 131,072-latent coder (2 × its 2.4 GB of fp32 weights, in `SparseCoder.load`) sets the peak;
-the match itself holds the weights, the unit decoder rows of both sides (1.4 GB), one [block, n_b] float32
-product (0.27 GB at block 4,096) and the candidates (≈ 0.1 GB). A dense matrix would be 8.6 GB, twice
-(scores and baseline), and linear_sum_assignment copies it to float64 (17 GB).
+decoder cosine and activation correlation on small stores (bench/scale.py): 5.18 GB. The match
+holds the 131,072-latent coder's fp32 weights (2.4 GB, loaded once), the unit decoder rows of both sides
+(1.4 GB), one [block, n_b] float32 product (0.27 GB at block 4,096) and the candidates (≈ 0.1 GB).
+A dense matrix would be 8.6 GB, twice (scores and baseline), and linear_sum_assignment copies it to
+float64 (17 GB).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ rebuild them. cfg.json records the hashes of what each page was built from.
 Memory: nothing here is d_a × d_b. Per dictionary, its latent table and frequencies (O(d_sae) rows) and its
 coder (decoder directions of the pages); a match is read from latents.parquet (n_a + n_b rows). Measured peak
 RSS on a workspace with a 131,072- and a 16,384-latent dictionary at d 2,304 and their match
-(bench/scale.py): 5.2 GB, set by loading the larger coder (`SparseCoder.load` holds its 2.4 GB of fp32
-weights twice while loading).
+(bench/scale.py): 3.02 GB, most of it the larger coder's 2.4 GB of fp32 weights (5.17 GB while
+`SparseCoder.load` still held them twice).
 """
 
 from __future__ import annotations
